@@ -1,0 +1,29 @@
+"""Serve Django functions over zerorpc and call zerorpc services from Django.
+
+The public names are imported lazily (PEP 562): ``python -m
+django_zrpc.launcher`` imports this package before it monkey-patches the
+process with gevent, so importing it must not pull in Django, zerorpc or a
+database driver.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "rpc": "django_zrpc.registry",
+    "RemoteError": "django_zrpc.exceptions",
+    "LostRemote": "django_zrpc.exceptions",
+    "TimeoutExpired": "django_zrpc.exceptions",
+}
+
+__all__ = ["LostRemote", "RemoteError", "TimeoutExpired", "__version__", "rpc"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'django_zrpc' has no attribute {name!r}")

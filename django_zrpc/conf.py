@@ -1,0 +1,57 @@
+"""django_zrpc's settings: defaults in one place, read at call time, never at import.
+
+Lookup order for every name: the project's ``settings.ZRPC_<NAME>`` if set,
+else the default below. ``ZRPC_MIDDLEWARE``'s default depends on what is
+installed and configured, so it is computed when read.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # Where `runrpc` listens when no addrport is given (runserver's grammar).
+    "ADDRPORT": "127.0.0.1:4242",
+    # Seconds between zerorpc heartbeats; a peer silent for 2 periods is lost.
+    "HEARTBEAT": 5.0,
+    # The most calls served at once; each may hold one database connection.
+    "CONCURRENCY": 100,
+    # Name reported by _zerorpc_name and _zerorpc_ping; None: the project's.
+    "SERVER_NAME": None,
+    # Dotted paths of server middleware; None: see default_middleware().
+    "MIDDLEWARE": None,
+}
+
+DB_MIDDLEWARE = "django_zrpc.middleware.CloseOldConnectionsMiddleware"
+SENTRY_MIDDLEWARE = "django_zrpc.contrib.sentry.SentryMiddleware"
+RAVEN_MIDDLEWARE = "django_zrpc.contrib.raven.RavenMiddleware"
+
+
+def get(name: str) -> Any:
+    """Return the setting ``ZRPC_<name>`` or its default."""
+    if name not in DEFAULTS:
+        raise KeyError(f"{name!r} is not a django_zrpc setting; known: {', '.join(DEFAULTS)}.")
+    value = getattr(settings, f"ZRPC_{name}", DEFAULTS[name])
+    if name == "MIDDLEWARE" and value is None:
+        return default_middleware()
+    if name == "SERVER_NAME" and value is None:
+        return settings.SETTINGS_MODULE or "django_zrpc"
+    return value
+
+
+def default_middleware() -> list[str]:
+    """Return the middleware used when ``ZRPC_MIDDLEWARE`` is not set.
+
+    The database middleware always; Sentry's when sentry-sdk is installed (it
+    switches itself off unless ``sentry_sdk.init()`` ran); raven's when
+    ``RAVEN_CONFIG`` is set.
+    """
+    middleware = [DB_MIDDLEWARE]
+    if importlib.util.find_spec("sentry_sdk") is not None:
+        middleware.append(SENTRY_MIDDLEWARE)
+    if getattr(settings, "RAVEN_CONFIG", None):
+        middleware.append(RAVEN_MIDDLEWARE)
+    return middleware

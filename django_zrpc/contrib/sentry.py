@@ -1,0 +1,43 @@
+"""Report exceptions raised by RPC functions to Sentry with sentry-sdk.
+
+Configure sentry-sdk as usual (``sentry_sdk.init(...)`` in settings.py); this
+middleware is in the default ``ZRPC_MIDDLEWARE`` whenever sentry-sdk is
+installed, and switches itself off when ``sentry_sdk.init()`` did not run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
+
+try:
+    import sentry_sdk
+    from sentry_sdk.utils import event_from_exception
+except ImportError as err:  # pragma: no cover - exercised without the extra
+    raise ImproperlyConfigured(
+        'django_zrpc.contrib.sentry needs sentry-sdk: pip install "django-zrpc[sentry]"'
+    ) from err
+
+
+class SentryMiddleware:
+    """Capture every exception an RPC function raises, tagged with its RPC name."""
+
+    def __init__(self) -> None:
+        if not sentry_sdk.get_client().is_active():
+            raise MiddlewareNotUsed("sentry_sdk.init() was not called.")
+
+    def server_inspect_exception(
+        self, request_event: Any, reply_event: Any, task_context: Any, exc_info: Any
+    ) -> None:
+        client = sentry_sdk.get_client()
+        with sentry_sdk.isolation_scope() as scope:
+            scope.set_tag("rpc", request_event.name)
+            scope.set_transaction_name(f"rpc {request_event.name}")
+            scope.set_context("rpc", {"name": request_event.name, "context": task_context})
+            event, hint = event_from_exception(
+                tuple(exc_info),  # zerorpc passes a list
+                client_options=client.options,
+                mechanism={"type": "django_zrpc", "handled": False},
+            )
+            sentry_sdk.capture_event(event, hint=hint)

@@ -1,0 +1,31 @@
+"""Every exception django_zrpc raises, and zerorpc's, re-exported.
+
+Configuration mistakes subclass Django's ``ImproperlyConfigured`` so that they
+stop startup the way a bad setting does. zerorpc's exceptions are re-exported
+unchanged, so ``except zerorpc.RemoteError`` and ``except
+django_zrpc.RemoteError`` catch the same thing.
+"""
+
+from django.core.exceptions import ImproperlyConfigured
+from zerorpc.exceptions import LostRemote, RemoteError, TimeoutExpired
+
+__all__ = [
+    "DuplicateRPCName",
+    "InvalidRPCName",
+    "LostRemote",
+    "RemoteError",
+    "TimeoutExpired",
+    "ZRPCConfigurationError",
+]
+
+
+class ZRPCConfigurationError(ImproperlyConfigured):
+    """A ``ZRPC_*`` setting or a registration is wrong; the message says how."""
+
+
+class InvalidRPCName(ZRPCConfigurationError):
+    """A function was registered under a name zerorpc cannot route."""
+
+
+class DuplicateRPCName(ZRPCConfigurationError):
+    """Two different functions were registered under the same name."""

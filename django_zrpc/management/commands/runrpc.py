@@ -1,0 +1,205 @@
+"""``manage.py runrpc [addrport]``: serve the registered RPC functions on gevent.
+
+Shaped like runserver: ``handle`` parses and validates (``CommandError``),
+``run`` starts the autoreloader or not, ``inner_run`` checks and serves.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import socket
+import sys
+from datetime import datetime
+from typing import Any
+
+import django
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
+from django.utils import autoreload
+from gevent import monkey
+
+import django_zrpc
+from django_zrpc import conf
+from django_zrpc.addrport import AddrPort, parse_addrport
+
+LAUNCHER = "django_zrpc.launcher"
+
+
+class Command(BaseCommand):
+    help = "Serve the project's registered RPC functions over zerorpc, on gevent."
+
+    # Checks run in inner_run, as runserver does, so the autoreloader's child
+    # reports them after every restart.
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "addrport",
+            nargs="?",
+            help="Port, or ipaddr:port, to listen on (default: ZRPC_ADDRPORT, 127.0.0.1:4242).",
+        )
+        parser.add_argument(
+            "--heartbeat",
+            type=float,
+            help="Seconds between heartbeats; a caller silent for two is lost "
+            "(default: ZRPC_HEARTBEAT, 5).",
+        )
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            help="The most calls served at once (default: ZRPC_CONCURRENCY, 100).",
+        )
+        parser.add_argument(
+            "--noreload",
+            action="store_false",
+            dest="use_reloader",
+            help="Do not restart the server when code changes.",
+        )
+        parser.add_argument("--skip-checks", action="store_true", help="Skip system checks.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        options["addrport"] = self._parse_addrport(options["addrport"])
+        for name in ("heartbeat", "concurrency"):
+            value = options[name]
+            if value is not None and not value > 0:
+                raise CommandError(f"--{name} must be greater than 0, not {value!r}.")
+        if not monkey.is_module_patched("socket"):
+            self._relaunch_patched()
+        self.run(**options)
+
+    def _parse_addrport(self, value: str | None) -> AddrPort:
+        try:
+            return parse_addrport(value if value is not None else conf.get("ADDRPORT"))
+        except ValueError as err:
+            raise CommandError(str(err)) from err
+
+    def _relaunch_patched(self) -> None:
+        """Replace this process with one that gevent patches before Django loads.
+
+        Patching after Django and the database driver are imported leaves
+        them blocking the loop, so calls would run one at a time.
+        """
+        if not getattr(self, "_called_from_command_line", False):
+            raise CommandError(
+                "runrpc must run in a process that gevent monkey-patched before "
+                "importing Django; run it as `python manage.py runrpc`, not through "
+                "call_command()."
+            )
+        env = dict(os.environ)
+        # `python manage.py` put manage.py's folder first on sys.path; keep it
+        # importable from the new interpreter, which starts with `-m`.
+        script_dir = os.path.abspath(sys.path[0] or os.curdir)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [script_dir, env.get("PYTHONPATH")]))
+        argv = [sys.executable, *(f"-W{o}" for o in sys.warnoptions), "-m", LAUNCHER, *sys.argv]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, argv, env)
+
+    def run(self, **options: Any) -> None:
+        if options["use_reloader"]:
+            autoreload.run_with_reloader(self.inner_run, **options)
+        else:
+            self.inner_run(**options)
+
+    def inner_run(self, *args: Any, **options: Any) -> None:
+        # Errors raised before the reloader's first run, e.g. in rpcs.py.
+        autoreload.raise_last_exception()
+        from django_zrpc.server import build_server
+
+        _ensure_log_handler()
+        if not options["skip_checks"]:
+            self.stdout.write("Performing system checks...\n\n")
+            self.check(display_num_errors=True)
+        self.check_migrations()
+        # The checks ran queries in this greenlet, which never serves a call:
+        # do not hold its connection for the server's lifetime.
+        connections.close_all()
+
+        addrport: AddrPort = options["addrport"]
+        server = build_server(heartbeat=options["heartbeat"], concurrency=options["concurrency"])
+        try:
+            endpoint = self._bind(server, addrport)
+        except CommandError as err:
+            server.close()
+            self._fail(str(err), options["use_reloader"])
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            _install_stop_handler(signum, server)
+        self._print_banner(endpoint, server, options)
+        try:
+            server.run()
+        finally:
+            server.close()
+        self.stdout.write("Server stopped.\n")
+        self.stdout.flush()
+        if options["use_reloader"]:
+            # Under the autoreloader the server runs beside the file watcher,
+            # which never returns; leave the process ourselves.
+            os._exit(0)
+
+    def _bind(self, server: Any, addrport: AddrPort) -> str:
+        import zmq
+
+        host = addrport.host
+        if not addrport.ipv6 and not _is_ip(host):
+            try:
+                host = str(socket.getaddrinfo(host, addrport.port, type=socket.SOCK_STREAM)[0][4][0])
+            except OSError as err:
+                raise CommandError(f"Cannot resolve host {addrport.host!r}: {err}.") from err
+        endpoint = AddrPort(host, addrport.port, ipv6=":" in host).endpoint
+        try:
+            server.bind(endpoint)
+        except zmq.ZMQError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise CommandError(f"Port {addrport.port} on {host} is already in use.") from err
+            raise CommandError(f"Cannot listen on {endpoint}: {err}.") from err
+        return endpoint
+
+    def _fail(self, message: str, use_reloader: bool) -> None:
+        if not use_reloader:
+            raise CommandError(message)
+        # Like runserver: an exception here would only end the reloader's
+        # server thread and leave the process hanging.
+        self.stderr.write(f"Error: {message}")
+        os._exit(1)
+
+    def _print_banner(self, endpoint: str, server: Any, options: dict[str, Any]) -> None:
+        quit_command = "CTRL-BREAK" if sys.platform == "win32" else "CONTROL-C"
+        self.stdout.write(
+            f"{datetime.now().strftime('%B %d, %Y - %X')}\n"
+            f"Django version {django.get_version()}, django-zrpc {django_zrpc.__version__}, "
+            f"using settings {settings.SETTINGS_MODULE!r}\n"
+            f"Serving {len(server.function_names)} RPC functions at {endpoint} "
+            f"(heartbeat {server.heartbeat}s, concurrency {server.concurrency})\n"
+            f"Quit the server with {quit_command}.\n"
+        )
+        self.stdout.flush()
+
+
+def _install_stop_handler(signum: int, server: Any) -> None:
+    import gevent
+
+    gevent.signal_handler(signum, server.stop)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET, host)
+    except OSError:
+        return False
+    return True
+
+
+def _ensure_log_handler() -> None:
+    """Show the per-call log at INFO unless the project's LOGGING handles it."""
+    logger = logging.getLogger("django_zrpc")
+    if logger.hasHandlers():
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)

@@ -1,0 +1,34 @@
+"""Server middleware that keeps Django healthy around every RPC call.
+
+A middleware is an object whose method names are zerorpc's hook names
+(``server_before_exec``, ``server_after_exec``, ``server_inspect_exception``,
+...), plus django_zrpc's ``server_after_call``. ``ZRPC_MIDDLEWARE`` lists them
+by dotted path; each is instantiated once with no arguments, and may raise
+``django.core.exceptions.MiddlewareNotUsed`` to switch itself off.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import close_old_connections
+
+
+class CloseOldConnectionsMiddleware:
+    """Close unusable or obsolete DB connections before and after every call.
+
+    This is what Django does around every HTTP request (``request_started`` and
+    ``request_finished``). It honours ``CONN_MAX_AGE``: with 0 no connection
+    outlives its call; with more, the worker's connection is reused until it
+    is too old, broken, or was left in a bad transaction state. With
+    ``CONN_HEALTH_CHECKS = True`` a persistent connection that the database
+    dropped is replaced before the next call uses it.
+    """
+
+    def server_before_exec(self, request_event: Any) -> None:
+        close_old_connections()
+
+    def server_after_call(self, request_event: Any) -> None:
+        # After the reply or error is sent, also for streams (after their last
+        # item) and for calls whose caller was lost mid-call.
+        close_old_connections()

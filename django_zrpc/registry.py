@@ -1,0 +1,109 @@
+"""The registry of RPC functions: name -> function, filled by ``@rpc.register()``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from django_zrpc.exceptions import DuplicateRPCName, InvalidRPCName
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class RPCFunction:
+    """One registered function and how it is served."""
+
+    name: str
+    func: Callable[..., Any]
+    stream: bool = False
+
+    @property
+    def module(self) -> str:
+        return getattr(self.func, "__module__", "?")
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.module}.{getattr(self.func, '__qualname__', repr(self.func))}"
+
+
+def validate_name(name: object) -> str:
+    """Return ``name`` if zerorpc can route it, else raise ``InvalidRPCName``."""
+    if not isinstance(name, str):
+        raise InvalidRPCName(f"RPC name {name!r} is not a string; pass name='...' as a str.")
+    if not name or name != name.strip():
+        raise InvalidRPCName(
+            f"RPC name {name!r} is empty or has surrounding white space; "
+            "choose a name like 'get_ticket'."
+        )
+    if name.startswith("_"):
+        # zerorpc reserves leading underscores for its own events and
+        # built-ins (_zpc_hb, _zpc_more, _zerorpc_list, ...).
+        raise InvalidRPCName(
+            f"RPC name {name!r} starts with '_', which zerorpc reserves for its "
+            "own events and built-ins; rename it."
+        )
+    return name
+
+
+class Registry:
+    """Map RPC names to functions; ``register`` is the decorator users see."""
+
+    def __init__(self) -> None:
+        self._functions: dict[str, RPCFunction] = {}
+
+    def register(self, name: str | None = None, *, stream: bool = False) -> Callable[[F], F]:
+        """Register the decorated function under ``name`` (default: its own name).
+
+        With ``stream=True`` the function returns an iterable and callers
+        receive it as a zerorpc stream. The function is returned unchanged.
+        """
+        if callable(name):
+            raise TypeError(
+                "rpc.register must be called: write @rpc.register(), not @rpc.register."
+            )
+
+        def decorator(func: F) -> F:
+            rpc_name = func.__name__ if name is None else name
+            self.add(RPCFunction(validate_name(rpc_name), func, stream=stream))
+            return func
+
+        return decorator
+
+    def add(self, entry: RPCFunction) -> None:
+        """Add ``entry``; registering the same function again is a no-op."""
+        existing = self._functions.get(entry.name)
+        if existing is not None and not _same_function(existing, entry):
+            raise DuplicateRPCName(
+                f"RPC name {entry.name!r} is registered twice: by {existing.qualname} "
+                f"and by {entry.qualname}. Pass a different name= to one of them."
+            )
+        self._functions[entry.name] = entry
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name``; raise ``KeyError`` if it is not registered."""
+        del self._functions[name]
+
+    def __getitem__(self, name: str) -> RPCFunction:
+        return self._functions[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._functions
+
+    def __iter__(self) -> Iterator[RPCFunction]:
+        return iter(sorted(self._functions.values(), key=lambda entry: entry.name))
+
+    def __len__(self) -> int:
+        return len(self._functions)
+
+
+def _same_function(a: RPCFunction, b: RPCFunction) -> bool:
+    # A module imported twice (the autoreloader, or a test re-importing it)
+    # registers new function objects with the same qualified name: that is a
+    # re-registration, not a clash.
+    return a.stream == b.stream and (a.func is b.func or a.qualname == b.qualname)
+
+
+#: The process-wide registry that ``rpcs.py`` modules fill and runrpc serves.
+rpc = Registry()

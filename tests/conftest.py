@@ -1,0 +1,167 @@
+"""Fixtures that start real ``runrpc`` processes and talk to them over TCP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import zerorpc
+
+ROOT = Path(__file__).resolve().parent.parent
+STARTUP_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """A ``manage.py runrpc`` child process and everything it printed."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, port: int) -> None:
+        self.port = port
+        self.endpoint = f"tcp://127.0.0.1:{port}"
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", "runrpc", *args],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = STARTUP_TIMEOUT) -> None:
+        """Wait until a printed line contains ``text``; fail if the process ends first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.lines):
+                return
+            if self.proc.poll() is not None:
+                self._reader.join(2)
+                pytest.fail(
+                    f"runrpc exited ({self.proc.returncode}) before {text!r}:\n{self.output}"
+                )
+            time.sleep(0.05)
+        pytest.fail(f"runrpc did not print {text!r} within {timeout}s:\n{self.output}")
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """Send ``signum`` to the process we started and return its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                pytest.fail(f"runrpc ignored signal {signum} for {timeout}s:\n{self.output}")
+        self._reader.join(5)
+        return self.proc.returncode
+
+    @contextmanager
+    def client(self, timeout: float = 10, heartbeat: float = 5) -> Iterator[zerorpc.Client]:
+        client = zerorpc.Client(self.endpoint, timeout=timeout, heartbeat=heartbeat)
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("DJANGO_SETTINGS_MODULE", None)  # manage.py sets its own
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_test_environment, django_db_blocker):
+    """Create the test database for every session, not only for django_db tests.
+
+    pytest-django sets up only the databases that marked tests use; the tests
+    here mostly reach the database through runrpc processes instead.
+    """
+    from django.test.utils import setup_databases, teardown_databases
+
+    with django_db_blocker.unblock():
+        config = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+    yield
+    with django_db_blocker.unblock():
+        teardown_databases(config, verbosity=0)
+
+
+@pytest.fixture(scope="session")
+def live_database_url(django_db_setup, django_db_blocker) -> str:
+    """Return a DATABASE_URL for the test database, with demo tickets committed in it."""
+    from django.core.management import call_command
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        call_command("load_demo_tickets", count=300, stdout=open(os.devnull, "w"))
+        db = connection.settings_dict
+    if connection.vendor == "postgresql":
+        auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+        return f"postgres://{auth}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    return f"sqlite:///{db['NAME']}"
+
+
+@pytest.fixture
+def start_server(live_database_url):
+    """Start ``manage.py runrpc --noreload`` on a free port; stop every one at teardown."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str, cwd: Path = ROOT, wait: bool = True, **env: str) -> ServerProcess:
+        port = free_port()
+        env.setdefault("DATABASE_URL", live_database_url)
+        server = ServerProcess(
+            ["--noreload", *args, f"127.0.0.1:{port}"], subprocess_env(**env), cwd, port
+        )
+        started.append(server)
+        if wait:
+            server.wait_for("Serving ")
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(start_server) -> ServerProcess:
+    """A runrpc server of the test project, with a 1 s heartbeat."""
+    return start_server("--heartbeat", "1")
+
+
+def is_postgres() -> bool:
+    return os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
+
+
+requires_postgres = pytest.mark.skipif(
+    not is_postgres(),
+    reason="needs PostgreSQL: set DATABASE_URL=postgres://user@127.0.0.1:5432/test",
+)

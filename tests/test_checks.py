@@ -1,0 +1,52 @@
+import pytest
+from django.test import override_settings
+
+from django_zrpc import conf
+from django_zrpc.checks import check_settings
+
+
+def ids(messages):
+    return [m.id for m in messages]
+
+
+def test_default_settings_pass():
+    assert check_settings() == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "error_id"),
+    [
+        ("ZRPC_ADDRPORT", "nope", "django_zrpc.E001"),
+        ("ZRPC_HEARTBEAT", 0, "django_zrpc.E002"),
+        ("ZRPC_HEARTBEAT", "5", "django_zrpc.E002"),
+        ("ZRPC_CONCURRENCY", 0, "django_zrpc.E003"),
+        ("ZRPC_CONCURRENCY", 2.5, "django_zrpc.E003"),
+        ("ZRPC_CONCURRENCY", True, "django_zrpc.E003"),
+        (
+            "ZRPC_MIDDLEWARE",
+            "django_zrpc.middleware.CloseOldConnectionsMiddleware",
+            "django_zrpc.E004",
+        ),
+        ("ZRPC_MIDDLEWARE", ["no.such.Middleware"], "django_zrpc.E005"),
+    ],
+)
+def test_bad_settings_are_check_errors(setting, value, error_id):
+    with override_settings(**{setting: value}):
+        messages = check_settings()
+    assert ids(messages) == [error_id]
+    assert repr(value) in messages[0].msg or "no.such.Middleware" in messages[0].msg
+
+
+def test_default_middleware_follows_what_is_configured():
+    assert conf.get("MIDDLEWARE")[0] == conf.DB_MIDDLEWARE
+    assert conf.SENTRY_MIDDLEWARE in conf.get("MIDDLEWARE")  # sentry-sdk is installed here
+    assert conf.RAVEN_MIDDLEWARE not in conf.get("MIDDLEWARE")
+    with override_settings(RAVEN_CONFIG={"dsn": "http://a:b@127.0.0.1:9/1"}):
+        assert conf.RAVEN_MIDDLEWARE in conf.get("MIDDLEWARE")
+    with override_settings(ZRPC_MIDDLEWARE=[]):
+        assert conf.get("MIDDLEWARE") == []
+
+
+def test_unknown_setting_name_is_a_key_error():
+    with pytest.raises(KeyError, match="'NOPE' is not a django_zrpc setting"):
+        conf.get("NOPE")

@@ -1,0 +1,101 @@
+"""Autodiscovery of rpcs.py in every installed app."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from django.test import override_settings
+
+from django_zrpc.registry import rpc
+from tests.conftest import ROOT, subprocess_env
+
+APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django_zrpc",
+    "testproject.tickets",
+    "testproject.probes",
+]
+
+
+def make_app(tmp_path, name: str, rpcs_source: str | None) -> None:
+    package = tmp_path / name
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    if rpcs_source is not None:
+        (package / "rpcs.py").write_text(textwrap.dedent(rpcs_source))
+
+
+@pytest.fixture
+def app_dir(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for module in [m for m in sys.modules if m.split(".")[0].startswith("zrpc_tmp_")]:
+        del sys.modules[module]
+
+
+def test_an_app_without_rpcs_is_skipped_and_a_new_one_is_registered(app_dir):
+    make_app(app_dir, "zrpc_tmp_plain", None)
+    make_app(
+        app_dir,
+        "zrpc_tmp_extra",
+        """
+        from django_zrpc import rpc
+
+        @rpc.register()
+        def extra_ping():
+            return "pong"
+        """,
+    )
+    try:
+        with override_settings(INSTALLED_APPS=[*APPS, "zrpc_tmp_plain", "zrpc_tmp_extra"]):
+            assert rpc["extra_ping"].func() == "pong"
+    finally:
+        rpc.unregister("extra_ping")
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        ("import zrpc_no_such_module\n", ModuleNotFoundError),
+        ("def broken(:\n", SyntaxError),
+        ("raise RuntimeError('boom in rpcs')\n", RuntimeError),
+    ],
+)
+def test_an_rpcs_module_that_fails_to_import_stops_startup(app_dir, source, error):
+    make_app(app_dir, "zrpc_tmp_broken", source)
+    with pytest.raises(error):
+        with override_settings(INSTALLED_APPS=[*APPS, "zrpc_tmp_broken"]):
+            pass  # pragma: no cover - populate() raises first
+
+
+def test_duplicate_names_across_apps_stop_runrpc(tmp_path):
+    make_app(
+        tmp_path,
+        "zrpc_tmp_dupe",
+        """
+        from django_zrpc import rpc
+
+        @rpc.register(name="get_ticket")
+        def my_get_ticket(id):
+            return id
+        """,
+    )
+    (tmp_path / "dupe_settings.py").write_text(
+        "from testproject.settings import *\nINSTALLED_APPS = [*INSTALLED_APPS, 'zrpc_tmp_dupe']\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "runrpc", "--noreload", "--settings=dupe_settings", "4242"],
+        cwd=ROOT,
+        env=subprocess_env(PYTHONPATH=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "RPC name 'get_ticket' is registered twice" in result.stderr
+    assert "testproject.tickets.rpcs.get_ticket" in result.stderr
+    assert "zrpc_tmp_dupe.rpcs.my_get_ticket" in result.stderr

@@ -1,0 +1,102 @@
+"""What README.rst tells a newcomer to do, done in a fresh project.
+
+`django-admin startproject`'s manage.py, unedited; the app added to
+INSTALLED_APPS; an rpcs.py; `manage.py runrpc`; a call from Python.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import zerorpc
+
+from tests.conftest import ServerProcess, free_port, subprocess_env
+
+RPCS = '''
+from django_zrpc import rpc
+
+
+@rpc.register()
+def hello(name):
+    """Greet name."""
+    return f"Hello, {name}!"
+'''
+
+
+@pytest.fixture
+def project(tmp_path):
+    env = subprocess_env()
+    env.pop("DATABASE_URL", None)
+    subprocess.run(
+        [sys.executable, "-m", "django", "startproject", "mysite", str(tmp_path)],
+        check=True,
+        env=env,
+        timeout=60,
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "startapp", "greetings"],
+        cwd=tmp_path,
+        check=True,
+        env=env,
+        timeout=60,
+    )
+    (tmp_path / "greetings" / "rpcs.py").write_text(RPCS)
+    settings = tmp_path / "mysite" / "settings.py"
+    source = settings.read_text()
+    assert "INSTALLED_APPS = [\n" in source
+    settings.write_text(
+        source.replace(
+            "INSTALLED_APPS = [\n", "INSTALLED_APPS = [\n    'django_zrpc',\n    'greetings',\n"
+        )
+    )
+    return tmp_path, env
+
+
+def test_newcomer_project_serves_its_rpcs_with_an_unedited_manage_py(project):
+    path, env = project
+    port = free_port()
+    server = ServerProcess(["--noreload", str(port)], env, path, port)
+    try:
+        server.wait_for("Serving 1 RPC functions at tcp://127.0.0.1:")
+        with server.client() as client:
+            assert client.hello("Ada") == "Hello, Ada!"
+    finally:
+        assert server.stop() == 0
+
+
+def test_autoreloader_restarts_the_server_when_rpcs_change(project):
+    path, env = project
+    port = free_port()
+    server = ServerProcess([str(port)], env, path, port)  # the reloader is on by default
+    try:
+        server.wait_for("Serving 1 RPC functions")
+        with server.client(timeout=5) as client:
+            assert client.hello("Ada") == "Hello, Ada!"
+        time.sleep(1.1)  # let the file's mtime move past the reloader's snapshot
+        rpcs = path / "greetings" / "rpcs.py"
+        rpcs.write_text(
+            RPCS
+            + textwrap.dedent("""
+                @rpc.register()
+                def bye(name):
+                    return f"Bye, {name}!"
+            """)
+        )
+        server.wait_for("Serving 2 RPC functions", timeout=30)
+        with server.client(timeout=5) as client:
+            assert client.bye("Ada") == "Bye, Ada!"
+    finally:
+        exit_code = server.stop(signal.SIGTERM)
+    assert exit_code == 0
+    # The reloader's child is gone with its parent: the port is free again.
+    probe = zerorpc.Client(f"tcp://127.0.0.1:{port}", timeout=1, heartbeat=None)
+    try:
+        with pytest.raises(zerorpc.TimeoutExpired):
+            probe._zerorpc_ping()
+    finally:
+        probe.close()

@@ -1,0 +1,95 @@
+"""The ORM stays healthy under runrpc, on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import gevent
+import psycopg
+import pytest
+
+from tests.conftest import requires_postgres
+
+pytestmark = requires_postgres
+
+
+@pytest.fixture
+def pg(live_database_url):
+    """An autocommit connection of the test's own to the test database."""
+    with psycopg.connect(live_database_url, autocommit=True) as conn:
+        yield conn
+
+
+def backends(pg, application_name: str) -> list[int]:
+    rows = pg.execute(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = %s", [application_name]
+    ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+def wait_for_backends(pg, application_name: str, count: int, timeout: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = backends(pg, application_name)
+        if len(pids) == count or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.05)
+
+
+def app_name() -> str:
+    return f"zrpc-test-{uuid.uuid4().hex[:12]}"
+
+
+def test_ten_pg_sleep_calls_run_concurrently_on_their_own_connections(start_server, pg):
+    name = app_name()
+    server = start_server(DB_APPLICATION_NAME=name)
+    with server.client(timeout=10) as client:
+        started = time.monotonic()
+        calls = [gevent.spawn(client.db_sleep, 1) for _ in range(10)]
+        gevent.sleep(0.5)
+        during = backends(pg, name)
+        gevent.joinall(calls, timeout=15, raise_error=True)
+        elapsed = time.monotonic() - started
+    assert [call.value for call in calls] == [1] * 10
+    assert elapsed < 2.5, f"10 calls of pg_sleep(1) took {elapsed:.1f}s: not concurrent"
+    assert len(during) == 10
+
+
+def test_no_connection_outlives_its_call_with_conn_max_age_0(start_server, pg):
+    name = app_name()
+    server = start_server(DB_APPLICATION_NAME=name, CONN_MAX_AGE="0")
+    with server.client(timeout=10) as client:
+        calls = [
+            gevent.spawn(lambda: [client.db_backend_pid() for _ in range(10)]) for _ in range(20)
+        ]
+        gevent.joinall(calls, timeout=60, raise_error=True)
+        with pytest.raises(Exception, match=r"DoesNotExist|does not exist"):
+            client.get_ticket(10**9)  # a call that raises closes its connection too
+        assert len(list(client.ticket_list(50))) == 50  # and so does a stream
+    assert sum(len(call.value) for call in calls) == 200
+    assert wait_for_backends(pg, name, 0) == []
+
+
+def test_persistent_connection_is_reused_and_replaced_after_it_is_killed(start_server, pg):
+    name = app_name()
+    server = start_server("--concurrency", "1", DB_APPLICATION_NAME=name, CONN_MAX_AGE="300")
+    with server.client(timeout=10) as client:
+        first = client.db_backend_pid()
+        assert client.db_backend_pid() == first  # reused across calls
+        assert backends(pg, name) == [first]
+        pg.execute("SELECT pg_terminate_backend(%s)", [first])
+        assert wait_for_backends(pg, name, 0) == []
+        second = client.db_backend_pid()  # the next call succeeds
+    assert second != first
+    assert backends(pg, name) == [second]
+
+
+def test_stopping_the_server_closes_its_connections(start_server, pg):
+    name = app_name()
+    server = start_server(DB_APPLICATION_NAME=name, CONN_MAX_AGE="300")
+    with server.client(timeout=10) as client:
+        gevent.joinall([gevent.spawn(client.db_backend_pid) for _ in range(5)], raise_error=True)
+    assert len(backends(pg, name)) >= 1
+    assert server.stop() == 0
+    assert wait_for_backends(pg, name, 0) == []

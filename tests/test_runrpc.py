@@ -1,0 +1,149 @@
+"""A real ``manage.py runrpc`` process called over TCP by stock zerorpc clients."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gevent
+import pytest
+import zerorpc
+from django.core.management import CommandError, call_command
+
+from tests.conftest import ROOT, free_port, subprocess_env
+
+
+def test_call_returns_a_ticket(server):
+    with server.client() as client:
+        ticket = client.get_ticket(7)
+    assert ticket["id"] == 7
+    assert ticket["title"] == "Ticket 7"
+    assert ticket["price"] == "7.99"
+
+
+def test_stream_of_250_items(server):
+    with server.client() as client:
+        items = list(client.ticket_list(250))
+    assert [t["id"] for t in items] == list(range(1, 251))
+
+
+def test_remote_error_has_name_and_message_and_server_keeps_serving(server):
+    with server.client() as client:
+        with pytest.raises(zerorpc.RemoteError) as caught:
+            client.fail("x")
+        assert caught.value.name == "ValueError"
+        assert caught.value.msg == "x"
+        assert client.echo(42) == 42
+    server.wait_for("ERROR rpc fail failed in")
+    assert "ValueError: x" in server.output  # the traceback went to the log
+
+
+def test_unknown_function_is_a_remote_name_error(server):
+    with server.client() as client:
+        with pytest.raises(zerorpc.RemoteError) as caught:
+            client.no_such_function()
+        assert caught.value.name == "NameError"
+        assert client.echo("still up") == "still up"
+    server.wait_for("rpc no_such_function: no such function is registered")
+
+
+def test_one_log_line_per_call_with_method_duration_outcome(server):
+    with server.client() as client:
+        client.echo(1)
+    server.wait_for("INFO rpc echo OK in ")
+
+
+def test_introspection_works_on_python_3_11(server):
+    with server.client() as client:
+        names = client._zerorpc_list()
+        inspected = client._zerorpc_inspect()
+        args = client._zerorpc_args("count_up")
+        help_text = client._zerorpc_help("get_ticket")
+    assert {"get_ticket", "ticket_list", "fail", "echo"} <= set(names)
+    assert not any(name.startswith("_") for name in names)
+    assert inspected["methods"]["count_up"]["args"] == [
+        {"name": "n"},
+        {"name": "delay", "default": 0.0},
+    ]
+    assert inspected["methods"]["get_ticket"]["doc"] == "Return one ticket by id."
+    assert args == [["n", "delay"], None, None, [0.0]]
+    assert help_text == "Return one ticket by id."
+
+
+def test_zerorpc_command_line_client_lists_functions(server):
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "zerorpc"), server.endpoint],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "get_ticket" in result.stdout
+    assert "Return one ticket by id." in result.stdout
+
+
+def test_ten_sleeping_calls_run_concurrently(server):
+    with server.client(timeout=10) as client:
+        started = time.monotonic()
+        calls = [gevent.spawn(client.sleep, 1) for _ in range(10)]
+        gevent.joinall(calls, timeout=15, raise_error=True)
+        elapsed = time.monotonic() - started
+    assert [call.value for call in calls] == [1] * 10
+    assert elapsed < 2.5, f"10 calls of sleep(1) took {elapsed:.1f}s: not concurrent"
+
+
+def test_call_longer_than_three_heartbeats_succeeds(server):
+    with server.client(timeout=10, heartbeat=1) as client:
+        assert client.sleep(3.5) == 3.5
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_the_server_with_exit_code_0(server, signum):
+    with server.client() as client:
+        assert client.echo(1) == 1
+    assert server.stop(signum) == 0
+    assert "Server stopped." in server.output
+    assert "Traceback" not in server.output
+
+
+def test_port_in_use_is_a_readable_error(server):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "runrpc", "--noreload", f"127.0.0.1:{server.port}"],
+        cwd=ROOT,
+        env=subprocess_env(DATABASE_URL="sqlite:///:memory:"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert f"Port {server.port} on 127.0.0.1 is already in use." in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("addrport", ["abc", "127.0.0.1:", "70000", "300.1.1.1:4242"])
+def test_invalid_addrport_exits_non_zero_with_a_clear_message(addrport):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "runrpc", "--noreload", addrport],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "CommandError:" in result.stderr
+    assert addrport in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_option_value_is_a_command_error():
+    with pytest.raises(CommandError, match="--concurrency must be greater than 0"):
+        call_command("runrpc", "4242", concurrency=0)
+
+
+def test_call_command_without_gevent_patching_is_refused():
+    with pytest.raises(CommandError, match="monkey-patched"):
+        call_command("runrpc", str(free_port()), use_reloader=False)
