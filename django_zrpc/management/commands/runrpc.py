@@ -146,7 +146,8 @@ class Command(BaseCommand):
         host = addrport.host
         if not addrport.ipv6 and not _is_ip(host):
             try:
-                host = str(socket.getaddrinfo(host, addrport.port, type=socket.SOCK_STREAM)[0][4][0])
+                address = socket.getaddrinfo(host, addrport.port, type=socket.SOCK_STREAM)[0][4]
+                host = str(address[0])
             except OSError as err:
                 raise CommandError(f"Cannot resolve host {addrport.host!r}: {err}.") from err
         endpoint = AddrPort(host, addrport.port, ipv6=":" in host).endpoint
