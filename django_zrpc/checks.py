@@ -17,6 +17,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         *_check_addrport(),
         *_check_positive("HEARTBEAT", conf.get("HEARTBEAT"), "django_zrpc.E002", number=True),
         *_check_positive("CONCURRENCY", conf.get("CONCURRENCY"), "django_zrpc.E003"),
+        *_check_grace(),
         *_check_middleware(),
     ]
 
@@ -35,6 +36,18 @@ def _check_positive(name: str, value: Any, id: str, number: bool = False) -> lis
     if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
         kind = "a positive number" if number else "a positive integer"
         return [Error(f"ZRPC_{name} must be {kind}, not {value!r}.", id=id)]
+    return []
+
+
+def _check_grace() -> list[CheckMessage]:
+    value = conf.get("GRACEFUL_TIMEOUT")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        return [
+            Error(
+                f"ZRPC_GRACEFUL_TIMEOUT must be a number of seconds, 0 or more, not {value!r}.",
+                id="django_zrpc.E006",
+            )
+        ]
     return []
 
 

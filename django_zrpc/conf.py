@@ -19,6 +19,8 @@ DEFAULTS: dict[str, Any] = {
     "HEARTBEAT": 5.0,
     # The most calls served at once; each may hold one database connection.
     "CONCURRENCY": 100,
+    # Seconds a stopping server gives running calls before ending them.
+    "GRACEFUL_TIMEOUT": 10.0,
     # Name reported by _zerorpc_name and _zerorpc_ping; None: the project's.
     "SERVER_NAME": None,
     # Dotted paths of server middleware; None: see default_middleware().

@@ -1,17 +1,20 @@
-"""Run a management command in an interpreter that gevent patched first.
+"""Run ``manage.py`` in an interpreter that gevent patched first.
 
-``python -m django_zrpc.launcher manage.py runrpc ...`` patches the standard
+``python -m django_zrpc.launcher manage.py runrpc ...`` (or ``-m django
+runrpc ...``) patches the standard
 library before Django, the project or a database driver is imported, then runs
-the command exactly as ``manage.py`` would. ``runrpc`` re-executes itself
-through this module, so the ``manage.py`` that ``startproject`` writes needs no
-edit; Django's autoreloader restarts its child the same way (it re-runs
-``python -m <this module>``).
+``manage.py`` itself as ``__main__``, so whatever it does before calling Django
+(changing ``sys.path``, choosing settings) happens as usual. ``runrpc``
+re-executes itself through this module, so the ``manage.py`` that
+``startproject`` writes needs no edit.
 """
 
 from gevent import monkey
 
 monkey.patch_all()
 
+import os  # noqa: E402
+import runpy  # noqa: E402
 import sys  # noqa: E402
 
 
@@ -34,10 +37,20 @@ def _patch_psycopg2() -> None:
 
 
 def main() -> None:
+    args = sys.argv[1:]
+    if not args or (args[0] == "-m" and len(args) < 2):
+        sys.exit("usage: python -m django_zrpc.launcher (SCRIPT | -m MODULE) [ARGS ...]")
     _patch_psycopg2()
-    from django.core.management import execute_from_command_line
-
-    execute_from_command_line(sys.argv[1:])
+    if args[0] == "-m":
+        # As `python -m MODULE` would: the current directory stays first on sys.path.
+        sys.argv = [args[1], *args[2:]]
+        runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+    else:
+        # As `python manage.py` would: the script's folder first on sys.path,
+        # not the current directory that `-m` put there.
+        sys.argv = args
+        sys.path[0] = os.path.dirname(os.path.abspath(args[0]))
+        runpy.run_path(args[0], run_name="__main__")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
+
+from django_zrpc.exceptions import LostRemote
 
 
 class CloseOldConnectionsMiddleware:
@@ -28,7 +30,17 @@ class CloseOldConnectionsMiddleware:
     def server_before_exec(self, request_event: Any) -> None:
         close_old_connections()
 
-    def server_after_call(self, request_event: Any) -> None:
+    def server_after_call(self, request_event: Any, exc_info: Any) -> None:
         # After the reply or error is sent, also for streams (after their last
         # item) and for calls whose caller was lost mid-call.
+        if exc_info is not None and _interrupted(exc_info[1]):
+            # The call was stopped from outside, perhaps in the middle of a
+            # query: the driver may still consider it running, and Django does
+            # not count this as a database error. Start afresh.
+            for connection in connections.all(initialized_only=True):
+                connection.close()
         close_old_connections()
+
+
+def _interrupted(error: BaseException) -> bool:
+    return isinstance(error, LostRemote) or not isinstance(error, Exception)

@@ -99,8 +99,8 @@ class Registry:
 
 
 def _same_function(a: RPCFunction, b: RPCFunction) -> bool:
-    # A module imported twice (the autoreloader, or a test re-importing it)
-    # registers new function objects with the same qualified name: that is a
+    # A module executed again (importlib.reload, or a test importing it anew)
+    # registers new function objects under the same qualified name: that is a
     # re-registration, not a clash.
     return a.stream == b.stream and (a.func is b.func or a.qualname == b.qualname)
 

@@ -3,7 +3,7 @@
 The database comes from ``DATABASE_URL`` (``postgres://user@host:port/name``
 or ``sqlite:///path``) and is the embedded SQLite file otherwise. A few
 environment variables let the tests start ``runrpc`` the way a deployment would
-configure it: ``CONN_MAX_AGE``, ``DB_APPLICATION_NAME``, ``SENTRY_DSN`` and
+configure it: ``CONN_MAX_AGE``, ``CONN_HEALTH_CHECKS``, ``DB_APPLICATION_NAME``, ``SENTRY_DSN`` and
 ``RAVEN_DSN``.
 """
 
@@ -62,7 +62,7 @@ else:
         }
     }
 DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("CONN_MAX_AGE", "0"))
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = os.environ.get("CONN_HEALTH_CHECKS", "1") == "1"
 if os.environ.get("DB_APPLICATION_NAME") and "postgresql" in DATABASES["default"]["ENGINE"]:
     DATABASES["default"]["OPTIONS"] = {"application_name": os.environ["DB_APPLICATION_NAME"]}
 

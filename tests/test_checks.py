@@ -28,6 +28,8 @@ def test_default_settings_pass():
             "django_zrpc.E004",
         ),
         ("ZRPC_MIDDLEWARE", ["no.such.Middleware"], "django_zrpc.E005"),
+        ("ZRPC_GRACEFUL_TIMEOUT", -1, "django_zrpc.E006"),
+        ("ZRPC_GRACEFUL_TIMEOUT", "10", "django_zrpc.E006"),
     ],
 )
 def test_bad_settings_are_check_errors(setting, value, error_id):

@@ -10,7 +10,7 @@ import pytest
 from django.test import override_settings
 
 from django_zrpc.registry import rpc
-from tests.conftest import ROOT, subprocess_env
+from tests.conftest import ROOT, free_port, subprocess_env
 
 APPS = [
     "django.contrib.contenttypes",
@@ -58,16 +58,16 @@ def test_an_app_without_rpcs_is_skipped_and_a_new_one_is_registered(app_dir):
 
 
 @pytest.mark.parametrize(
-    ("source", "error"),
+    ("source", "error", "message"),
     [
-        ("import zrpc_no_such_module\n", ModuleNotFoundError),
-        ("def broken(:\n", SyntaxError),
-        ("raise RuntimeError('boom in rpcs')\n", RuntimeError),
+        ("import zrpc_no_such_module\n", ModuleNotFoundError, "zrpc_no_such_module"),
+        ("def broken(:\n", SyntaxError, "invalid syntax"),
+        ("raise RuntimeError('boom in rpcs')\n", RuntimeError, "boom in rpcs"),
     ],
 )
-def test_an_rpcs_module_that_fails_to_import_stops_startup(app_dir, source, error):
+def test_an_rpcs_module_that_fails_to_import_stops_startup(app_dir, source, error, message):
     make_app(app_dir, "zrpc_tmp_broken", source)
-    with pytest.raises(error):
+    with pytest.raises(error, match=message):
         with override_settings(INSTALLED_APPS=[*APPS, "zrpc_tmp_broken"]):
             pass  # pragma: no cover - populate() raises first
 
@@ -88,7 +88,14 @@ def test_duplicate_names_across_apps_stop_runrpc(tmp_path):
         "from testproject.settings import *\nINSTALLED_APPS = [*INSTALLED_APPS, 'zrpc_tmp_dupe']\n"
     )
     result = subprocess.run(
-        [sys.executable, "manage.py", "runrpc", "--noreload", "--settings=dupe_settings", "4242"],
+        [
+            sys.executable,
+            "manage.py",
+            "runrpc",
+            "--noreload",
+            "--settings=dupe_settings",
+            str(free_port()),
+        ],
         cwd=ROOT,
         env=subprocess_env(PYTHONPATH=str(tmp_path)),
         capture_output=True,

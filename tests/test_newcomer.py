@@ -100,3 +100,60 @@ def test_autoreloader_restarts_the_server_when_rpcs_change(project):
             probe._zerorpc_ping()
     finally:
         probe.close()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["{python}", "-m", "django", "runrpc", "--settings=mysite.settings"],
+        ["{django_admin}", "runrpc", "--settings=mysite.settings", "--pythonpath=."],
+    ],
+    ids=["python-m-django", "django-admin"],
+)
+def test_other_ways_to_start_runrpc(project, command):
+    from pathlib import Path
+
+    path, env = project
+    port = free_port()
+    replacements = {
+        "{python}": sys.executable,
+        "{django_admin}": str(Path(sys.executable).parent / "django-admin"),
+    }
+    args = [replacements.get(arg, arg) for arg in command] + ["--noreload", str(port)]
+    proc = subprocess.Popen(
+        args, cwd=path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        client = zerorpc.Client(f"tcp://127.0.0.1:{port}", timeout=20, heartbeat=5)
+        try:
+            assert client.hello("Ada") == "Hello, Ada!"
+        finally:
+            client.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=15)[0]
+    assert proc.returncode == 0, output
+
+
+def test_a_manage_py_that_changes_sys_path_keeps_working(project):
+    """cookiecutter-django's manage.py puts an apps folder on sys.path: the relaunch runs it."""
+    path, env = project
+    (path / "apps").mkdir()
+    (path / "greetings").rename(path / "apps" / "greetings")
+    manage = path / "manage.py"
+    manage.write_text(
+        manage.read_text().replace(
+            "import sys\n",
+            "import sys\nfrom pathlib import Path\n"
+            "sys.path.append(str(Path(__file__).resolve().parent / 'apps'))\n",
+            1,
+        )
+    )
+    port = free_port()
+    server = ServerProcess(["--noreload", str(port)], env, path, port)
+    try:
+        server.wait_for("Serving 1 RPC functions")
+        with server.client() as client:
+            assert client.hello("Ada") == "Hello, Ada!"
+    finally:
+        assert server.stop() == 0

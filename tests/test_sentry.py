@@ -98,13 +98,15 @@ def test_sentry_sdk_captures_rpc_exceptions_with_the_rpc_name(start_server, sent
     assert frames[-1]["function"] == "fail"
 
 
-def test_without_sentry_init_nothing_is_sent(start_server, sentry_stub):
-    server = start_server()
-    with server.client() as client:
-        with pytest.raises(zerorpc.RemoteError):
-            client.fail("not-sent")
-    time.sleep(1)
-    assert sentry_stub.received == []
+def test_without_sentry_init_the_middleware_switches_itself_off():
+    import sentry_sdk
+    from django.core.exceptions import MiddlewareNotUsed
+
+    from django_zrpc.contrib.sentry import SentryMiddleware
+
+    assert not sentry_sdk.get_client().is_active()  # the test process never calls init()
+    with pytest.raises(MiddlewareNotUsed, match=r"sentry_sdk.init\(\) was not called"):
+        SentryMiddleware()
 
 
 def _raven_event(path: str, body: bytes):
@@ -128,3 +130,5 @@ def test_raven_legacy_middleware_captures_rpc_exceptions(start_server, sentry_st
     assert exception["type"] == "ValueError"
     assert exception["value"] == "raven-boom"
     assert event["tags"]["rpc"] == "fail"
+    # raven hides the server's frames and keeps the function's own.
+    assert [frame["function"] for frame in exception["stacktrace"]["frames"]] == ["fail"]

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 from datetime import datetime
 from typing import Any
@@ -54,6 +55,12 @@ class Command(BaseCommand):
             help="The most calls served at once (default: ZRPC_CONCURRENCY, 100).",
         )
         parser.add_argument(
+            "--graceful-timeout",
+            type=float,
+            help="Seconds a stopping server gives running calls before ending them "
+            "(default: ZRPC_GRACEFUL_TIMEOUT, 10).",
+        )
+        parser.add_argument(
             "--noreload",
             action="store_false",
             dest="use_reloader",
@@ -67,6 +74,12 @@ class Command(BaseCommand):
             value = options[name]
             if value is not None and not value > 0:
                 raise CommandError(f"--{name} must be greater than 0, not {value!r}.")
+        if options["graceful_timeout"] is None:
+            options["graceful_timeout"] = conf.get("GRACEFUL_TIMEOUT")
+        if not options["graceful_timeout"] >= 0:
+            raise CommandError(
+                f"--graceful-timeout must be 0 or more, not {options['graceful_timeout']!r}."
+            )
         if not monkey.is_module_patched("socket"):
             self._relaunch_patched()
         self.run(**options)
@@ -89,15 +102,13 @@ class Command(BaseCommand):
                 "importing Django; run it as `python manage.py runrpc`, not through "
                 "call_command()."
             )
-        env = dict(os.environ)
-        # `python manage.py` put manage.py's folder first on sys.path; keep it
-        # importable from the new interpreter, which starts with `-m`.
-        script_dir = os.path.abspath(sys.path[0] or os.curdir)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [script_dir, env.get("PYTHONPATH")]))
-        argv = [sys.executable, *(f"-W{o}" for o in sys.warnoptions), "-m", LAUNCHER, *sys.argv]
+        # The interpreter's own flags (-W, -X ...), then the launcher, which
+        # patches and runs the same script or module with the same arguments.
+        flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
+        argv = [sys.executable, *flags, "-m", LAUNCHER, *_main_target(), *sys.argv[1:]]
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execve(sys.executable, argv, env)
+        os.execv(sys.executable, argv)
 
     def run(self, **options: Any) -> None:
         if options["use_reloader"]:
@@ -127,7 +138,7 @@ class Command(BaseCommand):
             server.close()
             self._fail(str(err), options["use_reloader"])
         for signum in (signal.SIGTERM, signal.SIGINT):
-            _install_stop_handler(signum, server)
+            _install_stop_handler(signum, server, options["graceful_timeout"])
         self._print_banner(endpoint, server, options)
         try:
             server.run()
@@ -180,10 +191,25 @@ class Command(BaseCommand):
         self.stdout.flush()
 
 
-def _install_stop_handler(signum: int, server: Any) -> None:
+def _main_target() -> list[str]:
+    """Return how this process was started: ``["-m", module]`` or ``[script]``."""
+    import __main__
+
+    spec = getattr(__main__, "__spec__", None)
+    if spec is not None:  # python -m django runrpc
+        return ["-m", spec.name.removesuffix(".__main__")]
+    if not os.path.isfile(sys.argv[0]):
+        raise CommandError(
+            f"runrpc cannot re-run {sys.argv[0]!r} in a gevent-patched interpreter: it "
+            "is not a file. Run it as `python manage.py runrpc` or `django-admin runrpc`."
+        )
+    return [sys.argv[0]]
+
+
+def _install_stop_handler(signum: int, server: Any, grace: float) -> None:
     import gevent
 
-    gevent.signal_handler(signum, server.stop)
+    gevent.signal_handler(signum, server.stop, grace)
 
 
 def _is_ip(host: str) -> bool:

@@ -1,0 +1,418 @@
+"""A zerorpc server (protocol v3) on pyzmq + gevent, without zerorpc's per-call machinery.
+
+One ROUTER socket; one reader greenlet that validates every frame and routes
+events; ``concurrency`` persistent worker greenlets fed from a queue; one
+ticker for every call's heartbeats and lost-caller detection. zerorpc spawns
+2-4 greenlets and a channel stack per call; here a call is a small object.
+
+Robust by construction: a bad frame is logged and dropped, an event for an
+unknown call is dropped, a call past ``concurrency + backlog`` gets a
+``ServerBusy`` error at once, and the reader never runs user code, so
+heartbeats keep flowing however busy the workers are.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.queue
+import zmq.green as zmq
+
+from django_zrpc import wire
+from django_zrpc.core.hooks import Hooks
+from django_zrpc.exceptions import LostRemote
+
+logger = logging.getLogger("django_zrpc.server")
+
+
+class ServedFunction:
+    """What the server calls for one name: a function, and whether it streams."""
+
+    __slots__ = ("func", "stream")
+
+    def __init__(self, func: Callable[..., Any], stream: bool = False) -> None:
+        self.func = func
+        self.stream = stream
+
+    def __call__(self, *args: Any) -> Any:
+        # The frame raven's zerorpc middleware looks for: it hides the frames
+        # above the one named __call__ and keeps the function's own.
+        return self.func(*args)
+
+
+class _CallLost(LostRemote):
+    """Thrown into a worker whose caller stopped heartbeating."""
+
+    def __init__(self, call: Call, message: str) -> None:
+        super().__init__(message)
+        self.call = call
+
+
+class Call:
+    """One call in flight: queued, running, or streaming."""
+
+    __slots__ = (
+        "credit_event",
+        "credits",
+        "identity",
+        "kill_pending",
+        "last_seen",
+        "lost",
+        "request",
+        "worker",
+    )
+
+    def __init__(self, request: wire.Event, now: float) -> None:
+        self.request = request
+        self.identity = request.identity
+        self.last_seen = now
+        # Each side may send one event before the other grants more (_zpc_more).
+        self.credits = 1
+        self.credit_event: gevent.event.Event | None = None
+        self.worker: gevent.Greenlet | None = None
+        self.lost = False
+        self.kill_pending = False
+
+    def add_credits(self, count: int) -> None:
+        self.credits += count
+        if self.credit_event is not None:
+            self.credit_event.set()
+
+    def take_credit(self) -> None:
+        """Wait until the caller can take one more event, then spend a credit."""
+        while self.credits <= 0:
+            if self.credit_event is None:
+                self.credit_event = gevent.event.Event()
+            self.credit_event.clear()
+            self.credit_event.wait()
+        self.credits -= 1
+
+
+class Server:
+    """Serve ``functions`` (name -> ServedFunction) on a ROUTER socket."""
+
+    def __init__(
+        self,
+        functions: Mapping[str, ServedFunction],
+        *,
+        name: str = "django_zrpc",
+        heartbeat: float = 5.0,
+        concurrency: int = 100,
+        backlog: int | None = None,
+        middleware: Iterable[Any] = (),
+        unpacker: wire.Unpacker | None = None,
+        on_worker_exit: Callable[[], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.heartbeat = heartbeat
+        self.concurrency = concurrency
+        self.backlog = concurrency if backlog is None else backlog
+        self.function_names = sorted(functions)
+        self._functions = {**functions, **_builtins(self, functions)}
+        self._hooks = Hooks(middleware)
+        self._unpacker = unpacker or wire.Unpacker()
+        self._new_id = wire.MessageIds()
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.ROUTER)
+        self._socket.setsockopt(zmq.IPV6, 1)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, self._unpacker.max_event_bytes)
+        self._calls: dict[tuple[Any, Any], Call] = {}
+        self._queue: gevent.queue.Queue = gevent.queue.Queue()
+        self._accepting = True
+        self._stopped = gevent.event.Event()
+        self._greenlets: list[gevent.Greenlet] = []
+        self._drops = _DropLog()
+        self._on_worker_exit = on_worker_exit
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def bind(self, endpoint: str) -> str:
+        """Bind to ``endpoint``; return the endpoint actually bound (resolves port 0)."""
+        self._socket.bind(endpoint)
+        return self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def run(self) -> None:
+        """Serve until ``stop()``; return once in-flight calls are finished or ended."""
+        self._greenlets = [gevent.spawn(self._work) for _ in range(self.concurrency)]
+        self._greenlets.append(gevent.spawn(self._tick))
+        reader = gevent.spawn(self._read)
+        try:
+            self._stopped.wait()
+        finally:
+            reader.kill()
+            gevent.killall(self._greenlets)
+
+    def stop(self, grace: float = 0.0) -> None:
+        """Stop taking calls, give running ones ``grace`` seconds, end the rest with an error."""
+        self._accepting = False
+        deadline = time.monotonic() + grace
+        while self._calls and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        for call in list(self._calls.values()):
+            self._reply_error(call, "ServerStopping", "The server stopped before the call ended.")
+            self._lose(call, "the server is stopping")
+        self._stopped.set()
+
+    def close(self) -> None:
+        self._socket.close(linger=1000)
+        self._context.term()
+
+    # -- receiving ---------------------------------------------------------
+
+    def _read(self) -> None:
+        recv = self._socket.recv_multipart
+        while True:
+            try:
+                frames = recv()
+                identity, blob = wire.split_frames(frames)
+                event = self._unpacker.unpack(blob)
+            except wire.BadEvent as err:
+                self._drops.record(str(err))
+                continue
+            event.identity = identity
+            try:
+                self._route(event)
+            except Exception:
+                logger.exception("Dropped event %s: routing it failed.", event)
+
+    def _route(self, event: wire.Event) -> None:
+        response_to = event.header.get("response_to")
+        if response_to is not None:
+            call = self._calls.get((event.identity, response_to))
+            if call is None:
+                return  # a late heartbeat or credit for a call that ended
+            call.last_seen = time.monotonic()
+            if event.name == wire.MORE:
+                count = event.args[0] if isinstance(event.args, list | tuple) and event.args else 0
+                if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+                    call.add_credits(min(count, 1_000_000))
+            elif event.name == wire.HEARTBEAT:
+                self._send(call, wire.HEARTBEAT, (0,), spend=False)
+            return
+        if event.name.startswith("_zpc_"):
+            return  # a heartbeat for a call we never had or already ended
+        key = (event.identity, event.message_id)
+        if key in self._calls:
+            self._drops.record(f"duplicate message_id {event.message_id!r:.40}")
+            return
+        call = Call(event, time.monotonic())
+        if not isinstance(event.args, list | tuple):
+            self._reply_error(call, "TypeError", "The call's arguments are not an array.")
+        elif not self._accepting:
+            self._reply_error(call, "ServerStopping", "The server is stopping; call again later.")
+        elif len(self._calls) >= self.concurrency + self.backlog:
+            self._reply_error(
+                call,
+                "ServerBusy",
+                f"The server is busy: {self.concurrency} calls are running and "
+                f"{self.backlog} are waiting; call again later.",
+            )
+        else:
+            self._calls[key] = call
+            self._queue.put(call)
+
+    # -- heartbeats ----------------------------------------------------------
+
+    def _tick(self) -> None:
+        while True:
+            gevent.sleep(self.heartbeat)
+            limit = time.monotonic() - 2 * self.heartbeat
+            for call in list(self._calls.values()):
+                if call.last_seen < limit:
+                    self._lose(call, f"Lost remote after {2 * self.heartbeat}s heartbeat")
+                else:
+                    self._send(call, wire.HEARTBEAT, (0,), spend=False)
+
+    def _lose(self, call: Call, reason: str) -> None:
+        self._calls.pop((call.identity, call.request.message_id), None)
+        call.lost = True
+        if call.worker is not None and not call.kill_pending:
+            call.kill_pending = True
+            call.worker.kill(_CallLost(call, reason), block=False)
+
+    # -- running calls -------------------------------------------------------
+
+    def _work(self) -> None:
+        try:
+            while True:
+                self._work_on(self._queue.get())
+        finally:
+            if self._on_worker_exit is not None:
+                self._on_worker_exit()
+
+    def _work_on(self, call: Call) -> None:
+        if call.lost:
+            return
+        call.worker = gevent.getcurrent()
+        try:
+            self._execute(call)
+        except _CallLost as lost:
+            self._log(call, 0.0, "lost", lost)
+        except Exception:
+            logger.exception("Call %s failed outside its function.", call.request)
+        finally:
+            call.worker = None
+            self._calls.pop((call.identity, call.request.message_id), None)
+            if call.kill_pending:
+                _absorb_pending_kill()
+
+    def _execute(self, call: Call) -> None:
+        request = call.request
+        started = time.perf_counter()
+        outcome: str = "OK"
+        exc_info: Any = None
+        error: BaseException | None = None
+        try:
+            self._hooks.load_task_context(request.header)
+            served = self._functions.get(request.name)
+            if served is None:
+                outcome = "unknown"
+                raise NameError(request.name)
+            self._hooks.call("server_before_exec", request)
+            if served.stream:
+                self._stream(call, served(*request.args))
+                reply = self._event(call, wire.STREAM_DONE, None)
+            else:
+                reply = self._event(call, wire.OK, (served(*request.args),))
+            self._hooks.call("server_after_exec", request, reply)
+            self._emit(call, reply)
+        except BaseException as err:
+            exc_info = sys.exc_info()
+            if not isinstance(err, Exception) or isinstance(err, _CallLost):
+                raise  # the call was interrupted: lost caller, or the server stopping
+            outcome = "unknown" if outcome == "unknown" else "error"
+            error = err
+            reply = self._error_event(call, exc_info)
+            task_context = self._hooks.get_task_context()
+            self._hooks.call("server_inspect_exception", request, reply, task_context, exc_info)
+            self._emit(call, reply)
+        finally:
+            self._hooks.call("server_after_call", request, exc_info)
+            del exc_info
+        self._log(call, (time.perf_counter() - started) * 1000, outcome, error)
+
+    def _stream(self, call: Call, iterable: Iterable[Any]) -> None:
+        iterator = iter(iterable)
+        try:
+            for item in iterator:
+                self._send(call, wire.STREAM, item)
+        finally:
+            # Close a generator now, also when the caller was lost, so that
+            # what it holds (a server-side database cursor) is released.
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    # -- sending -------------------------------------------------------------
+
+    def _event(self, call: Call, name: str, args: Any) -> wire.Event:
+        header = {"message_id": self._new_id(), "v": wire.PROTOCOL_VERSION}
+        if self._hooks.has("get_task_context"):
+            header.update(self._hooks.get_task_context())
+        header["response_to"] = call.request.message_id
+        return wire.Event(name, args, header, call.identity)
+
+    def _error_event(self, call: Call, exc_info: Any) -> wire.Event:
+        exc_type, exc_value, exc_tb = exc_info
+        formatted = "".join(traceback.format_exception(exc_type, exc_value, exc_tb))
+        return self._event(call, wire.ERR, (exc_type.__name__, str(exc_value), formatted))
+
+    def _reply_error(self, call: Call, name: str, message: str) -> None:
+        # Sent even without a credit (a stream may be waiting for one): the
+        # caller reads it before its buffer of 100 events could be full.
+        event = self._event(call, wire.ERR, (name, message, None))
+        self._emit(call, event, spend=call.credits > 0)
+
+    def _send(self, call: Call, name: str, args: Any, spend: bool = True) -> None:
+        self._emit(call, self._event(call, name, args), spend=spend)
+
+    def _emit(self, call: Call, event: wire.Event, spend: bool = True) -> None:
+        blob = wire.pack(event.name, event.args, event.header)  # raises before spending
+        if spend:
+            call.take_credit()
+        assert call.identity is not None
+        # A ROUTER never blocks a send: a message for a peer that is gone or
+        # whose queue is full is dropped, so a dead caller cannot stall us.
+        self._socket.send_multipart([*call.identity, b"", blob])
+
+    def _log(self, call: Call, elapsed_ms: float, outcome: str, error: Any = None) -> None:
+        name = call.request.name
+        if outcome == "OK":
+            logger.info("rpc %s OK in %.1f ms", name, elapsed_ms)
+        elif outcome == "lost":
+            logger.warning("rpc %s lost its caller: %s", name, error)
+        elif outcome == "unknown":
+            logger.warning("rpc %s: no such function is registered", name)
+        else:
+            logger.error(
+                "rpc %s failed in %.1f ms: %s: %s",
+                name,
+                elapsed_ms,
+                type(error).__name__,
+                error,
+                exc_info=(type(error), error, error.__traceback__),
+            )
+
+
+def _absorb_pending_kill() -> None:
+    # The lost-caller exception was scheduled with kill(block=False) and may
+    # not have landed yet; let it land here, between calls, rather than in the
+    # worker's next call.
+    try:
+        gevent.sleep(0)
+    except _CallLost:
+        pass
+
+
+class _DropLog:
+    """Log dropped frames at most once a second, with how many were dropped."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._since = 0
+        self._next_log = 0.0
+
+    def record(self, reason: str) -> None:
+        self.total += 1
+        self._since += 1
+        now = time.monotonic()
+        if now >= self._next_log:
+            logger.warning("Dropped %d bad frame(s); latest: %s", self._since, reason)
+            self._since = 0
+            self._next_log = now + 1.0
+
+
+def _builtins(server: Server, functions: Mapping[str, ServedFunction]) -> dict[str, ServedFunction]:
+    from django_zrpc.introspection import argspec, doc
+
+    def describe(name: str) -> dict[str, Any]:
+        spec = argspec(functions[name].func)
+        args = None
+        if spec is not None:
+            args = [{"name": arg} for arg in spec[0]]
+            for arg, default in zip(reversed(args), reversed(spec[3] or ()), strict=False):
+                arg["default"] = default
+        return {"args": args, "doc": doc(functions[name].func)}
+
+    def lookup(name: str) -> ServedFunction:
+        if name not in functions:
+            raise NameError(name)
+        return functions[name]
+
+    return {
+        "_zerorpc_ping": ServedFunction(lambda: ["pong", server.name]),
+        "_zerorpc_name": ServedFunction(lambda: server.name),
+        "_zerorpc_list": ServedFunction(lambda: sorted(functions)),
+        "_zerorpc_help": ServedFunction(lambda name: doc(lookup(name).func)),
+        "_zerorpc_args": ServedFunction(lambda name: argspec(lookup(name).func)),
+        "_zerorpc_inspect": ServedFunction(
+            lambda: {"name": server.name, "methods": {n: describe(n) for n in functions}}
+        ),
+    }

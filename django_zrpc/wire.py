@@ -1,0 +1,136 @@
+"""zerorpc protocol v3 on the wire: events packed with msgpack, and their validation.
+
+An event is the msgpack array ``[header, name, args]``. The header is a map
+with ``message_id`` (opaque: zerorpc-python sends 32 bytes, zerorpc for
+Node.js a string), ``v`` (3) and, on every event after a call's first,
+``response_to``. A DEALER client sends ``[b"", blob]``; a ROUTER server gets
+``[identity..., b"", blob]`` and answers ``identity + [b"", blob]``.
+
+Everything read from the network is checked here, and a bad frame raises
+``BadEvent`` so that the caller can log and drop it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+PROTOCOL_VERSION = 3
+HEARTBEAT = "_zpc_hb"
+MORE = "_zpc_more"
+OK = "OK"
+ERR = "ERR"
+STREAM = "STREAM"
+STREAM_DONE = "STREAM_DONE"
+
+#: Hard limits on what one event may hold; larger is a hostile or broken peer.
+DEFAULT_MAX_EVENT_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_CONTAINER_LEN = 1_000_000
+MAX_NAME_LEN = 256
+MAX_ID_LEN = 256
+MAX_IDENTITY_FRAMES = 8
+
+
+class BadEvent(ValueError):
+    """A frame or event that does not follow the protocol; drop it."""
+
+
+@dataclass(eq=False)
+class Event:
+    """One zerorpc event, shaped like ``zerorpc.events.Event`` for middleware."""
+
+    name: str
+    args: Any
+    header: dict[str, Any]
+    identity: tuple[bytes, ...] | None = field(default=None)
+
+    @property
+    def message_id(self) -> Any:
+        return self.header["message_id"]
+
+    @property
+    def response_to(self) -> Any:
+        return self.header.get("response_to")
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.header} {self.args!r:.200}"
+
+
+class MessageIds:
+    """Fresh message ids: a random per-process prefix and a counter, 32 bytes like zerorpc's."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(12).hex().encode()
+        self._counter = itertools.count()
+        self._pid = os.getpid()
+
+    def __call__(self) -> bytes:
+        if os.getpid() != self._pid:  # a forked child must not reuse its parent's ids
+            self.__init__()  # type: ignore[misc]
+        return self._prefix + b"%08x" % (next(self._counter) & 0xFFFFFFFF)
+
+
+def pack(name: str, args: Any, header: dict[str, Any]) -> bytes:
+    """Return the msgpack blob of an event."""
+    return msgpack.packb((header, name, args), use_bin_type=True)
+
+
+class Unpacker:
+    """Decode and validate event blobs with bounded sizes."""
+
+    def __init__(
+        self,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_container_len: int = DEFAULT_MAX_CONTAINER_LEN,
+    ) -> None:
+        self.max_event_bytes = max_event_bytes
+        self._limits = {
+            "max_str_len": max_event_bytes,
+            "max_bin_len": max_event_bytes,
+            "max_array_len": max_container_len,
+            "max_map_len": max_container_len,
+            "max_ext_len": max_event_bytes,
+        }
+
+    def unpack(self, blob: bytes) -> Event:
+        """Return the event in ``blob``, or raise ``BadEvent`` saying what is wrong."""
+        if len(blob) > self.max_event_bytes:
+            raise BadEvent(f"event of {len(blob)} bytes exceeds {self.max_event_bytes}")
+        try:
+            decoded = msgpack.unpackb(blob, raw=False, strict_map_key=False, **self._limits)
+        except Exception as err:  # msgpack raises many types for bad input
+            raise BadEvent(f"not msgpack: {type(err).__name__}: {err}") from None
+        if not isinstance(decoded, list | tuple) or len(decoded) != 3:
+            raise BadEvent("event is not a 3-item array [header, name, args]")
+        header, name, args = decoded
+        if not isinstance(header, dict):
+            raise BadEvent(f"header is a {type(header).__name__}, not a map")
+        if not isinstance(name, str) or not name or len(name) > MAX_NAME_LEN:
+            raise BadEvent(f"event name {name!r:.80} is not a short non-empty string")
+        _check_id(header.get("message_id"), "message_id")
+        if "response_to" in header:
+            _check_id(header["response_to"], "response_to")
+        version = header.get("v", PROTOCOL_VERSION)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise BadEvent(f"protocol version {version!r:.40} is not an integer")
+        return Event(name, args, header)
+
+
+def _check_id(value: Any, what: str) -> None:
+    if isinstance(value, bytes | str):
+        if 0 < len(value) <= MAX_ID_LEN:
+            return
+    elif isinstance(value, int) and not isinstance(value, bool):
+        return
+    raise BadEvent(f"{what} {value!r:.80} is not a short bytes, string or integer id")
+
+
+def split_frames(frames: list[bytes]) -> tuple[tuple[bytes, ...], bytes]:
+    """Split ROUTER frames ``[identity..., b"", blob]`` into (identity, blob)."""
+    if len(frames) < 3 or len(frames) > MAX_IDENTITY_FRAMES + 2 or frames[-2] != b"":
+        raise BadEvent(f"{len(frames)} frames are not [identity..., empty, event]")
+    return tuple(frames[:-2]), frames[-1]
