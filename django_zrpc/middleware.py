@@ -9,11 +9,14 @@ by dotted path; each is instantiated once with no arguments, and may raise
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.db import close_old_connections, connections
 
 from django_zrpc.exceptions import LostRemote
+
+logger = logging.getLogger("django_zrpc.server")
 
 
 class CloseOldConnectionsMiddleware:
@@ -36,10 +39,24 @@ class CloseOldConnectionsMiddleware:
         if exc_info is not None and _interrupted(exc_info[1]):
             # The call was stopped from outside, perhaps in the middle of a
             # query: the driver may still consider it running, and Django does
-            # not count this as a database error. Start afresh.
+            # not count this as a database error. Closing alone would leave the
+            # query running in the database: cancel it, then start afresh.
             for connection in connections.all(initialized_only=True):
+                _cancel_query(connection.connection)
                 connection.close()
         close_old_connections()
+
+
+def _cancel_query(raw_connection: Any) -> None:
+    # psycopg 3.2+ has cancel_safe() (cooperative under gevent); psycopg 3.1
+    # and psycopg2 have cancel().
+    cancel = getattr(raw_connection, "cancel_safe", None) or getattr(raw_connection, "cancel", None)
+    if cancel is None:
+        return
+    try:
+        cancel()
+    except Exception as err:
+        logger.warning("Cancelling the query of an interrupted call failed: %s", err)
 
 
 def _interrupted(error: BaseException) -> bool:

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 import zerorpc
+import zmq
+
+from django_zrpc import wire
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 30.0
@@ -89,6 +92,30 @@ class ServerProcess:
             yield client
         finally:
             client.close()
+
+
+def raw_dealer(endpoint: str) -> zmq.Socket:
+    """A bare ZeroMQ DEALER: a zerorpc peer that does only what the test makes it do."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 10_000)
+    sock.connect(endpoint)
+    return sock
+
+
+def request(name: str, args: list, message_id: bytes = b"m" * 32) -> bytes:
+    """The blob of a zerorpc v3 request event."""
+    return wire.pack(name, args, {"message_id": message_id, "v": 3})
+
+
+def abandon_call(server: ServerProcess, name: str, *args: object) -> None:
+    """Call ``name`` and never heartbeat; return once the server has given the call up."""
+    sock = raw_dealer(server.endpoint)
+    try:
+        sock.send_multipart([b"", request(name, list(args))])
+        server.wait_for(f"rpc {name} lost its caller", timeout=15)
+    finally:
+        sock.close()
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

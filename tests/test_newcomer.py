@@ -57,8 +57,8 @@ def project(tmp_path):
     return tmp_path, env
 
 
-def test_newcomer_project_serves_its_rpcs_with_an_unedited_manage_py(project):
-    path, env = project
+def assert_serves_hello(path, env) -> None:
+    """Start `manage.py runrpc --noreload` in the project, call hello, stop it with exit 0."""
     port = free_port()
     server = ServerProcess(["--noreload", str(port)], env, path, port)
     try:
@@ -67,6 +67,10 @@ def test_newcomer_project_serves_its_rpcs_with_an_unedited_manage_py(project):
             assert client.hello("Ada") == "Hello, Ada!"
     finally:
         assert server.stop() == 0
+
+
+def test_newcomer_project_serves_its_rpcs_with_an_unedited_manage_py(project):
+    assert_serves_hello(*project)
 
 
 def test_autoreloader_restarts_the_server_when_rpcs_change(project):
@@ -149,11 +153,4 @@ def test_a_manage_py_that_changes_sys_path_keeps_working(project):
             1,
         )
     )
-    port = free_port()
-    server = ServerProcess(["--noreload", str(port)], env, path, port)
-    try:
-        server.wait_for("Serving 1 RPC functions")
-        with server.client() as client:
-            assert client.hello("Ada") == "Hello, Ada!"
-    finally:
-        assert server.stop() == 0
+    assert_serves_hello(path, env)

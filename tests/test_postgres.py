@@ -9,7 +9,7 @@ import gevent
 import psycopg
 import pytest
 
-from tests.conftest import requires_postgres
+from tests.conftest import abandon_call, requires_postgres
 
 pytestmark = requires_postgres
 
@@ -86,8 +86,6 @@ def test_persistent_connection_is_reused_and_replaced_after_it_is_killed(start_s
 
 
 def test_a_call_lost_mid_query_leaves_the_next_call_a_working_connection(start_server, pg):
-    from tests.test_wire import raw_dealer, request
-
     name = app_name()
     server = start_server(
         "--heartbeat",
@@ -98,12 +96,9 @@ def test_a_call_lost_mid_query_leaves_the_next_call_a_working_connection(start_s
         CONN_MAX_AGE="300",
         CONN_HEALTH_CHECKS="0",  # Django's default: no check before reuse
     )
-    sock = raw_dealer(server.endpoint)
-    try:
-        sock.send_multipart([b"", request("db_sleep", [30])])  # and never a heartbeat
-        server.wait_for("rpc db_sleep lost its caller", timeout=15)
-    finally:
-        sock.close()
+    abandon_call(server, "db_sleep", 30)
+    # Its query was cancelled, not left sleeping for 30 s in the database.
+    assert wait_for_backends(pg, name, 0, timeout=5) == []
     with server.client(timeout=10, heartbeat=1) as client:
         assert isinstance(client.db_backend_pid(), int)
         assert client.get_ticket(1)["id"] == 1

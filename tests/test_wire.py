@@ -10,21 +10,8 @@ import gevent
 import msgpack
 import pytest
 import zerorpc
-import zmq
 
-from django_zrpc import wire
-
-
-def raw_dealer(endpoint: str) -> zmq.Socket:
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, 10_000)
-    sock.connect(endpoint)
-    return sock
-
-
-def request(name: str, args: list, message_id: bytes = b"m" * 32) -> bytes:
-    return wire.pack(name, args, {"message_id": message_id, "v": 3})
+from tests.conftest import abandon_call, raw_dealer, request
 
 
 def test_sixty_four_concurrent_calls_from_one_stock_client(server):
@@ -36,12 +23,7 @@ def test_sixty_four_concurrent_calls_from_one_stock_client(server):
 
 def test_a_caller_that_stops_heartbeating_has_its_call_cancelled(start_server):
     server = start_server("--heartbeat", "1", "--concurrency", "1")
-    sock = raw_dealer(server.endpoint)
-    try:
-        sock.send_multipart([b"", request("sleep", [30])])  # and never a heartbeat
-        server.wait_for("rpc sleep lost its caller", timeout=10)
-    finally:
-        sock.close()
+    abandon_call(server, "sleep", 30)
     # The only worker is free again: a new call does not wait 30 s.
     with server.client(timeout=5, heartbeat=1) as client:
         assert client.echo("free") == "free"
@@ -113,7 +95,18 @@ def test_thousands_of_hostile_frames_leave_the_server_answering(server):
     finally:
         sock.close()
     with server.client(timeout=10) as client:
-        assert client.echo("alive") == "alive"
+        # Some mutated frames are valid calls: while they run, ServerBusy is
+        # the right answer; the server must answer, and soon answer "alive".
+        deadline = time.monotonic() + 10
+        answers = []
+        while "alive" not in answers and time.monotonic() < deadline:
+            try:
+                answers.append(client.echo("alive"))
+            except zerorpc.RemoteError as err:
+                answers.append(err.name)
+                gevent.sleep(0.1)
+        assert answers[-1] == "alive", "still busy 10 s after the flood"
+        assert set(answers) <= {"ServerBusy", "alive"}
         assert list(client.count_up(3)) == [0, 1, 2]
     server.wait_for("Dropped ")
     assert server.proc.poll() is None

@@ -13,6 +13,7 @@ heartbeats keep flowing however busy the workers are.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 import time
@@ -168,7 +169,12 @@ class Server:
 
     def _read(self) -> None:
         recv = self._socket.recv_multipart
-        while True:
+        for count in itertools.count(1):
+            if count % 32 == 0:
+                # A receive with frames waiting does not yield: let the workers
+                # run now and then during a burst, or they would start nothing
+                # until it ends and every call past the backlog would be refused.
+                gevent.sleep(0)
             try:
                 frames = recv()
                 identity, blob = wire.split_frames(frames)
