@@ -114,6 +114,27 @@ def call_zerorpc(endpoint: str, callers: int, seconds: float) -> dict:
     return {"calls": sum(counts), "seconds": time.monotonic() - started, "cpu": _cpu() - cpu}
 
 
+def call_core(endpoint: str, callers: int, seconds: float) -> dict:
+    import gevent
+
+    from django_zrpc.core.client import Client
+
+    client = Client(endpoint, timeout=30)
+    client.echo(1)
+    counts = [0] * callers
+    deadline = time.monotonic() + seconds
+
+    def caller(index: int) -> None:
+        while time.monotonic() < deadline:
+            client.echo(1)
+            counts[index] += 1
+
+    cpu = _cpu()
+    started = time.monotonic()
+    gevent.joinall([gevent.spawn(caller, i) for i in range(callers)], raise_error=True)
+    return {"calls": sum(counts), "seconds": time.monotonic() - started, "cpu": _cpu() - cpu}
+
+
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -129,9 +150,11 @@ def _process_cpu(pid: int) -> float:
 
 def start_server(kind: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    if kind == "runrpc":
+    if kind.startswith("runrpc"):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("DATABASE_URL", None)
+        if kind == "runrpc-quiet":
+            env["ZRPC_LOG_CALLS"] = "0"
         args = [sys.executable, "manage.py", "runrpc", "--noreload", "--skip-checks", str(port)]
         ready = "Serving "
     else:
@@ -171,12 +194,15 @@ PAIRS = [
     ("raw pyzmq -> raw pyzmq", "raw", "raw"),
     ("zerorpc -> zerorpc", "zerorpc", "zerorpc"),
     ("zerorpc -> runrpc", "zerorpc", "runrpc"),
+    ("django_zrpc -> zerorpc", "core", "zerorpc"),
+    ("django_zrpc -> runrpc", "core", "runrpc"),
+    ("django_zrpc -> runrpc, no call log", "core", "runrpc-quiet"),
 ]
 BASELINE = "zerorpc -> zerorpc"
 
 
 def run(seconds: float, rounds: int, callers_list: list[int]) -> None:
-    servers = {kind: start_server(kind) for kind in ("raw", "zerorpc", "runrpc")}
+    servers = {kind: start_server(kind) for kind in ("raw", "zerorpc", "runrpc", "runrpc-quiet")}
     results: dict[tuple[str, int], list[dict]] = {}
     try:
         for _ in range(rounds):
@@ -217,7 +243,9 @@ def main() -> None:
         {"serve-raw": serve_raw, "serve-zerorpc": serve_zerorpc}[sys.argv[1]](int(sys.argv[2]))
         return
     if len(sys.argv) > 1 and sys.argv[1].startswith("call-"):
-        function = {"call-raw": call_raw, "call-zerorpc": call_zerorpc}[sys.argv[1]]
+        function = {"call-raw": call_raw, "call-zerorpc": call_zerorpc, "call-core": call_core}[
+            sys.argv[1]
+        ]
         print(json.dumps(function(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

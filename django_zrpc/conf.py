@@ -21,6 +21,9 @@ DEFAULTS: dict[str, Any] = {
     "CONCURRENCY": 100,
     # Seconds a stopping server gives running calls before ending them.
     "GRACEFUL_TIMEOUT": 10.0,
+    # One INFO line per successful call (errors and lost callers are always
+    # logged). It costs about a fifth of the server's CPU per call.
+    "LOG_CALLS": True,
     # Name reported by _zerorpc_name and _zerorpc_ping; None: the project's.
     "SERVER_NAME": None,
     # Dotted paths of server middleware; None: see default_middleware().

@@ -51,4 +51,5 @@ def build_server(
         middleware=load_middleware(conf.get("MIDDLEWARE")),
         # A worker's connections belong to its greenlet: close them with it.
         on_worker_exit=connections.close_all,
+        log_calls=bool(conf.get("LOG_CALLS")),
     )

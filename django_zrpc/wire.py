@@ -64,13 +64,15 @@ class MessageIds:
     """Fresh message ids: a random per-process prefix and a counter, 32 bytes like zerorpc's."""
 
     def __init__(self) -> None:
+        self._reset()
+        # A forked child must not reuse its parent's ids.
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
         self._prefix = os.urandom(12).hex().encode()
         self._counter = itertools.count()
-        self._pid = os.getpid()
 
     def __call__(self) -> bytes:
-        if os.getpid() != self._pid:  # a forked child must not reuse its parent's ids
-            self.__init__()  # type: ignore[misc]
         return self._prefix + b"%08x" % (next(self._counter) & 0xFFFFFFFF)
 
 

@@ -66,6 +66,9 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = os.environ.get("CONN_HEALTH_CHECKS"
 if os.environ.get("DB_APPLICATION_NAME") and "postgresql" in DATABASES["default"]["ENGINE"]:
     DATABASES["default"]["OPTIONS"] = {"application_name": os.environ["DB_APPLICATION_NAME"]}
 
+# The benchmarks measure runrpc with and without its per-call log line.
+ZRPC_LOG_CALLS = os.environ.get("ZRPC_LOG_CALLS", "1") == "1"
+
 if os.environ.get("SENTRY_DSN"):
     import sentry_sdk
 

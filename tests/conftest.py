@@ -162,8 +162,10 @@ def start_server(live_database_url):
     """Start ``manage.py runrpc --noreload`` on a free port; stop every one at teardown."""
     started: list[ServerProcess] = []
 
-    def start(*args: str, cwd: Path = ROOT, wait: bool = True, **env: str) -> ServerProcess:
-        port = free_port()
+    def start(
+        *args: str, cwd: Path = ROOT, wait: bool = True, port: int | None = None, **env: str
+    ) -> ServerProcess:
+        port = port or free_port()
         env.setdefault("DATABASE_URL", live_database_url)
         server = ServerProcess(
             ["--noreload", *args, f"127.0.0.1:{port}"], subprocess_env(**env), cwd, port

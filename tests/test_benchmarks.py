@@ -34,6 +34,9 @@ def test_wire_benchmark_smoke_pass():
         "| raw pyzmq -> raw pyzmq",
         "| zerorpc -> zerorpc",
         "| zerorpc -> runrpc",
+        "| django_zrpc -> zerorpc",
+        "| django_zrpc -> runrpc",
+        "| django_zrpc -> runrpc, no call log",
     ]
     for row in rows:
         calls_per_second = float(row.split(" | ")[2].replace(",", ""))

@@ -41,6 +41,9 @@ class Hooks:
                 if hook is not None:
                     self._hooks[name].append(_logged_errors(hook) if name in _GUARDED else hook)
 
+    def hooks(self, name: str) -> list[Callable[..., Any]]:
+        return self._hooks[name]
+
     def has(self, name: str) -> bool:
         return bool(self._hooks[name])
 

@@ -13,7 +13,6 @@ heartbeats keep flowing however busy the workers are.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import sys
 import time
@@ -24,10 +23,11 @@ from typing import Any
 import gevent
 import gevent.event
 import gevent.queue
-import zmq.green as zmq
+import zmq
 
 from django_zrpc import wire
 from django_zrpc.core.hooks import Hooks
+from django_zrpc.core.io import SocketLoop
 from django_zrpc.exceptions import LostRemote
 
 logger = logging.getLogger("django_zrpc.server")
@@ -110,6 +110,7 @@ class Server:
         middleware: Iterable[Any] = (),
         unpacker: wire.Unpacker | None = None,
         on_worker_exit: Callable[[], None] | None = None,
+        log_calls: bool = True,
     ) -> None:
         self.name = name
         self.heartbeat = heartbeat
@@ -124,6 +125,7 @@ class Server:
         self._socket = self._context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.IPV6, 1)
         self._socket.setsockopt(zmq.MAXMSGSIZE, self._unpacker.max_event_bytes)
+        self._io = SocketLoop(self._socket, self._on_frames)
         self._calls: dict[tuple[Any, Any], Call] = {}
         self._queue: gevent.queue.Queue = gevent.queue.Queue()
         self._accepting = True
@@ -131,6 +133,7 @@ class Server:
         self._greenlets: list[gevent.Greenlet] = []
         self._drops = _DropLog()
         self._on_worker_exit = on_worker_exit
+        self._log_calls = log_calls
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -143,12 +146,13 @@ class Server:
         """Serve until ``stop()``; return once in-flight calls are finished or ended."""
         self._greenlets = [gevent.spawn(self._work) for _ in range(self.concurrency)]
         self._greenlets.append(gevent.spawn(self._tick))
-        reader = gevent.spawn(self._read)
+        reader = gevent.spawn(self._io.run)
         try:
             self._stopped.wait()
         finally:
-            reader.kill()
             gevent.killall(self._greenlets)
+            self._io.flush()  # the last replies, ServerStopping errors among them
+            reader.kill()
 
     def stop(self, grace: float = 0.0) -> None:
         """Stop taking calls, give running ones ``grace`` seconds, end the rest with an error."""
@@ -167,26 +171,15 @@ class Server:
 
     # -- receiving ---------------------------------------------------------
 
-    def _read(self) -> None:
-        recv = self._socket.recv_multipart
-        for count in itertools.count(1):
-            if count % 32 == 0:
-                # A receive with frames waiting does not yield: let the workers
-                # run now and then during a burst, or they would start nothing
-                # until it ends and every call past the backlog would be refused.
-                gevent.sleep(0)
-            try:
-                frames = recv()
-                identity, blob = wire.split_frames(frames)
-                event = self._unpacker.unpack(blob)
-            except wire.BadEvent as err:
-                self._drops.record(str(err))
-                continue
-            event.identity = identity
-            try:
-                self._route(event)
-            except Exception:
-                logger.exception("Dropped event %s: routing it failed.", event)
+    def _on_frames(self, frames: list[bytes]) -> None:
+        try:
+            identity, blob = wire.split_frames(frames)
+            event = self._unpacker.unpack(blob)
+        except wire.BadEvent as err:
+            self._drops.record(str(err))
+            return
+        event.identity = identity
+        self._route(event)
 
     def _route(self, event: wire.Event) -> None:
         response_to = event.header.get("response_to")
@@ -346,12 +339,13 @@ class Server:
         assert call.identity is not None
         # A ROUTER never blocks a send: a message for a peer that is gone or
         # whose queue is full is dropped, so a dead caller cannot stall us.
-        self._socket.send_multipart([*call.identity, b"", blob])
+        self._io.send([*call.identity, b"", blob])
 
     def _log(self, call: Call, elapsed_ms: float, outcome: str, error: Any = None) -> None:
         name = call.request.name
         if outcome == "OK":
-            logger.info("rpc %s OK in %.1f ms", name, elapsed_ms)
+            if self._log_calls:
+                logger.info("rpc %s OK in %.1f ms", name, elapsed_ms)
         elif outcome == "lost":
             logger.warning("rpc %s lost its caller: %s", name, error)
         elif outcome == "unknown":

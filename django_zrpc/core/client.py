@@ -1,0 +1,322 @@
+"""A zerorpc client (protocol v3) on pyzmq + gevent: one DEALER socket to one server.
+
+Many calls share the socket at once. One reader greenlet routes replies to
+their calls, one ticker sends every call's heartbeats and notices a silent
+server; a call is a small object, not zerorpc's stack of channels and
+greenlets. It raises zerorpc's own exceptions (``RemoteError``,
+``LostRemote``, ``TimeoutExpired``), so code written for zerorpc keeps working.
+
+The socket is made with ``IMMEDIATE``: a request is only queued on a live
+connection. A call to a server that is down waits for a connection until its
+timeout and then fails, and is never delivered later when the server returns
+(zerorpc queues it: zerorpc-python #121, and blocks for good once its queue is
+full: #236).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import gevent
+import zmq
+from gevent.hub import Waiter
+
+from django_zrpc import wire
+from django_zrpc.core.hooks import Hooks
+from django_zrpc.core.io import SocketLoop
+from django_zrpc.exceptions import LostRemote, RemoteError, TimeoutExpired
+
+logger = logging.getLogger("django_zrpc.client")
+
+#: Stream items the client lets the server send ahead of what was consumed.
+STREAM_WINDOW = 100
+
+#: Seconds between the ticker's checks of timeouts (and heartbeats, when due).
+TICK = 0.01
+
+
+class _Pending:
+    """One call waiting for its reply, or a stream being read."""
+
+    __slots__ = (
+        "deadline",
+        "granted",
+        "last_seen",
+        "message_id",
+        "name",
+        "replies",
+        "request",
+        "timeout",
+        "waiter",
+    )
+
+    def __init__(self, request: wire.Event, now: float, timeout: float) -> None:
+        self.request = request
+        self.name = request.name
+        self.message_id = request.message_id
+        self.replies: deque[Any] = deque()
+        self.waiter: Waiter | None = None
+        self.last_seen = now
+        self.timeout = timeout
+        self.deadline = now + timeout
+        # Events the server may still send before it needs a _zpc_more.
+        self.granted = 1
+
+    def deliver(self, reply: Any) -> None:
+        """Hand ``reply`` (an event, or an exception to raise) to the waiting caller."""
+        self.replies.append(reply)
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None:
+            # From the hub, never from another greenlet: a direct switch
+            # would leave the calling greenlet unscheduled.
+            gevent.get_hub().loop.run_callback(waiter.switch, None)
+
+    def next_reply(self) -> wire.Event:
+        """Wait for the next reply until ``timeout`` from now; raise what is not an event."""
+        self.deadline = time.monotonic() + self.timeout
+        while not self.replies:
+            self.waiter = Waiter()
+            self.waiter.get()
+        reply = self.replies.popleft()
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+
+class Stream(Iterator[Any]):
+    """The items of a streaming call, read as the caller iterates.
+
+    ``close()`` (or dropping the iterator) abandons the call: its heartbeats
+    stop and the server gives it up.
+    """
+
+    def __init__(self, client: Client, pending: _Pending, first: wire.Event, timeout: float):
+        self._client = client
+        self._pending: _Pending | None = pending
+        self._reply: wire.Event | None = first
+        self._timeout = timeout
+
+    def __next__(self) -> Any:
+        pending = self._pending
+        if pending is None:
+            raise StopIteration
+        try:
+            reply = self._reply
+            if reply is None:
+                self._client._grant(pending)
+                reply = pending.next_reply()
+            self._reply = None
+            if reply.name == wire.STREAM:
+                return reply.args
+            if reply.name != wire.STREAM_DONE:
+                self._client._result(pending, reply)  # raises the remote error
+            self._client._hooks.call("client_after_request", pending.request, reply)
+        except BaseException:
+            self.close()
+            raise
+        self.close()
+        raise StopIteration
+
+    def close(self) -> None:
+        if self._pending is not None:
+            self._client._forget(self._pending)
+            self._pending = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class Client:
+    """Call the functions of one zerorpc server at ``endpoint``."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        timeout: float = 30.0,
+        heartbeat: float | None = 5.0,
+        middleware: Iterable[Any] = (),
+        unpacker: wire.Unpacker | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.heartbeat = heartbeat
+        self._hooks = Hooks(middleware)
+        self._unpacker = unpacker or wire.Unpacker()
+        self._new_id = wire.MessageIds()
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.IMMEDIATE, 1)
+        self._socket.setsockopt(zmq.IPV6, 1)
+        self._socket.connect(endpoint)
+        self._pending: dict[Any, _Pending] = {}
+        self._closed = False
+        self._io = SocketLoop(self._socket, self._on_frames, wanted=self._is_pending)
+        self._reader = gevent.spawn(self._io.run)
+        # Runs only while calls are in flight (see _tick).
+        self._ticker: gevent.Greenlet | None = None
+
+    # -- public API ------------------------------------------------------------
+
+    def call(self, name: str, *args: Any, timeout: float | None = None) -> Any:
+        """Call ``name`` with ``args``; return its result, or an iterator for a stream."""
+        if self._closed:
+            raise RuntimeError(f"This client of {self.endpoint} is closed.")
+        timeout = self.timeout if timeout is None else timeout
+        header = {"message_id": self._new_id(), "v": wire.PROTOCOL_VERSION}
+        if self._hooks.has("get_task_context"):
+            header.update(self._hooks.get_task_context())
+        request = wire.Event(name, list(args), header)
+        self._hooks.call("client_before_request", request)
+        pending = _Pending(request, time.monotonic(), timeout)
+        self._pending[pending.message_id] = pending
+        if self._ticker is None:
+            self._ticker = gevent.spawn(self._tick)
+        try:
+            # Queued until a connection exists; dropped unsent if the call
+            # ends first (see _is_pending).
+            self._io.send([b"", wire.pack(name, request.args, header)], pending)
+            reply = pending.next_reply()
+        except BaseException as err:
+            self._forget(pending)
+            if isinstance(err, TimeoutExpired | LostRemote):
+                self._hooks.call("client_after_request", request, None, err)
+            raise
+        if reply.name == wire.STREAM or reply.name == wire.STREAM_DONE:
+            return self._stream(pending, reply, timeout)
+        self._forget(pending)
+        return self._result(pending, reply)
+
+    def __call__(self, name: str, *args: Any, timeout: float | None = None) -> Any:
+        return self.call(name, *args, timeout=timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return lambda *args, timeout=None: self.call(name, *args, timeout=timeout)
+
+    def close(self) -> None:
+        """Close the socket; calls still waiting fail with ``LostRemote``."""
+        if self._closed:
+            return
+        self._closed = True
+        for greenlet in (self._reader, self._ticker):
+            if greenlet is not None:
+                greenlet.kill(block=False)
+        for pending in list(self._pending.values()):
+            pending.deliver(LostRemote(f"The client of {self.endpoint} was closed."))
+        self._pending.clear()
+        self._socket.close(linger=0)
+        self._context.term()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # -- replies ---------------------------------------------------------------
+
+    def _result(self, pending: _Pending, reply: wire.Event) -> Any:
+        if reply.name == wire.OK:
+            self._hooks.call("client_after_request", pending.request, reply)
+            args = reply.args
+            return args[0] if isinstance(args, list | tuple) and args else None
+        if reply.name == wire.ERR:
+            error = self._remote_error(reply)
+            self._hooks.call("client_after_request", pending.request, reply, error)
+            raise error
+        raise RemoteError(
+            "ProtocolError", f"Unexpected {reply.name!r} in reply to {pending.name}.", None
+        )
+
+    def _remote_error(self, reply: wire.Event) -> BaseException:
+        for hook in self._hooks.hooks("client_handle_remote_error"):
+            error = hook(reply)
+            if error:
+                return error
+        args = reply.args if isinstance(reply.args, list | tuple) else [reply.args]
+        if reply.header.get("v", 1) >= 2 and len(args) == 3:
+            name, message, traceback = args
+            return RemoteError(name, message, traceback)
+        return RemoteError("RemoteError", args[0] if args else None, None)
+
+    def _stream(self, pending: _Pending, first: wire.Event, timeout: float) -> Stream:
+        return Stream(self, pending, first, timeout)
+
+    def _grant(self, pending: _Pending) -> None:
+        # Let the server run ahead by up to STREAM_WINDOW items past what the
+        # caller consumed; top up when less than half of that is left.
+        ahead = pending.granted + len(pending.replies)
+        if ahead < STREAM_WINDOW // 2:
+            more = STREAM_WINDOW - ahead
+            pending.granted += more
+            self._send(pending, wire.MORE, (more,))
+
+    def _forget(self, pending: _Pending) -> None:
+        self._pending.pop(pending.message_id, None)
+
+    # -- the socket --------------------------------------------------------------
+
+    def _is_pending(self, pending: _Pending) -> bool:
+        return pending.message_id in self._pending
+
+    def _send(self, pending: _Pending, name: str, args: Any) -> None:
+        header = {
+            "message_id": self._new_id(),
+            "v": wire.PROTOCOL_VERSION,
+            "response_to": pending.message_id,
+        }
+        self._io.send([b"", wire.pack(name, args, header)], pending)
+
+    def _on_frames(self, frames: list[bytes]) -> None:
+        try:
+            if len(frames) != 2 or frames[0] != b"":
+                raise wire.BadEvent(f"{len(frames)} frames are not [empty, event]")
+            event = self._unpacker.unpack(frames[1])
+        except wire.BadEvent as err:
+            logger.warning("Dropped a bad frame from %s: %s", self.endpoint, err)
+            return
+        pending = self._pending.get(event.header.get("response_to"))
+        if pending is None:
+            return  # for a call that timed out or was abandoned
+        pending.last_seen = time.monotonic()
+        if event.name == wire.HEARTBEAT or event.name == wire.MORE:
+            return
+        if event.name == wire.STREAM:
+            pending.granted -= 1
+        pending.deliver(event)
+
+    def _tick(self) -> None:
+        """Expire timed-out calls, send heartbeats, notice a silent server; while calls exist."""
+        heartbeat = self.heartbeat
+        next_beat = time.monotonic() + (heartbeat or 0.0)
+        try:
+            while self._pending:
+                gevent.sleep(TICK)
+                now = time.monotonic()
+                beat = heartbeat is not None and now >= next_beat
+                for pending in list(self._pending.values()):
+                    if now >= pending.deadline:
+                        self._forget(pending)
+                        pending.deliver(
+                            TimeoutExpired(pending.timeout, f"calling remote method {pending.name}")
+                        )
+                    elif beat:
+                        self._beat(pending, now, heartbeat or 0.0)
+                if beat:
+                    next_beat = now + (heartbeat or 0.0)
+        finally:
+            self._ticker = None
+
+    def _beat(self, pending: _Pending, now: float, heartbeat: float) -> None:
+        if pending.last_seen < now - 2 * heartbeat:
+            self._forget(pending)
+            pending.deliver(LostRemote(f"Lost remote after {2 * heartbeat}s heartbeat"))
+        else:
+            self._send(pending, wire.HEARTBEAT, (0,))

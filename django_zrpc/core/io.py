@@ -1,0 +1,125 @@
+"""One greenlet that owns a ZeroMQ socket: it sends what others queue and receives.
+
+pyzmq's gevent flavour (``zmq.green``) checks the socket state after every
+operation and waits with a gevent event per operation; zerorpc adds a
+``gevent.Timeout`` per operation on top. Here one greenlet drains the socket
+with non-blocking receives, sends what workers queued, and checks the socket
+state once per pass before it sleeps on the socket's file descriptor.
+
+A ZeroMQ socket's descriptor is edge-triggered and any operation can consume
+the edge, so the loop never sleeps before ``EVENTS`` says nothing is readable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import gevent.event
+import zmq
+
+logger = logging.getLogger("django_zrpc.server")
+
+# Plain ints: pyzmq's flag enums cost microseconds per operation in arithmetic.
+_NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE_NOBLOCK = int(zmq.SNDMORE) | _NOBLOCK
+_POLLIN = int(zmq.POLLIN)
+_EVENTS = int(zmq.EVENTS)
+_RCVMORE = int(zmq.RCVMORE)
+
+#: Receives in a row before the loop lets other greenlets run.
+BURST = 64
+
+
+class SocketLoop:
+    """Run ``socket``'s I/O in one greenlet; ``send`` may be called from any greenlet."""
+
+    def __init__(
+        self,
+        socket: zmq.Socket,
+        on_frames: Callable[[list[bytes]], None],
+        wanted: Callable[[Any], bool] | None = None,
+    ) -> None:
+        self.socket = socket
+        self._on_frames = on_frames
+        # Whether a queued message is still wanted when its turn comes; a
+        # request whose caller gave up is dropped rather than sent late.
+        self._wanted = wanted
+        self._outbox: deque[tuple[list[bytes], Any]] = deque()
+        self._wake = gevent.event.Event()
+        self._sleeping = False
+        self._watcher = gevent.get_hub().loop.io(socket.getsockopt(zmq.FD), 1)
+        self._watcher.start(self._wake.set)
+
+    def send(self, frames: list[bytes], owner: Any = None) -> None:
+        """Queue ``frames``; the loop sends them on its next pass."""
+        self._outbox.append((frames, owner))
+        if self._sleeping:
+            self._wake.set()
+
+    def run(self) -> None:
+        """Serve the socket until killed."""
+        socket = self.socket
+        try:
+            while True:
+                blocked = self._flush()
+                received = self._receive_burst()
+                if received == BURST:
+                    gevent.sleep(0)  # more may be waiting: let the workers run first
+                    continue
+                if self._outbox and not blocked:
+                    continue
+                self._wake.clear()
+                if int(socket.getsockopt(_EVENTS)) & _POLLIN:
+                    continue
+                self._sleeping = True
+                # Blocked sends (no connection yet) are retried now and then:
+                # a connection being made does not always raise an edge.
+                self._wake.wait(timeout=0.05 if blocked else None)
+                self._sleeping = False
+        finally:
+            self._watcher.stop()
+
+    def flush(self) -> bool:
+        """Send queued frames now; return True if the socket would block."""
+        return self._flush()
+
+    def _flush(self) -> bool:
+        send = self.socket.send
+        outbox = self._outbox
+        wanted = self._wanted
+        while outbox:
+            frames, owner = outbox[0]
+            if owner is not None and wanted is not None and not wanted(owner):
+                outbox.popleft()
+                continue
+            try:
+                last = len(frames) - 1
+                # The first frame decides: if it would block, none was sent.
+                send(frames[0], _SNDMORE_NOBLOCK if last else _NOBLOCK)
+            except zmq.Again:
+                return True
+            for index in range(1, last + 1):
+                send(frames[index], _SNDMORE_NOBLOCK if index < last else _NOBLOCK)
+            outbox.popleft()
+        return False
+
+    def _receive_burst(self) -> int:
+        recv = self.socket.recv
+        getsockopt = self.socket.getsockopt
+        on_frames = self._on_frames
+        for count in range(BURST):
+            try:
+                frames = [recv(_NOBLOCK)]
+            except zmq.Again:
+                return count
+            while getsockopt(_RCVMORE):
+                frames.append(recv(_NOBLOCK))
+            try:
+                on_frames(frames)
+            except Exception:
+                logger.exception("Handling received frames failed; the loop goes on.")
+        return BURST

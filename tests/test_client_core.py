@@ -1,0 +1,145 @@
+"""django_zrpc's client core against a stock zerorpc 0.6.3 server and against runrpc."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import gevent
+import pytest
+
+from django_zrpc.core.client import Client
+from django_zrpc.exceptions import LostRemote, RemoteError, TimeoutExpired
+from tests.conftest import ROOT, free_port
+
+
+class StockServer:
+    """tests/zerorpc_server.py in a process of its own."""
+
+    def __init__(self, heartbeat: float = 1) -> None:
+        self.port = free_port()
+        self.endpoint = f"tcp://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "tests/zerorpc_server.py", str(self.port), str(heartbeat)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+            self.proc.wait(10)
+
+
+@pytest.fixture(params=["zerorpc", "runrpc"])
+def endpoint(request):
+    """The endpoint of a server with echo, sleep, fail and count_up, heartbeat 1 s."""
+    if request.param == "zerorpc":
+        server = StockServer()
+        yield server.endpoint
+        server.stop()
+    else:
+        yield request.getfixturevalue("server").endpoint
+
+
+@pytest.fixture
+def client(endpoint):
+    with Client(endpoint, timeout=10, heartbeat=1) as client:
+        yield client
+
+
+def test_call(client):
+    assert client.echo(5) == 5
+    assert client("echo", {"a": [1, b"x"]}) == {"a": [1, b"x"]}
+
+
+def test_remote_error_has_name_and_message(client):
+    with pytest.raises(RemoteError) as caught:
+        client.fail("boom")
+    assert (caught.value.name, caught.value.msg) == ("ValueError", "boom")
+    assert client.echo(1) == 1
+
+
+def test_unknown_function(client):
+    with pytest.raises(RemoteError) as caught:
+        client.no_such_function()
+    assert (caught.value.name, caught.value.msg) == ("NameError", "no_such_function")
+
+
+def test_stream_of_250_items_needs_more_credit_than_the_first_100(client):
+    assert list(client.count_up(250)) == list(range(250))
+
+
+def test_call_lasting_three_heartbeats(client):
+    assert client.sleep(3.5) == 3.5
+
+
+def test_sixty_four_concurrent_calls_share_one_socket(client):
+    calls = [gevent.spawn(client.echo, i) for i in range(64)]
+    gevent.joinall(calls, timeout=30, raise_error=True)
+    assert [call.value for call in calls] == list(range(64))
+
+
+def test_timeout_is_raised_within_the_timeout(client):
+    started = time.monotonic()
+    with pytest.raises(TimeoutExpired, match="calling remote method sleep"):
+        client.sleep(5, timeout=1)
+    assert 1 <= time.monotonic() - started < 1.5
+    assert client.echo("after") == "after"
+
+
+def test_an_abandoned_stream_is_given_up(client):
+    stream = client.count_up(1000, 0.01)
+    assert [next(stream) for _ in range(3)] == [0, 1, 2]
+    stream.close()
+    assert client._pending == {}
+    assert client.echo("still fine") == "still fine"
+
+
+def test_server_killed_mid_call_is_lost_remote():
+    server = StockServer(heartbeat=1)
+    with Client(server.endpoint, timeout=30, heartbeat=1) as client:
+        assert client.echo(1) == 1
+        call = gevent.spawn(client.sleep, 30)
+        gevent.sleep(0.5)
+        server.stop(signal.SIGKILL)
+        started = time.monotonic()
+        with pytest.raises(LostRemote):
+            call.get(timeout=10)
+        assert time.monotonic() - started < 4  # two heartbeats, one tick late at most
+
+
+def test_calls_to_a_dead_endpoint_each_fail_within_their_timeout():
+    # zerorpc blocks for good once ~1000 unsent requests fill its queue (#236).
+    with Client(f"tcp://127.0.0.1:{free_port()}", timeout=0.005, heartbeat=1) as client:
+        slowest = 0.0
+        for _ in range(1100):
+            started = time.monotonic()
+            with pytest.raises(TimeoutExpired):
+                client.echo(1)
+            slowest = max(slowest, time.monotonic() - started)
+        assert client._pending == {}
+    assert slowest < 0.5
+
+
+def test_a_call_given_up_on_never_runs_when_the_server_comes_back(start_server):
+    port = free_port()
+    with Client(f"tcp://127.0.0.1:{port}", timeout=0.3, heartbeat=1) as client:
+        with pytest.raises(TimeoutExpired):
+            client.echo("given up")
+        server = start_server("--heartbeat", "1", port=port)
+        deadline = time.monotonic() + 10
+        while True:  # the socket reconnects by itself
+            try:
+                assert client.echo("back") == "back"
+                break
+            except TimeoutExpired:
+                assert time.monotonic() < deadline
+    server.wait_for("rpc echo OK")
+    assert sum("rpc echo OK" in line for line in server.lines) == 1
