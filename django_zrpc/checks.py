@@ -18,6 +18,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         *_check_positive("HEARTBEAT", conf.get("HEARTBEAT"), "django_zrpc.E002", number=True),
         *_check_positive("CONCURRENCY", conf.get("CONCURRENCY"), "django_zrpc.E003"),
         *_check_grace(),
+        *_check_log_calls(),
         *_check_middleware(),
     ]
 
@@ -47,6 +48,15 @@ def _check_grace() -> list[CheckMessage]:
                 f"ZRPC_GRACEFUL_TIMEOUT must be a number of seconds, 0 or more, not {value!r}.",
                 id="django_zrpc.E006",
             )
+        ]
+    return []
+
+
+def _check_log_calls() -> list[CheckMessage]:
+    value = conf.get("LOG_CALLS")
+    if not isinstance(value, bool):
+        return [
+            Error(f"ZRPC_LOG_CALLS must be True or False, not {value!r}.", id="django_zrpc.E007")
         ]
     return []
 

@@ -41,7 +41,10 @@ class CloseOldConnectionsMiddleware:
     def server_after_call(self, request_event: Any, exc_info: Any) -> None:
         # After the reply or error is sent, also for streams (after their last
         # item) and for calls whose caller was lost mid-call.
-        if exc_info is not None and _interrupted(exc_info[1]) and _opened_here():
+        if exc_info is None:
+            _close_old_connections()
+            return
+        if _interrupted(exc_info[1]):
             # The call was stopped from outside, perhaps in the middle of a
             # query: the driver may still consider it running, and Django does
             # not count this as a database error. Closing alone would leave the
@@ -49,7 +52,10 @@ class CloseOldConnectionsMiddleware:
             for connection in connections.all(initialized_only=True):
                 _cancel_query(connection.connection)
                 connection.close()
-        _close_old_connections()
+        # After any error, sweep whatever the flag says: a connection whose
+        # set-up failed half-way is open without connection_created sent.
+        close_old_connections()
+        _state.opened = any(c.connection is not None for c in connections.all(True))
 
 
 # Whether this thread (under runrpc: this worker greenlet, as gevent patches
@@ -72,8 +78,7 @@ def _close_old_connections() -> None:
     if not _opened_here():
         return
     close_old_connections()
-    if all(c.connection is None for c in connections.all(initialized_only=True)):
-        _state.opened = False
+    _state.opened = any(c.connection is not None for c in connections.all(True))
 
 
 def _cancel_query(raw_connection: Any) -> None:

@@ -30,6 +30,7 @@ def test_default_settings_pass():
         ("ZRPC_MIDDLEWARE", ["no.such.Middleware"], "django_zrpc.E005"),
         ("ZRPC_GRACEFUL_TIMEOUT", -1, "django_zrpc.E006"),
         ("ZRPC_GRACEFUL_TIMEOUT", "10", "django_zrpc.E006"),
+        ("ZRPC_LOG_CALLS", "yes", "django_zrpc.E007"),
     ],
 )
 def test_bad_settings_are_check_errors(setting, value, error_id):

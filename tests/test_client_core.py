@@ -143,3 +143,69 @@ def test_a_call_given_up_on_never_runs_when_the_server_comes_back(start_server):
                 assert time.monotonic() < deadline
     server.wait_for("rpc echo OK")
     assert sum("rpc echo OK" in line for line in server.lines) == 1
+
+
+def test_a_slow_stream_reader_is_not_timed_out_between_items(client):
+    stream = client.count_up(3)
+    items = []
+    for item in stream:
+        items.append(item)
+        gevent.sleep(1.5)  # longer than the timeout below, between items
+    assert items == [0, 1, 2]
+
+
+def test_a_slow_stream_reader_with_a_short_timeout(endpoint):
+    with Client(endpoint, timeout=1, heartbeat=1) as client:
+        items = []
+        for item in client.count_up(3):
+            items.append(item)
+            gevent.sleep(1.5)
+    assert items == [0, 1, 2]
+
+
+def test_a_call_to_a_server_that_is_down_fails_at_its_timeout_not_its_heartbeat():
+    with Client(f"tcp://127.0.0.1:{free_port()}", timeout=1.5, heartbeat=0.2) as client:
+        started = time.monotonic()
+        with pytest.raises(TimeoutExpired):
+            client.echo(1)
+    assert 1.5 <= time.monotonic() - started < 2
+
+
+CLOSE_EARLY = """
+import gevent
+from django_zrpc.core.client import Client
+from django_zrpc.core.server import Server
+
+with Client("tcp://127.0.0.1:{port}"):
+    pass
+client = Client("tcp://127.0.0.1:{port}")
+try:
+    client.echo(object())  # cannot be packed
+except TypeError:
+    pass
+client.close()
+first = Server({{}})
+first.bind("tcp://127.0.0.1:{port}")
+second = Server({{}})
+try:
+    second.bind("tcp://127.0.0.1:{port}")  # in use
+except Exception:
+    pass
+second.close()
+first.close()
+gevent.sleep(0.3)
+print("still alive")
+"""
+
+
+def test_closing_before_the_io_loop_ran_does_not_abort_the_process():
+    # libev aborts the process (exit 134) when a watcher outlives its descriptor.
+    result = subprocess.run(
+        [sys.executable, "-c", CLOSE_EARLY.format(port=free_port())],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "still alive"

@@ -6,7 +6,7 @@ import gevent
 import pytest
 import zerorpc
 
-from django_zrpc.core.server import ServedFunction, Server
+from django_zrpc.core.server import STOP_LINGER, ServedFunction, Server
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_every_worker_runs_its_exit_callback_when_the_server_stops(core):
     finally:
         client.close()
     server.stop()
-    gevent.sleep(0.1)
+    gevent.sleep(STOP_LINGER + 0.5)  # the server answers ServerStopping meanwhile
     assert len(exits) == 3
 
 
@@ -56,3 +56,46 @@ def test_stop_ends_a_call_past_the_grace_period_with_an_error(core):
         assert caught.value.name == "ServerStopping"
     finally:
         client.close()
+
+
+def test_a_call_that_replied_is_neither_killed_nor_answered_again(core):
+    finished = []
+
+    class SlowCleanup:
+        def server_after_call(self, request_event, exc_info):
+            gevent.sleep(0.5)
+            finished.append(request_event.name)
+
+    server, endpoint = core(concurrency=1, middleware=[SlowCleanup()])
+    client = zerorpc.Client(endpoint, timeout=5, heartbeat=1)
+    try:
+        assert client.echo("x") == "x"  # replied; its cleanup runs 0.5 s more
+        server.stop(0)
+        gevent.sleep(1)
+    finally:
+        client.close()
+    assert finished == ["echo"]  # the cleanup was not interrupted
+
+
+def test_an_error_sweeps_a_connection_whose_set_up_failed(django_db_blocker, monkeypatch):
+    import sys
+
+    from django.db import connection
+
+    from django_zrpc.middleware import CloseOldConnectionsMiddleware
+
+    middleware = CloseOldConnectionsMiddleware()
+    with django_db_blocker.unblock():
+        connection.close()
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("set-up failed after connect")
+
+        monkeypatch.setattr(connection, "init_connection_state", broken)
+        try:
+            connection.ensure_connection()
+        except RuntimeError:
+            exc_info = sys.exc_info()
+        assert connection.connection is not None  # open, and no connection_created
+        middleware.server_after_call(None, exc_info)
+        assert connection.connection is None

@@ -56,6 +56,16 @@ def test_one_log_line_per_call_with_method_duration_outcome(server):
     server.wait_for("INFO rpc echo OK in ")
 
 
+def test_call_log_can_be_switched_off_but_errors_are_still_logged(start_server):
+    server = start_server(ZRPC_LOG_CALLS="0")
+    with server.client() as client:
+        assert client.echo(1) == 1
+        with pytest.raises(zerorpc.RemoteError):
+            client.fail("still logged")
+    server.wait_for("ERROR rpc fail failed in")
+    assert not any("rpc echo OK" in line for line in server.lines)
+
+
 def test_introspection_works_on_python_3_11(server):
     with server.client() as client:
         names = client._zerorpc_list()
@@ -156,3 +166,17 @@ def test_bad_option_values_are_command_errors(option, value, message):
 def test_call_command_without_gevent_patching_is_refused():
     with pytest.raises(CommandError, match="monkey-patched"):
         call_command("runrpc", str(free_port()), use_reloader=False)
+
+
+def test_zerorpc_command_line_client_calls_functions_and_streams(server):
+    cli = [sys.executable, "-m", "django_zrpc.zerorpc_cli"]
+    run = {"capture_output": True, "text": True, "timeout": 30}
+    called = subprocess.run([*cli, "--json", server.endpoint, "echo", '{"a": [1, 2]}'], **run)
+    assert called.returncode == 0, called.stderr
+    assert called.stdout.strip() == "{'a': [1, 2]}"
+    streamed = subprocess.run([*cli, "--json", server.endpoint, "count_up", "3"], **run)
+    assert streamed.returncode == 0, streamed.stderr
+    assert streamed.stdout.split() == ["0", "1", "2"]
+    inspected = subprocess.run([*cli, "-?", server.endpoint], **run)
+    assert inspected.returncode == 0, inspected.stderr
+    assert "count_up(n, delay=0.0)" in inspected.stdout

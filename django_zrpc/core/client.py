@@ -16,6 +16,7 @@ full: #236).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -50,6 +51,7 @@ class _Pending:
         "name",
         "replies",
         "request",
+        "sent",
         "timeout",
         "waiter",
     )
@@ -63,6 +65,9 @@ class _Pending:
         self.last_seen = now
         self.timeout = timeout
         self.deadline = now + timeout
+        # Whether the request left the socket; until then the server's
+        # silence means nothing, only the timeout counts.
+        self.sent = False
         # Events the server may still send before it needs a _zpc_more.
         self.granted = 1
 
@@ -77,10 +82,14 @@ class _Pending:
 
     def next_reply(self) -> wire.Event:
         """Wait for the next reply until ``timeout`` from now; raise what is not an event."""
-        self.deadline = time.monotonic() + self.timeout
-        while not self.replies:
-            self.waiter = Waiter()
-            self.waiter.get()
+        if not self.replies:
+            self.deadline = min(self.deadline, time.monotonic() + self.timeout)
+            while not self.replies:
+                self.waiter = Waiter()
+                self.waiter.get()
+        # A stream's reader may take its time between items, as with zerorpc:
+        # the timeout runs only while it waits.
+        self.deadline = math.inf
         reply = self.replies.popleft()
         if isinstance(reply, BaseException):
             raise reply
@@ -156,7 +165,9 @@ class Client:
         self._socket.connect(endpoint)
         self._pending: dict[Any, _Pending] = {}
         self._closed = False
-        self._io = SocketLoop(self._socket, self._on_frames, wanted=self._is_pending)
+        self._io = SocketLoop(
+            self._socket, self._on_frames, wanted=self._is_pending, on_sent=self._on_sent
+        )
         self._reader = gevent.spawn(self._io.run)
         # Runs only while calls are in flight (see _tick).
         self._ticker: gevent.Greenlet | None = None
@@ -205,12 +216,13 @@ class Client:
         if self._closed:
             return
         self._closed = True
-        for greenlet in (self._reader, self._ticker):
-            if greenlet is not None:
-                greenlet.kill(block=False)
         for pending in list(self._pending.values()):
             pending.deliver(LostRemote(f"The client of {self.endpoint} was closed."))
         self._pending.clear()
+        for greenlet in (self._ticker, self._reader):
+            if greenlet is not None:
+                greenlet.kill()  # blocking: the loop must be gone before its socket
+        self._io.stop_watching()
         self._socket.close(linger=0)
         self._context.term()
 
@@ -266,6 +278,12 @@ class Client:
     def _is_pending(self, pending: _Pending) -> bool:
         return pending.message_id in self._pending
 
+    def _on_sent(self, pending: _Pending) -> None:
+        # The request is the first message of its call to leave the outbox.
+        if not pending.sent:
+            pending.sent = True
+            pending.last_seen = time.monotonic()
+
     def _send(self, pending: _Pending, name: str, args: Any) -> None:
         header = {
             "message_id": self._new_id(),
@@ -315,6 +333,8 @@ class Client:
             self._ticker = None
 
     def _beat(self, pending: _Pending, now: float, heartbeat: float) -> None:
+        if not pending.sent:
+            return  # still waiting for a connection; its timeout applies
         if pending.last_seen < now - 2 * heartbeat:
             self._forget(pending)
             pending.deliver(LostRemote(f"Lost remote after {2 * heartbeat}s heartbeat"))

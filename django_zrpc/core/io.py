@@ -12,6 +12,7 @@ the edge, so the loop never sleeps before ``EVENTS`` says nothing is readable.
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -42,17 +43,18 @@ class SocketLoop:
         socket: zmq.Socket,
         on_frames: Callable[[list[bytes]], None],
         wanted: Callable[[Any], bool] | None = None,
+        on_sent: Callable[[Any], None] | None = None,
     ) -> None:
         self.socket = socket
         self._on_frames = on_frames
         # Whether a queued message is still wanted when its turn comes; a
         # request whose caller gave up is dropped rather than sent late.
         self._wanted = wanted
+        self._on_sent = on_sent
         self._outbox: deque[tuple[list[bytes], Any]] = deque()
         self._wake = gevent.event.Event()
         self._sleeping = False
-        self._watcher = gevent.get_hub().loop.io(socket.getsockopt(zmq.FD), 1)
-        self._watcher.start(self._wake.set)
+        self._watcher: Any = None
 
     def send(self, frames: list[bytes], owner: Any = None) -> None:
         """Queue ``frames``; the loop sends them on its next pass."""
@@ -61,8 +63,12 @@ class SocketLoop:
             self._wake.set()
 
     def run(self) -> None:
-        """Serve the socket until killed."""
+        """Serve the socket until killed or the socket is closed."""
         socket = self.socket
+        # Watch the descriptor only while running: a watcher left on a closed
+        # descriptor makes libev abort the whole process.
+        self._watcher = gevent.get_hub().loop.io(socket.getsockopt(zmq.FD), 1)
+        self._watcher.start(self._wake.set)
         try:
             while True:
                 blocked = self._flush()
@@ -80,8 +86,17 @@ class SocketLoop:
                 # a connection being made does not always raise an edge.
                 self._wake.wait(timeout=0.05 if blocked else None)
                 self._sleeping = False
+        except zmq.ZMQError as err:
+            if err.errno not in (errno.ENOTSOCK, zmq.ETERM) and not socket.closed:
+                raise
         finally:
+            self.stop_watching()
+
+    def stop_watching(self) -> None:
+        """Stop watching the descriptor; call before the socket is closed."""
+        if self._watcher is not None:
             self._watcher.stop()
+            self._watcher = None
 
     def flush(self) -> bool:
         """Send queued frames now; return True if the socket would block."""
@@ -98,13 +113,20 @@ class SocketLoop:
                 continue
             try:
                 last = len(frames) - 1
-                # The first frame decides: if it would block, none was sent.
+                # The first frame decides: if it would block, none was sent,
+                # and once it is sent ZeroMQ takes the rest of the message.
                 send(frames[0], _SNDMORE_NOBLOCK if last else _NOBLOCK)
+                for index in range(1, last + 1):
+                    send(frames[index], _SNDMORE_NOBLOCK if index < last else _NOBLOCK)
             except zmq.Again:
                 return True
-            for index in range(1, last + 1):
-                send(frames[index], _SNDMORE_NOBLOCK if index < last else _NOBLOCK)
+            except zmq.ZMQError as err:
+                if err.errno in (errno.ENOTSOCK, zmq.ETERM):
+                    raise
+                logger.warning("Dropped an outgoing message: %s", err)
             outbox.popleft()
+            if owner is not None and self._on_sent is not None:
+                self._on_sent(owner)
         return False
 
     def _receive_burst(self) -> int:
@@ -114,10 +136,15 @@ class SocketLoop:
         for count in range(BURST):
             try:
                 frames = [recv(_NOBLOCK)]
+                while getsockopt(_RCVMORE):
+                    frames.append(recv(_NOBLOCK))
             except zmq.Again:
                 return count
-            while getsockopt(_RCVMORE):
-                frames.append(recv(_NOBLOCK))
+            except zmq.ZMQError as err:
+                if err.errno in (errno.ENOTSOCK, zmq.ETERM):
+                    raise
+                logger.warning("Dropped an incoming message: %s", err)
+                continue
             try:
                 on_frames(frames)
             except Exception:

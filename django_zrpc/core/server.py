@@ -32,6 +32,9 @@ from django_zrpc.exceptions import LostRemote
 
 logger = logging.getLogger("django_zrpc.server")
 
+#: Seconds a stopped server keeps refusing calls before it closes its socket.
+STOP_LINGER = 0.5
+
 
 class ServedFunction:
     """What the server calls for one name: a function, and whether it streams."""
@@ -66,6 +69,7 @@ class Call:
         "kill_pending",
         "last_seen",
         "lost",
+        "replied",
         "request",
         "worker",
     )
@@ -79,6 +83,9 @@ class Call:
         self.credit_event: gevent.event.Event | None = None
         self.worker: gevent.Greenlet | None = None
         self.lost = False
+        # Set once the final reply (OK, STREAM_DONE or ERR) is sent: from then
+        # on the call is only cleaning up and is never killed or answered again.
+        self.replied = False
         self.kill_pending = False
 
     def add_credits(self, count: int) -> None:
@@ -149,6 +156,10 @@ class Server:
         reader = gevent.spawn(self._io.run)
         try:
             self._stopped.wait()
+            # Keep answering ServerStopping a moment longer: a call that
+            # arrives after the socket closes is lost to its caller, who only
+            # learns of it from heartbeats, and cannot tell whether it ran.
+            gevent.sleep(STOP_LINGER)
         finally:
             gevent.killall(self._greenlets)
             self._io.flush()  # the last replies, ServerStopping errors among them
@@ -161,11 +172,15 @@ class Server:
         while self._calls and time.monotonic() < deadline:
             gevent.sleep(0.05)
         for call in list(self._calls.values()):
-            self._reply_error(call, "ServerStopping", "The server stopped before the call ended.")
-            self._lose(call, "the server is stopping")
+            if not (call.replied or call.lost):
+                self._reply_error(
+                    call, "ServerStopping", "The server stopped before the call ended."
+                )
+                self._lose(call, "the server is stopping")
         self._stopped.set()
 
     def close(self) -> None:
+        self._io.stop_watching()
         self._socket.close(linger=1000)
         self._context.term()
 
@@ -224,15 +239,23 @@ class Server:
             gevent.sleep(self.heartbeat)
             limit = time.monotonic() - 2 * self.heartbeat
             for call in list(self._calls.values()):
+                if call.replied or call.lost:
+                    continue  # cleaning up; the caller expects nothing more
                 if call.last_seen < limit:
                     self._lose(call, f"Lost remote after {2 * self.heartbeat}s heartbeat")
                 else:
                     self._send(call, wire.HEARTBEAT, (0,), spend=False)
 
     def _lose(self, call: Call, reason: str) -> None:
-        self._calls.pop((call.identity, call.request.message_id), None)
+        if call.replied or call.lost:
+            return
         call.lost = True
-        if call.worker is not None and not call.kill_pending:
+        if call.worker is None:
+            # Still queued: the worker that takes it will skip it.
+            self._calls.pop((call.identity, call.request.message_id), None)
+        elif not call.kill_pending:
+            # Running: it stays counted against the bound until its worker is
+            # free, even if the function swallows the exception.
             call.kill_pending = True
             call.worker.kill(_CallLost(call, reason), block=False)
 
@@ -282,6 +305,7 @@ class Server:
                 reply = self._event(call, wire.OK, (served(*request.args),))
             self._hooks.call("server_after_exec", request, reply)
             self._emit(call, reply)
+            call.replied = True
         except BaseException as err:
             exc_info = sys.exc_info()
             if not isinstance(err, Exception) or isinstance(err, _CallLost):
@@ -292,6 +316,7 @@ class Server:
             task_context = self._hooks.get_task_context()
             self._hooks.call("server_inspect_exception", request, reply, task_context, exc_info)
             self._emit(call, reply)
+            call.replied = True
         finally:
             self._hooks.call("server_after_call", request, exc_info)
             del exc_info
