@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -95,31 +96,21 @@ def call_raw(endpoint: str, callers: int, seconds: float) -> dict:
 
 
 def call_zerorpc(endpoint: str, callers: int, seconds: float) -> dict:
-    import gevent
     import zerorpc
 
-    client = zerorpc.Client(endpoint, timeout=30)
-    client.echo(1)
-    counts = [0] * callers
-    deadline = time.monotonic() + seconds
-
-    def caller(index: int) -> None:
-        while time.monotonic() < deadline:
-            client.echo(1)
-            counts[index] += 1
-
-    cpu = _cpu()
-    started = time.monotonic()
-    gevent.joinall([gevent.spawn(caller, i) for i in range(callers)], raise_error=True)
-    return {"calls": sum(counts), "seconds": time.monotonic() - started, "cpu": _cpu() - cpu}
+    return _call_concurrently(zerorpc.Client(endpoint, timeout=30), callers, seconds)
 
 
 def call_core(endpoint: str, callers: int, seconds: float) -> dict:
-    import gevent
-
     from django_zrpc.core.client import Client
 
-    client = Client(endpoint, timeout=30)
+    return _call_concurrently(Client(endpoint, timeout=30), callers, seconds)
+
+
+def _call_concurrently(client: Any, callers: int, seconds: float) -> dict:
+    """Let ``callers`` greenlets call ``client.echo(1)`` in a loop for ``seconds``."""
+    import gevent
+
     client.echo(1)
     counts = [0] * callers
     deadline = time.monotonic() + seconds
