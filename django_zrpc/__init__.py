@@ -15,12 +15,26 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "rpc": "django_zrpc.registry",
+    "RPCClient": "django_zrpc.client",
+    "clients": "django_zrpc.named_clients",
+    "PoolExhausted": "django_zrpc.exceptions",
+    "ServerUnavailable": "django_zrpc.exceptions",
     "RemoteError": "django_zrpc.exceptions",
     "LostRemote": "django_zrpc.exceptions",
     "TimeoutExpired": "django_zrpc.exceptions",
 }
 
-__all__ = ["LostRemote", "RemoteError", "TimeoutExpired", "__version__", "rpc"]
+__all__ = [
+    "LostRemote",
+    "PoolExhausted",
+    "RPCClient",
+    "RemoteError",
+    "ServerUnavailable",
+    "TimeoutExpired",
+    "__version__",
+    "clients",
+    "rpc",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -19,6 +19,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         *_check_positive("CONCURRENCY", conf.get("CONCURRENCY"), "django_zrpc.E003"),
         *_check_grace(),
         *_check_log_calls(),
+        *_check_clients(),
         *_check_middleware(),
     ]
 
@@ -59,6 +60,27 @@ def _check_log_calls() -> list[CheckMessage]:
             Error(f"ZRPC_LOG_CALLS must be True or False, not {value!r}.", id="django_zrpc.E007")
         ]
     return []
+
+
+def _check_clients() -> list[CheckMessage]:
+    from django.conf import settings
+
+    from django_zrpc.named_clients import client_errors
+
+    configured = getattr(settings, "ZRPC_CLIENTS", {})
+    if not isinstance(configured, dict):
+        return [
+            Error(
+                f"ZRPC_CLIENTS must be a dict of named clients, not {configured!r}.",
+                hint='For example: ZRPC_CLIENTS = {"default": {"ENDPOINTS": ["tcp://127.0.0.1:4242"]}}',
+                id="django_zrpc.E008",
+            )
+        ]
+    return [
+        Error(message, hint="See ZRPC_CLIENTS in the README.", id="django_zrpc.E008")
+        for alias, config in configured.items()
+        for message in client_errors(alias, config)
+    ]
 
 
 def _check_middleware() -> list[CheckMessage]:

@@ -13,7 +13,9 @@ __all__ = [
     "DuplicateRPCName",
     "InvalidRPCName",
     "LostRemote",
+    "PoolExhausted",
     "RemoteError",
+    "ServerUnavailable",
     "TimeoutExpired",
     "ZRPCConfigurationError",
 ]
@@ -29,3 +31,14 @@ class InvalidRPCName(ZRPCConfigurationError):
 
 class DuplicateRPCName(ZRPCConfigurationError):
     """Two different functions were registered under the same name."""
+
+
+class ServerUnavailable(TimeoutExpired):
+    """The call timed out without ever reaching the server: no connection was made."""
+
+
+class PoolExhausted(TimeoutExpired):
+    """Every pooled connection stayed in use for the whole wait."""
+
+    def __init__(self, message: str) -> None:
+        Exception.__init__(self, message)

@@ -29,7 +29,7 @@ from gevent.hub import Waiter
 from django_zrpc import wire
 from django_zrpc.core.hooks import Hooks
 from django_zrpc.core.io import SocketLoop
-from django_zrpc.exceptions import LostRemote, RemoteError, TimeoutExpired
+from django_zrpc.exceptions import LostRemote, RemoteError, ServerUnavailable, TimeoutExpired
 
 logger = logging.getLogger("django_zrpc.client")
 
@@ -322,15 +322,21 @@ class Client:
                 for pending in list(self._pending.values()):
                     if now >= pending.deadline:
                         self._forget(pending)
-                        pending.deliver(
-                            TimeoutExpired(pending.timeout, f"calling remote method {pending.name}")
-                        )
+                        pending.deliver(self._timeout_error(pending))
                     elif beat:
                         self._beat(pending, now, heartbeat or 0.0)
                 if beat:
                     next_beat = now + (heartbeat or 0.0)
         finally:
             self._ticker = None
+
+    def _timeout_error(self, pending: _Pending) -> TimeoutExpired:
+        when = f"calling remote method {pending.name}"
+        if not pending.sent:
+            return ServerUnavailable(
+                pending.timeout, f"{when}: no connection to {self.endpoint} could be made"
+            )
+        return TimeoutExpired(pending.timeout, when)
 
     def _beat(self, pending: _Pending, now: float, heartbeat: float) -> None:
         if not pending.sent:

@@ -1,0 +1,212 @@
+"""``RPCClient``: call RPC functions from views through pooled connections.
+
+``RPCClient("tcp://host:4242")`` or ``RPCClient([...several endpoints...])``.
+Calls borrow a connection from a bounded LIFO pool (``django_zrpc.pool``) of
+the endpoint they go to, and give it back when the reply (or, for a stream,
+the last item) has arrived. Calls are spread over the endpoints in turn; an
+endpoint that could not be reached, or went silent, is avoided for
+``down_for`` seconds and then tried again.
+
+Safe wherever Django runs: pools are kept per process and per gevent hub, so
+greenlets of a gevent-patched server share one pool, each OS thread of an
+unpatched threaded server has its own, and a process made by ``fork`` never
+touches a socket it inherited.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from gevent.hub import get_hub
+
+from django_zrpc.core.client import Client, Stream
+from django_zrpc.exceptions import LostRemote, ServerUnavailable, TimeoutExpired
+from django_zrpc.pool import Pool
+
+_ENDPOINT_RE = re.compile(r"^(tcp://(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):\d{1,5}|ipc://\S+)$")
+
+# Sockets inherited through fork are kept referenced, never used or closed:
+# closing them in the child could disturb the parent's.
+_INHERITED: list[Any] = []
+
+
+def validate_endpoints(endpoints: Any) -> list[str]:
+    """Return ``endpoints`` as a list, or raise ``ValueError`` quoting the bad one."""
+    if isinstance(endpoints, str):
+        endpoints = [endpoints]
+    if not isinstance(endpoints, list | tuple) or not endpoints:
+        raise ValueError(
+            f"Endpoints must be a 'tcp://host:port' string or a non-empty list of them, "
+            f"not {endpoints!r}."
+        )
+    for endpoint in endpoints:
+        if not isinstance(endpoint, str) or not _ENDPOINT_RE.match(endpoint):
+            raise ValueError(
+                f"{endpoint!r} is not an endpoint; write it like 'tcp://127.0.0.1:4242'."
+            )
+    return list(endpoints)
+
+
+class _HubState:
+    """The pools of one gevent hub in one process."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.pools: dict[str, Pool] = {}
+
+
+class RPCClient:
+    """Call the functions served at ``endpoints`` through pooled connections."""
+
+    def __init__(
+        self,
+        endpoints: str | Sequence[str],
+        *,
+        timeout: float = 30.0,
+        heartbeat: float | None = 5.0,
+        pool_size: int = 10,
+        pool_timeout: float | None = None,
+        down_for: float = 5.0,
+    ) -> None:
+        self.endpoints = validate_endpoints(endpoints)
+        if not timeout > 0:
+            raise ValueError(f"timeout must be greater than 0, not {timeout!r}.")
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise ValueError(f"pool_size must be an integer of 1 or more, not {pool_size!r}.")
+        self.timeout = timeout
+        self.heartbeat = heartbeat
+        self.pool_size = pool_size
+        self.pool_timeout = timeout if pool_timeout is None else pool_timeout
+        self.down_for = down_for
+        self._hubs: weakref.WeakKeyDictionary[Any, _HubState] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+        self._down_until: dict[str, float] = {}
+        self._turn = itertools.count()
+        self._closed = False
+
+    # -- calling ---------------------------------------------------------------
+
+    def call(self, name: str, *args: Any, timeout: float | None = None) -> Any:
+        """Call ``name``; return its result, or an iterator for a stream."""
+        if self._closed:
+            raise RuntimeError(f"This RPCClient of {self.endpoints} is closed.")
+        timeout = self.timeout if timeout is None else timeout
+        endpoint = self._choose_endpoint()
+        pool = self._pool(endpoint)
+        connection = pool.acquire(self.pool_timeout)
+        try:
+            result = connection.call(name, *args, timeout=timeout)
+        except (LostRemote, TimeoutExpired) as err:
+            pool.discard(connection)  # it may still receive a late reply
+            if isinstance(err, LostRemote | ServerUnavailable):
+                self._down_until[endpoint] = time.monotonic() + self.down_for
+            raise
+        except BaseException:
+            pool.release(connection)  # a remote error: the connection is fine
+            raise
+        self._down_until.pop(endpoint, None)
+        if isinstance(result, Stream):
+            return PooledStream(result, pool, connection)
+        pool.release(connection)
+        return result
+
+    def __call__(self, name: str, *args: Any, timeout: float | None = None) -> Any:
+        return self.call(name, *args, timeout=timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return lambda *args, timeout=None: self.call(name, *args, timeout=timeout)
+
+    # -- connections -------------------------------------------------------------
+
+    def connections(self) -> int:
+        """Connections open in this thread's pools (idle or in use)."""
+        return sum(pool.connections for pool in self._state().pools.values())
+
+    def close(self) -> None:
+        """Close this thread's connections; the client can no longer be used."""
+        self._closed = True
+        for pool in self._state().pools.values():
+            pool.close()
+
+    def __enter__(self) -> RPCClient:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def _choose_endpoint(self) -> str:
+        if len(self.endpoints) == 1:
+            return self.endpoints[0]
+        now = time.monotonic()
+        up = [e for e in self.endpoints if self._down_until.get(e, 0.0) <= now]
+        if not up:  # all down: try the one that failed longest ago
+            up = [min(self.endpoints, key=lambda e: self._down_until.get(e, 0.0))]
+        return up[next(self._turn) % len(up)]
+
+    def _pool(self, endpoint: str) -> Pool:
+        state = self._state()
+        pool = state.pools.get(endpoint)
+        if pool is None:
+            pool = state.pools[endpoint] = Pool(
+                endpoint,
+                lambda: Client(endpoint, timeout=self.timeout, heartbeat=self.heartbeat),
+                self.pool_size,
+            )
+        return pool
+
+    def _state(self) -> _HubState:
+        hub = get_hub()  # one per OS thread; shared by all greenlets of a thread
+        with self._lock:
+            state = self._hubs.get(hub)
+            if state is None or state.pid != os.getpid():
+                if state is not None:
+                    _INHERITED.append(state)  # made before fork: never to be used
+                state = self._hubs[hub] = _HubState()
+            return state
+
+
+class PooledStream(Iterator[Any]):
+    """A stream that holds its connection until it ends or is closed."""
+
+    def __init__(self, stream: Stream, pool: Pool, connection: Client) -> None:
+        self._stream = stream
+        self._pool: Pool | None = pool
+        self._connection = connection
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._stream)
+        except StopIteration:
+            self._give_back(discard=False)
+            raise
+        except (LostRemote, TimeoutExpired):
+            self._give_back(discard=True)
+            raise
+        except BaseException:
+            self._give_back(discard=False)
+            raise
+
+    def close(self) -> None:
+        """Abandon the stream; the server gives the call up."""
+        self._stream.close()
+        self._give_back(discard=False)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    def _give_back(self, discard: bool) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            (pool.discard if discard else pool.release)(self._connection)
