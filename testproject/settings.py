@@ -2,9 +2,10 @@
 
 The database comes from ``DATABASE_URL`` (``postgres://user@host:port/name``
 or ``sqlite:///path``) and is the embedded SQLite file otherwise. A few
-environment variables let the tests start ``runrpc`` the way a deployment would
-configure it: ``CONN_MAX_AGE``, ``CONN_HEALTH_CHECKS``, ``DB_APPLICATION_NAME``, ``SENTRY_DSN`` and
-``RAVEN_DSN``.
+environment variables let the tests start processes the way a deployment
+would configure them: ``CONN_MAX_AGE``, ``CONN_HEALTH_CHECKS``,
+``DB_APPLICATION_NAME``, ``ZRPC_ENDPOINT``, ``ZRPC_TIMEOUT``,
+``ZRPC_LOG_CALLS``, ``SENTRY_DSN`` and ``RAVEN_DSN``.
 """
 
 import os
@@ -65,6 +66,15 @@ DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("CONN_MAX_AGE", "0"))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = os.environ.get("CONN_HEALTH_CHECKS", "1") == "1"
 if os.environ.get("DB_APPLICATION_NAME") and "postgresql" in DATABASES["default"]["ENGINE"]:
     DATABASES["default"]["OPTIONS"] = {"application_name": os.environ["DB_APPLICATION_NAME"]}
+
+# The web side: views call the RPC server named by ZRPC_ENDPOINT.
+ZRPC_CLIENTS = {
+    "default": {
+        "ENDPOINTS": os.environ.get("ZRPC_ENDPOINT", "tcp://127.0.0.1:4242").split(","),
+        "TIMEOUT": float(os.environ.get("ZRPC_TIMEOUT", "10")),
+        "POOL_SIZE": 5,
+    }
+}
 
 # The benchmarks measure runrpc with and without its per-call log line.
 ZRPC_LOG_CALLS = os.environ.get("ZRPC_LOG_CALLS", "1") == "1"

@@ -1,1 +1,8 @@
-urlpatterns: list = []
+from django.urls import path
+
+from testproject.tickets import views
+
+urlpatterns = [
+    path("tickets/<int:id>/", views.ticket_detail, name="ticket-detail"),
+    path("tickets/", views.ticket_list, name="ticket-list"),
+]

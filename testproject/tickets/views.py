@@ -1,0 +1,37 @@
+"""Views that call the RPC server through the pooled client.
+
+They show what a Django project on the web side of a split does: borrow the
+named client, turn remote errors into HTTP answers, and stream a remote stream.
+"""
+
+import json
+
+from django.http import Http404, JsonResponse, StreamingHttpResponse
+
+from django_zrpc import clients
+from django_zrpc.exceptions import LostRemote, RemoteError, TimeoutExpired
+
+
+def ticket_detail(request, id):
+    """Return the JSON of one ticket, read by the RPC server."""
+    try:
+        ticket = clients["default"].get_ticket(id)
+    except RemoteError as err:
+        if err.name == "DoesNotExist":
+            raise Http404(f"No ticket {id}.") from err
+        raise
+    except (TimeoutExpired, LostRemote) as err:
+        return JsonResponse({"error": f"The ticket service did not answer: {err}"}, status=503)
+    return JsonResponse(ticket)
+
+
+def ticket_list(request):
+    """Stream ?n= tickets as JSON lines, as the RPC server streams them."""
+    try:
+        n = int(request.GET.get("n", "100"))
+    except ValueError:
+        return JsonResponse({"error": "n must be an integer."}, status=400)
+    tickets = clients["default"].ticket_list(n)
+    return StreamingHttpResponse(
+        (json.dumps(ticket) + "\n" for ticket in tickets), content_type="application/x-ndjson"
+    )

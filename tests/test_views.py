@@ -1,0 +1,125 @@
+"""Views calling runrpc through RPCClient, served by real web servers.
+
+gunicorn with gevent workers (monkey-patched; greenlets share one pool) and
+Django's threaded runserver (not patched; a pool per thread), each a real
+process, with HTTP requests from the test and a real runrpc behind them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, free_port, subprocess_env
+from tests.test_rpcclient import established_to
+
+WEB_SERVERS = {
+    "gunicorn-gevent": lambda port: [
+        str(Path(sys.executable).parent / "gunicorn"),
+        "-k",
+        "gevent",
+        "-w",
+        "1",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "testproject.wsgi",
+    ],
+    "runserver-threaded": lambda port: [
+        sys.executable,
+        "manage.py",
+        "runserver",
+        "--noreload",
+        f"127.0.0.1:{port}",
+    ],
+}
+
+
+def get(url: str, timeout: float = 20) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+@pytest.fixture
+def start_web():
+    started: list[subprocess.Popen] = []
+
+    def start(kind: str, rpc_endpoint: str, **env: str) -> str:
+        port = free_port()
+        proc = subprocess.Popen(
+            WEB_SERVERS[kind](port),
+            cwd=ROOT,
+            env=subprocess_env(ZRPC_ENDPOINT=rpc_endpoint, **env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        started.append(proc)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                get(f"{base}/tickets/0/", timeout=2)
+                return base
+            except OSError:
+                assert proc.poll() is None, f"{kind} exited with {proc.returncode}"
+                assert time.monotonic() < deadline, f"{kind} did not answer within 30 s"
+                time.sleep(0.1)
+
+    yield start
+    for proc in started:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.mark.parametrize("kind", list(WEB_SERVERS))
+def test_ticket_views_end_to_end(kind, server, start_web):
+    base = start_web(kind, server.endpoint)
+    status, body = get(f"{base}/tickets/7/")
+    assert status == 200
+    assert json.loads(body)["title"] == "Ticket 7"
+    assert get(f"{base}/tickets/999999/")[0] == 404
+    status, body = get(f"{base}/tickets/?n=250")
+    assert status == 200
+    assert [json.loads(line)["id"] for line in body.splitlines()] == list(range(1, 251))
+
+
+@pytest.mark.parametrize("kind", list(WEB_SERVERS))
+def test_concurrent_requests(kind, server, start_web):
+    base = start_web(kind, server.endpoint)
+    ids = [1 + i % 200 for i in range(120)]
+    peak = 0
+    with ThreadPoolExecutor(24) as executor:
+        futures = [executor.submit(get, f"{base}/tickets/{i}/") for i in ids]
+        while not all(f.done() for f in futures):
+            peak = max(peak, established_to(server.port))
+            time.sleep(0.01)
+        answers = [f.result() for f in futures]
+    assert [status for status, _ in answers] == [200] * len(ids)
+    assert [json.loads(body)["id"] for _, body in answers] == ids
+    if kind == "gunicorn-gevent":
+        # One worker, one hub: every greenlet borrows from the same pool of 5.
+        assert 1 <= peak <= 5
+
+
+@pytest.mark.parametrize("kind", list(WEB_SERVERS))
+def test_a_dead_rpc_server_is_a_quick_503(kind, start_web):
+    base = start_web(kind, f"tcp://127.0.0.1:{free_port()}", ZRPC_TIMEOUT="0.5")
+    started = time.monotonic()
+    status, body = get(f"{base}/tickets/1/")
+    assert status == 503
+    assert "did not answer" in json.loads(body)["error"]
+    assert time.monotonic() - started < 3
