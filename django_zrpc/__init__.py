@@ -17,6 +17,7 @@ _LAZY = {
     "rpc": "django_zrpc.registry",
     "RPCClient": "django_zrpc.client",
     "clients": "django_zrpc.named_clients",
+    "default_client": "django_zrpc.named_clients",
     "PoolExhausted": "django_zrpc.exceptions",
     "ServerUnavailable": "django_zrpc.exceptions",
     "RemoteError": "django_zrpc.exceptions",
@@ -33,6 +34,7 @@ __all__ = [
     "TimeoutExpired",
     "__version__",
     "clients",
+    "default_client",
     "rpc",
 ]
 

@@ -4,8 +4,9 @@
         "default": {"ENDPOINTS": ["tcp://10.0.0.5:4242", "tcp://10.0.0.6:4242"], "TIMEOUT": 5},
     }
 
-    from django_zrpc import clients
+    from django_zrpc import clients, default_client
     clients["default"].get_ticket(1)
+    default_client.get_ticket(1)          # the same client
 
 One ``RPCClient`` per name per process (it keeps its own pools per thread), made
 on first use from the setting as it is then.
@@ -100,6 +101,22 @@ class ClientHandler:
 
 
 clients = ClientHandler()
+
+
+class _DefaultClient:
+    """``default_client``: ``clients["default"]``, looked up at each use."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(clients["default"], name)
+
+    def __call__(self, name: str, *args: Any, timeout: float | None = None) -> Any:
+        return clients["default"].call(name, *args, timeout=timeout)
+
+    def __repr__(self) -> str:
+        return "<default_client: clients['default']>"
+
+
+default_client = _DefaultClient()
 
 
 def _reset_on_change(setting: str, **kwargs: Any) -> None:

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from django_zrpc import RPCClient, clients
+from django_zrpc import RPCClient, clients, default_client
 from django_zrpc.checks import check_settings
 from django_zrpc.exceptions import (
     LostRemote,
@@ -194,6 +194,8 @@ def test_named_clients_from_settings(server):
     with override_settings(ZRPC_CLIENTS=config):
         assert clients["default"].echo("named") == "named"
         assert clients["default"] is clients["default"]
+        assert default_client.echo("shortcut") == "shortcut"
+        assert default_client("echo", 1) == 1
         with pytest.raises(ZRPCConfigurationError, match="No RPC client named 'other'"):
             clients["other"]
 

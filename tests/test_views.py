@@ -1,8 +1,8 @@
 """Views calling runrpc through RPCClient, served by real web servers.
 
-gunicorn with gevent workers (monkey-patched; greenlets share one pool) and
-Django's threaded runserver (not patched; a pool per thread), each a real
-process, with HTTP requests from the test and a real runrpc behind them.
+gunicorn with gevent workers (monkey-patched; greenlets share one pool),
+gunicorn's gthread workers and Django's threaded runserver (not patched; a pool
+per thread), each a real process, with HTTP requests from the test and a real runrpc behind them.
 """
 
 from __future__ import annotations
@@ -26,6 +26,18 @@ WEB_SERVERS = {
         str(Path(sys.executable).parent / "gunicorn"),
         "-k",
         "gevent",
+        "-w",
+        "1",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "testproject.wsgi",
+    ],
+    "gunicorn-gthread": lambda port: [
+        str(Path(sys.executable).parent / "gunicorn"),
+        "-k",
+        "gthread",
+        "--threads",
+        "4",
         "-w",
         "1",
         "--bind",
@@ -113,6 +125,10 @@ def test_concurrent_requests(kind, server, start_web):
     if kind == "gunicorn-gevent":
         # One worker, one hub: every greenlet borrows from the same pool of 5.
         assert 1 <= peak <= 5
+    elif kind == "gunicorn-gthread":
+        # Four long-lived threads, each serving one request at a time from a
+        # pool of its own: four connections at most, reused request after request.
+        assert 1 <= peak <= 4
 
 
 @pytest.mark.parametrize("kind", list(WEB_SERVERS))
