@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.core.checks import CheckMessage, Error
 from django.utils.module_loading import import_string
 
@@ -11,17 +13,50 @@ from django_zrpc import conf
 from django_zrpc.addrport import parse_addrport
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# name -> (is the value right?, what it must be, check id)
+_SIMPLE: dict[str, tuple[Callable[[Any], bool], str, str]] = {
+    "HEARTBEAT": (lambda v: _number(v) and v > 0, "a positive number", "E002"),
+    "CONCURRENCY": (lambda v: _integer(v) and v > 0, "a positive integer", "E003"),
+    "GRACEFUL_TIMEOUT": (
+        lambda v: _number(v) and v >= 0,
+        "a number of seconds, 0 or more",
+        "E006",
+    ),
+    "LOG_CALLS": (lambda v: isinstance(v, bool), "True or False", "E007"),
+    "BACKLOG": (lambda v: v is None or (_integer(v) and v >= 0), "None or 0 or more", "E009"),
+    "MAX_MESSAGE_BYTES": (lambda v: _integer(v) and v > 0, "a positive integer", "E010"),
+    "MAX_CONTAINER_LEN": (lambda v: _integer(v) and v > 0, "a positive integer", "E010"),
+    "MAX_CONTAINERS": (lambda v: _integer(v) and v > 0, "a positive integer", "E010"),
+    "BUILTINS": (lambda v: isinstance(v, bool), "True or False", "E011"),
+}
+
+
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Check every ``ZRPC_*`` setting and return an error for each bad one."""
-    return [
-        *_check_addrport(),
-        *_check_positive("HEARTBEAT", conf.get("HEARTBEAT"), "django_zrpc.E002", number=True),
-        *_check_positive("CONCURRENCY", conf.get("CONCURRENCY"), "django_zrpc.E003"),
-        *_check_grace(),
-        *_check_log_calls(),
-        *_check_clients(),
-        *_check_middleware(),
-    ]
+    errors = [*_check_addrport()]
+    for name, (is_valid, expected, id) in _SIMPLE.items():
+        value = conf.get(name)
+        if not is_valid(value):
+            errors.append(
+                Error(f"ZRPC_{name} must be {expected}, not {value!r}.", id=f"django_zrpc.{id}")
+            )
+    traceback_setting = getattr(settings, "ZRPC_SEND_TRACEBACKS", None)
+    if traceback_setting is not None and not isinstance(traceback_setting, bool):
+        errors.append(
+            Error(
+                f"ZRPC_SEND_TRACEBACKS must be None, True or False, not {traceback_setting!r}.",
+                id="django_zrpc.E011",
+            )
+        )
+    return [*errors, *_check_middleware(), *_check_clients()]
 
 
 def _check_addrport() -> list[CheckMessage]:
@@ -33,38 +68,7 @@ def _check_addrport() -> list[CheckMessage]:
     return []
 
 
-def _check_positive(name: str, value: Any, id: str, number: bool = False) -> list[CheckMessage]:
-    kinds: tuple[type[int] | type[float], ...] = (int, float) if number else (int,)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
-        kind = "a positive number" if number else "a positive integer"
-        return [Error(f"ZRPC_{name} must be {kind}, not {value!r}.", id=id)]
-    return []
-
-
-def _check_grace() -> list[CheckMessage]:
-    value = conf.get("GRACEFUL_TIMEOUT")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        return [
-            Error(
-                f"ZRPC_GRACEFUL_TIMEOUT must be a number of seconds, 0 or more, not {value!r}.",
-                id="django_zrpc.E006",
-            )
-        ]
-    return []
-
-
-def _check_log_calls() -> list[CheckMessage]:
-    value = conf.get("LOG_CALLS")
-    if not isinstance(value, bool):
-        return [
-            Error(f"ZRPC_LOG_CALLS must be True or False, not {value!r}.", id="django_zrpc.E007")
-        ]
-    return []
-
-
 def _check_clients() -> list[CheckMessage]:
-    from django.conf import settings
-
     from django_zrpc.named_clients import client_errors
 
     configured = getattr(settings, "ZRPC_CLIENTS", {})

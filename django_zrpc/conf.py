@@ -19,6 +19,19 @@ DEFAULTS: dict[str, Any] = {
     "HEARTBEAT": 5.0,
     # The most calls served at once; each may hold one database connection.
     "CONCURRENCY": 100,
+    # Calls that may wait for a worker; past them a call gets ServerBusy at
+    # once. None: as many as CONCURRENCY.
+    "BACKLOG": None,
+    # Limits on one incoming event: its size, the items of one array or map,
+    # and (for events over 64 KiB) the arrays and maps in it altogether.
+    "MAX_MESSAGE_BYTES": 16 * 1024 * 1024,
+    "MAX_CONTAINER_LEN": 100_000,
+    "MAX_CONTAINERS": 100_000,
+    # Whether error replies carry the server's traceback (it can show paths,
+    # hosts and DSNs). None: only with DEBUG = True.
+    "SEND_TRACEBACKS": None,
+    # Whether zerorpc's built-ins (_zerorpc_list, _zerorpc_inspect, ...) answer.
+    "BUILTINS": True,
     # Seconds a stopping server gives running calls before ending them.
     "GRACEFUL_TIMEOUT": 10.0,
     # One INFO line per successful call (errors and lost callers are always
@@ -44,6 +57,8 @@ def get(name: str) -> Any:
         return default_middleware()
     if name == "SERVER_NAME" and value is None:
         return settings.SETTINGS_MODULE or "django_zrpc"
+    if name == "SEND_TRACEBACKS" and value is None:
+        return settings.DEBUG
     return value
 
 

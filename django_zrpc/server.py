@@ -20,6 +20,7 @@ from django.utils.module_loading import import_string
 from django_zrpc import conf
 from django_zrpc.core.server import ServedFunction, Server
 from django_zrpc.registry import Registry, rpc
+from django_zrpc.wire import Unpacker
 
 logger = logging.getLogger("django_zrpc.server")
 
@@ -40,6 +41,7 @@ def build_server(
     *,
     heartbeat: float | None = None,
     concurrency: int | None = None,
+    backlog: int | None = None,
     registry: Registry = rpc,
 ) -> Server:
     """Return an unbound server for every registered function, per the settings."""
@@ -48,8 +50,16 @@ def build_server(
         name=conf.get("SERVER_NAME"),
         heartbeat=heartbeat if heartbeat is not None else conf.get("HEARTBEAT"),
         concurrency=concurrency if concurrency is not None else conf.get("CONCURRENCY"),
+        backlog=backlog if backlog is not None else conf.get("BACKLOG"),
         middleware=load_middleware(conf.get("MIDDLEWARE")),
+        unpacker=Unpacker(
+            max_event_bytes=conf.get("MAX_MESSAGE_BYTES"),
+            max_container_len=conf.get("MAX_CONTAINER_LEN"),
+            max_containers=conf.get("MAX_CONTAINERS"),
+        ),
         # A worker's connections belong to its greenlet: close them with it.
         on_worker_exit=connections.close_all,
-        log_calls=bool(conf.get("LOG_CALLS")),
+        log_calls=conf.get("LOG_CALLS"),
+        send_tracebacks=conf.get("SEND_TRACEBACKS"),
+        builtins=conf.get("BUILTINS"),
     )

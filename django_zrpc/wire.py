@@ -28,8 +28,12 @@ STREAM = "STREAM"
 STREAM_DONE = "STREAM_DONE"
 
 #: Hard limits on what one event may hold; larger is a hostile or broken peer.
-DEFAULT_MAX_EVENT_BYTES = 64 * 1024 * 1024
-DEFAULT_MAX_CONTAINER_LEN = 1_000_000
+DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_CONTAINER_LEN = 100_000
+DEFAULT_MAX_CONTAINERS = 100_000
+# Events up to this size are decoded without counting their containers: they
+# cannot hold enough to matter (a byte can become a 64-byte dict at most).
+_COUNT_ABOVE_BYTES = 64 * 1024
 MAX_NAME_LEN = 256
 MAX_ID_LEN = 256
 MAX_IDENTITY_FRAMES = 8
@@ -88,8 +92,10 @@ class Unpacker:
         self,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_container_len: int = DEFAULT_MAX_CONTAINER_LEN,
+        max_containers: int = DEFAULT_MAX_CONTAINERS,
     ) -> None:
         self.max_event_bytes = max_event_bytes
+        self.max_containers = max_containers
         self._limits = {
             "max_str_len": max_event_bytes,
             "max_bin_len": max_event_bytes,
@@ -103,7 +109,12 @@ class Unpacker:
         if len(blob) > self.max_event_bytes:
             raise BadEvent(f"event of {len(blob)} bytes exceeds {self.max_event_bytes}")
         try:
-            decoded = msgpack.unpackb(blob, raw=False, strict_map_key=False, **self._limits)
+            if len(blob) > _COUNT_ABOVE_BYTES:
+                decoded = self._unpack_counted(blob)
+            else:
+                decoded = msgpack.unpackb(blob, raw=False, strict_map_key=False, **self._limits)
+        except BadEvent:
+            raise
         except Exception as err:  # msgpack raises many types for bad input
             raise BadEvent(f"not msgpack: {type(err).__name__}: {err}") from None
         if not isinstance(decoded, list | tuple) or len(decoded) != 3:
@@ -120,6 +131,29 @@ class Unpacker:
         if isinstance(version, bool) or not isinstance(version, int):
             raise BadEvent(f"protocol version {version!r:.40} is not an integer")
         return Event(name, args, header)
+
+    def _unpack_counted(self, blob: bytes) -> Any:
+        # The length limits bound each container, not how many there are: a
+        # 16 MiB event of nested empty maps would become a gigabyte of dicts.
+        # Count them as they are built and stop past the limit.
+        count = 0
+        limit = self.max_containers
+
+        def counted(container: Any) -> Any:
+            nonlocal count
+            count += 1
+            if count > limit:
+                raise BadEvent(f"event holds more than {limit} arrays and maps")
+            return container
+
+        return msgpack.unpackb(
+            blob,
+            raw=False,
+            strict_map_key=False,
+            list_hook=counted,
+            object_hook=counted,
+            **self._limits,
+        )
 
 
 def _check_id(value: Any, what: str) -> None:

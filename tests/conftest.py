@@ -186,6 +186,19 @@ def server(start_server) -> ServerProcess:
     return start_server("--heartbeat", "1")
 
 
+@pytest.fixture
+def project_settings(tmp_path):
+    """Write a settings module extending the test project's; return runrpc's args and env."""
+
+    def make(**overrides: object) -> tuple[list[str], dict[str, str]]:
+        lines = ["from testproject.settings import *"]
+        lines += [f"{name} = {value!r}" for name, value in overrides.items()]
+        (tmp_path / "override_settings.py").write_text("\n".join(lines) + "\n")
+        return ["--settings=override_settings"], {"PYTHONPATH": str(tmp_path)}
+
+    return make
+
+
 def is_postgres() -> bool:
     return os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
 

@@ -31,6 +31,12 @@ def test_default_settings_pass():
         ("ZRPC_GRACEFUL_TIMEOUT", -1, "django_zrpc.E006"),
         ("ZRPC_GRACEFUL_TIMEOUT", "10", "django_zrpc.E006"),
         ("ZRPC_LOG_CALLS", "yes", "django_zrpc.E007"),
+        ("ZRPC_BACKLOG", -1, "django_zrpc.E009"),
+        ("ZRPC_MAX_MESSAGE_BYTES", 0, "django_zrpc.E010"),
+        ("ZRPC_MAX_CONTAINER_LEN", "100", "django_zrpc.E010"),
+        ("ZRPC_MAX_CONTAINERS", None, "django_zrpc.E010"),
+        ("ZRPC_BUILTINS", 1, "django_zrpc.E011"),
+        ("ZRPC_SEND_TRACEBACKS", "yes", "django_zrpc.E011"),
     ],
 )
 def test_bad_settings_are_check_errors(setting, value, error_id):

@@ -8,6 +8,7 @@ import uuid
 import gevent
 import psycopg
 import pytest
+import zerorpc
 
 from tests.conftest import abandon_call, requires_postgres
 
@@ -102,3 +103,29 @@ def test_a_call_lost_mid_query_leaves_the_next_call_a_working_connection(start_s
     with server.client(timeout=10, heartbeat=1) as client:
         assert isinstance(client.db_backend_pid(), int)
         assert client.get_ticket(1)["id"] == 1
+
+
+def test_three_times_the_cap_of_pg_sleep_calls_keep_backends_bounded(start_server, pg):
+    name = app_name()
+    server = start_server(
+        "--heartbeat", "1", "--concurrency", "4", "--backlog", "4", DB_APPLICATION_NAME=name
+    )
+    assert backends(pg, name) == []
+    peak = 0
+    with server.client(timeout=30, heartbeat=1) as client:
+        calls = [gevent.spawn(client.db_sleep, 1) for _ in range(12)]
+        while not all(call.ready() for call in calls):
+            peak = max(peak, len(backends(pg, name)))
+            gevent.sleep(0.05)
+    outcomes = []
+    for call in calls:
+        if call.successful():
+            outcomes.append("ok")
+        else:
+            error = call.exception
+            assert isinstance(error, zerorpc.RemoteError), repr(error)  # no LostRemote
+            assert "too many clients" not in str(error)
+            outcomes.append(error.name)
+    assert sorted(outcomes) == ["ServerBusy"] * 4 + ["ok"] * 8
+    assert 1 <= peak <= 4
+    assert wait_for_backends(pg, name, 0) == []  # back to none once the calls end

@@ -118,13 +118,18 @@ class Server:
         unpacker: wire.Unpacker | None = None,
         on_worker_exit: Callable[[], None] | None = None,
         log_calls: bool = True,
+        send_tracebacks: bool = False,
+        builtins: bool = True,
     ) -> None:
         self.name = name
         self.heartbeat = heartbeat
         self.concurrency = concurrency
         self.backlog = concurrency if backlog is None else backlog
         self.function_names = sorted(functions)
-        self._functions = {**functions, **_builtins(self, functions)}
+        self._functions = dict(functions)
+        if builtins:
+            self._functions.update(_builtins(self, functions))
+        self._send_tracebacks = send_tracebacks
         self._hooks = Hooks(middleware)
         self._unpacker = unpacker or wire.Unpacker()
         self._new_id = wire.MessageIds()
@@ -345,7 +350,10 @@ class Server:
 
     def _error_event(self, call: Call, exc_info: Any) -> wire.Event:
         exc_type, exc_value, exc_tb = exc_info
-        formatted = "".join(traceback.format_exception(exc_type, exc_value, exc_tb))
+        formatted = None
+        if self._send_tracebacks:
+            # Off by default: a traceback can show paths, hosts and DSNs.
+            formatted = "".join(traceback.format_exception(exc_type, exc_value, exc_tb))
         return self._event(call, wire.ERR, (exc_type.__name__, str(exc_value), formatted))
 
     def _reply_error(self, call: Call, name: str, message: str) -> None:

@@ -56,6 +56,12 @@ class Command(BaseCommand):
             help="The most calls served at once (default: ZRPC_CONCURRENCY, 100).",
         )
         parser.add_argument(
+            "--backlog",
+            type=int,
+            help="Calls that may wait for a worker; past them a call is refused with "
+            "ServerBusy at once (default: ZRPC_BACKLOG, as many as --concurrency).",
+        )
+        parser.add_argument(
             "--graceful-timeout",
             type=float,
             help="Seconds a stopping server gives running calls before ending them "
@@ -75,6 +81,8 @@ class Command(BaseCommand):
             value = options[name]
             if value is not None and not value > 0:
                 raise CommandError(f"--{name} must be greater than 0, not {value!r}.")
+        if options["backlog"] is not None and options["backlog"] < 0:
+            raise CommandError(f"--backlog must be 0 or more, not {options['backlog']!r}.")
         if options["graceful_timeout"] is None:
             options["graceful_timeout"] = conf.get("GRACEFUL_TIMEOUT")
         if not options["graceful_timeout"] >= 0:
@@ -132,7 +140,11 @@ class Command(BaseCommand):
         connections.close_all()
 
         addrport: AddrPort = options["addrport"]
-        server = build_server(heartbeat=options["heartbeat"], concurrency=options["concurrency"])
+        server = build_server(
+            heartbeat=options["heartbeat"],
+            concurrency=options["concurrency"],
+            backlog=options["backlog"],
+        )
         try:
             endpoint = self._bind(server, addrport)
         except CommandError as err:
@@ -186,7 +198,8 @@ class Command(BaseCommand):
             f"Django version {django.get_version()}, django-zrpc {django_zrpc.__version__}, "
             f"using settings {settings.SETTINGS_MODULE!r}\n"
             f"Serving {len(server.function_names)} RPC functions at {endpoint} "
-            f"(heartbeat {server.heartbeat}s, concurrency {server.concurrency})\n"
+            f"(heartbeat {server.heartbeat}s, concurrency {server.concurrency}, "
+            f"backlog {server.backlog})\n"
             f"Quit the server with {quit_command}.\n"
         )
         self.stdout.flush()
