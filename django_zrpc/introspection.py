@@ -18,7 +18,9 @@ _WIRE_SAFE = (type(None), bool, int, float, str, bytes)
 def argspec(func: Callable[..., Any]) -> list[Any] | None:
     """Return ``[args, varargs, varkw, defaults]`` as getargspec did, or None."""
     try:
-        spec = inspect.getfullargspec(func)
+        # getfullargspec does not follow functools.wraps; the caller wants the
+        # signature of the registered function, not of a wrapper around it.
+        spec = inspect.getfullargspec(inspect.unwrap(func))
     except TypeError:
         return None
     defaults = None

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from django_zrpc.exceptions import DuplicateRPCName, InvalidRPCName
+from django_zrpc.exceptions import DuplicateRPCName, InvalidRPCName, ZRPCConfigurationError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -18,6 +18,7 @@ class RPCFunction:
     name: str
     func: Callable[..., Any]
     stream: bool = False
+    blocking: bool = False
 
     @property
     def module(self) -> str:
@@ -53,12 +54,23 @@ class Registry:
     def __init__(self) -> None:
         self._functions: dict[str, RPCFunction] = {}
 
-    def register(self, name: str | None = None, *, stream: bool = False) -> Callable[[F], F]:
+    def register(
+        self, name: str | None = None, *, stream: bool = False, blocking: bool = False
+    ) -> Callable[[F], F]:
         """Register the decorated function under ``name`` (default: its own name).
 
         With ``stream=True`` the function returns an iterable and callers
-        receive it as a zerorpc stream. The function is returned unchanged.
+        receive it as a zerorpc stream. With ``blocking=True`` it runs in an OS
+        thread of gevent's thread pool, so that CPU-bound work does not stop
+        the server's heartbeats and other calls. The function is returned
+        unchanged.
         """
+        if stream and blocking:
+            raise ZRPCConfigurationError(
+                "blocking=True is not supported for streams: a stream sends as it "
+                "iterates, on the event loop. Compute in a blocking function, or "
+                "yield from a generator that does little work per item."
+            )
         if callable(name):
             raise TypeError(
                 "rpc.register must be called: write @rpc.register(), not @rpc.register."
@@ -66,7 +78,7 @@ class Registry:
 
         def decorator(func: F) -> F:
             rpc_name = func.__name__ if name is None else name
-            self.add(RPCFunction(validate_name(rpc_name), func, stream=stream))
+            self.add(RPCFunction(validate_name(rpc_name), func, stream=stream, blocking=blocking))
             return func
 
         return decorator
@@ -102,7 +114,9 @@ def _same_function(a: RPCFunction, b: RPCFunction) -> bool:
     # A module executed again (importlib.reload, or a test importing it anew)
     # registers new function objects under the same qualified name: that is a
     # re-registration, not a clash.
-    return a.stream == b.stream and (a.func is b.func or a.qualname == b.qualname)
+    return (a.stream, a.blocking) == (b.stream, b.blocking) and (
+        a.func is b.func or a.qualname == b.qualname
+    )
 
 
 #: The process-wide registry that ``rpcs.py`` modules fill and runrpc serves.

@@ -9,12 +9,13 @@ bounds the connections the server can open.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.core.exceptions import MiddlewareNotUsed
-from django.db import connections
+from django.db import close_old_connections, connections
 from django.utils.module_loading import import_string
 
 from django_zrpc import conf
@@ -37,6 +38,20 @@ def load_middleware(paths: Sequence[str]) -> list[Any]:
     return loaded
 
 
+def _with_own_connections(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a blocking function: in its OS thread it opens connections of its own; close them."""
+
+    @functools.wraps(func)
+    def run_in_thread(*args: Any) -> Any:
+        close_old_connections()
+        try:
+            return func(*args)
+        finally:
+            connections.close_all()
+
+    return run_in_thread
+
+
 def build_server(
     *,
     heartbeat: float | None = None,
@@ -46,7 +61,14 @@ def build_server(
 ) -> Server:
     """Return an unbound server for every registered function, per the settings."""
     return Server(
-        {entry.name: ServedFunction(entry.func, entry.stream) for entry in registry},
+        {
+            entry.name: ServedFunction(
+                _with_own_connections(entry.func) if entry.blocking else entry.func,
+                entry.stream,
+                entry.blocking,
+            )
+            for entry in registry
+        },
         name=conf.get("SERVER_NAME"),
         heartbeat=heartbeat if heartbeat is not None else conf.get("HEARTBEAT"),
         concurrency=concurrency if concurrency is not None else conf.get("CONCURRENCY"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 
@@ -129,3 +130,27 @@ def test_three_times_the_cap_of_pg_sleep_calls_keep_backends_bounded(start_serve
     assert sorted(outcomes) == ["ServerBusy"] * 4 + ["ok"] * 8
     assert 1 <= peak <= 4
     assert wait_for_backends(pg, name, 0) == []  # back to none once the calls end
+
+
+def test_a_blocking_function_closes_its_thread_connection(start_server, pg):
+    name = app_name()
+    server = start_server(DB_APPLICATION_NAME=name, CONN_MAX_AGE="300")
+    with server.client(timeout=10) as client:
+        for _ in range(5):
+            assert client.count_tickets_blocking() == 300
+    assert wait_for_backends(pg, name, 0) == []  # even with CONN_MAX_AGE
+
+
+def test_sigterm_ends_a_call_past_the_grace_and_rolls_its_transaction_back(start_server, pg):
+    server = start_server("--heartbeat", "1", "--graceful-timeout", "1")
+    title = f"never-committed-{uuid.uuid4().hex[:8]}"
+    with server.client(timeout=20, heartbeat=1) as client:
+        call = gevent.spawn(client.write_then_sleep, title, 30)
+        gevent.sleep(0.5)
+        server.proc.send_signal(signal.SIGTERM)
+        with pytest.raises(zerorpc.RemoteError) as caught:
+            call.get(timeout=10)
+    assert caught.value.name == "ServerStopping"
+    assert server.stop() == 0
+    rows = pg.execute("SELECT count(*) FROM tickets_ticket WHERE title = %s", [title]).fetchone()
+    assert rows == (0,)

@@ -180,3 +180,20 @@ def test_zerorpc_command_line_client_calls_functions_and_streams(server):
     inspected = subprocess.run([*cli, "-?", server.endpoint], **run)
     assert inspected.returncode == 0, inspected.stderr
     assert "count_up(n, delay=0.0)" in inspected.stdout
+
+
+@pytest.mark.parametrize(
+    ("call", "error_name"),
+    [
+        (lambda client: client.echo(), "TypeError"),  # missing argument
+        (lambda client: client.echo(1, 2), "TypeError"),  # one too many
+        (lambda client: client.get_ticket("abc"), "ValueError"),  # wrong type
+    ],
+    ids=["missing-argument", "extra-argument", "wrong-type"],
+)
+def test_bad_arguments_are_remote_errors_and_the_server_goes_on(server, call, error_name):
+    with server.client() as client:
+        with pytest.raises(zerorpc.RemoteError) as caught:
+            call(client)
+        assert caught.value.name == error_name
+        assert client.echo("fine") == "fine"

@@ -24,6 +24,7 @@ import gevent
 import gevent.event
 import gevent.queue
 import zmq
+from gevent import monkey
 
 from django_zrpc import wire
 from django_zrpc.core.hooks import Hooks
@@ -39,11 +40,14 @@ STOP_LINGER = 0.5
 class ServedFunction:
     """What the server calls for one name: a function, and whether it streams."""
 
-    __slots__ = ("func", "stream")
+    __slots__ = ("blocking", "func", "stream")
 
-    def __init__(self, func: Callable[..., Any], stream: bool = False) -> None:
+    def __init__(
+        self, func: Callable[..., Any], stream: bool = False, blocking: bool = False
+    ) -> None:
         self.func = func
         self.stream = stream
+        self.blocking = blocking
 
     def __call__(self, *args: Any) -> Any:
         # The frame raven's zerorpc middleware looks for: it hides the frames
@@ -120,6 +124,7 @@ class Server:
         log_calls: bool = True,
         send_tracebacks: bool = False,
         builtins: bool = True,
+        stall_after: float = 1.0,
     ) -> None:
         self.name = name
         self.heartbeat = heartbeat
@@ -130,6 +135,7 @@ class Server:
         if builtins:
             self._functions.update(_builtins(self, functions))
         self._send_tracebacks = send_tracebacks
+        self.stall_after = stall_after
         self._hooks = Hooks(middleware)
         self._unpacker = unpacker or wire.Unpacker()
         self._new_id = wire.MessageIds()
@@ -158,6 +164,8 @@ class Server:
         """Serve until ``stop()``; return once in-flight calls are finished or ended."""
         self._greenlets = [gevent.spawn(self._work) for _ in range(self.concurrency)]
         self._greenlets.append(gevent.spawn(self._tick))
+        if self.stall_after:
+            self._greenlets.append(gevent.spawn(StallWatch(self.stall_after).run))
         reader = gevent.spawn(self._io.run)
         try:
             self._stopped.wait()
@@ -306,6 +314,11 @@ class Server:
             if served.stream:
                 self._stream(call, served(*request.args))
                 reply = self._event(call, wire.STREAM_DONE, None)
+            elif served.blocking:
+                # In an OS thread: this greenlet waits, the loop goes on. A lost
+                # caller cannot stop the thread; its result is dropped.
+                result = gevent.get_hub().threadpool.apply(served, request.args)
+                reply = self._event(call, wire.OK, (result,))
             else:
                 reply = self._event(call, wire.OK, (served(*request.args),))
             self._hooks.call("server_after_exec", request, reply)
@@ -392,6 +405,61 @@ class Server:
                 error,
                 exc_info=(type(error), error, error.__traceback__),
             )
+
+
+class StallWatch:
+    """Log when the event loop stops turning, naming the call that holds it.
+
+    A greenlet stamps the time every tenth of a second; an OS thread checks the
+    stamp. When it is older than ``after`` seconds, some code runs without ever
+    yielding (CPU-bound work, or a driver that blocks): heartbeats and every
+    other call wait for it.
+    """
+
+    def __init__(self, after: float) -> None:
+        self.after = after
+        self._stamp = time.monotonic()
+        # The OS thread's id (patched threading.get_ident() gives a greenlet's).
+        self._loop_thread = monkey.get_original("_thread", "get_ident")()
+        self._running = True
+
+    def run(self) -> None:
+        start_thread = monkey.get_original("_thread", "start_new_thread")
+        start_thread(self._watch, ())
+        try:
+            while True:
+                self._stamp = time.monotonic()
+                gevent.sleep(0.1)
+        finally:
+            self._running = False
+
+    def _watch(self) -> None:
+        sleep = monkey.get_original("time", "sleep")
+        reported = False
+        while self._running:
+            sleep(0.25)
+            stalled = time.monotonic() - self._stamp
+            if stalled < self.after:
+                reported = False
+            elif not reported:
+                reported = True
+                name = self._blocking_call()
+                logger.warning(
+                    "The event loop has not turned for %.1f s%s: heartbeats and other "
+                    "calls wait. Register CPU-bound functions with "
+                    "@rpc.register(blocking=True).",
+                    stalled,
+                    f", held by rpc {name}" if name else "",
+                )
+
+    def _blocking_call(self) -> str | None:
+        frame = sys._current_frames().get(self._loop_thread)
+        while frame is not None:
+            if frame.f_code is Server._execute.__code__:
+                request = frame.f_locals.get("request")
+                return getattr(request, "name", None)
+            frame = frame.f_back
+        return None
 
 
 def _absorb_pending_kill() -> None:

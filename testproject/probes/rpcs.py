@@ -50,3 +50,46 @@ def count_up(n, delay=0.0):
         if delay:
             time.sleep(delay)
         yield i
+
+
+def _burn(seconds):
+    deadline = time.monotonic() + seconds
+    count = 0
+    while time.monotonic() < deadline:
+        count += sum(range(1000))
+    return count > 0
+
+
+@rpc.register(blocking=True)
+def burn_cpu(seconds):
+    """Burn CPU in an OS thread of the pool for seconds; the event loop goes on."""
+    return _burn(seconds)
+
+
+@rpc.register()
+def burn_cpu_inline(seconds):
+    """Burn CPU on the event loop for seconds: everything else waits (a stall)."""
+    return _burn(seconds)
+
+
+@rpc.register(blocking=True)
+def count_tickets_blocking():
+    """Count tickets with the ORM from an OS thread of the pool."""
+    from testproject.tickets.models import Ticket
+
+    return Ticket.objects.count()
+
+
+@rpc.register()
+def write_then_sleep(title, seconds):
+    """Create a ticket inside a transaction, then sleep before committing."""
+    from decimal import Decimal
+
+    from django.db import transaction
+
+    from testproject.tickets.models import Ticket
+
+    with transaction.atomic():
+        Ticket.objects.create(title=title, price=Decimal("1.00"))
+        time.sleep(seconds)
+    return title
