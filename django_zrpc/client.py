@@ -26,7 +26,7 @@ from typing import Any
 
 from gevent.hub import get_hub
 
-from django_zrpc.core.client import Client, Stream
+from django_zrpc.core.client import CallByName, Client, Stream
 from django_zrpc.exceptions import LostRemote, ServerUnavailable, TimeoutExpired
 from django_zrpc.pool import Pool
 
@@ -62,7 +62,7 @@ class _HubState:
         self.pools: dict[str, Pool] = {}
 
 
-class RPCClient:
+class RPCClient(CallByName):
     """Call the functions served at ``endpoints`` through pooled connections."""
 
     def __init__(
@@ -116,14 +116,6 @@ class RPCClient:
             return PooledStream(result, pool, connection)
         pool.release(connection)
         return result
-
-    def __call__(self, name: str, *args: Any, timeout: float | None = None) -> Any:
-        return self.call(name, *args, timeout=timeout)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return lambda *args, timeout=None: self.call(name, *args, timeout=timeout)
 
     # -- connections -------------------------------------------------------------
 

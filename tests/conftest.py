@@ -118,6 +118,17 @@ def abandon_call(server: ServerProcess, name: str, *args: object) -> None:
         sock.close()
 
 
+def slowest_failure(call, error: type[BaseException], count: int) -> float:
+    """Make ``count`` calls that must each raise ``error``; return the slowest one's seconds."""
+    slowest = 0.0
+    for _ in range(count):
+        started = time.monotonic()
+        with pytest.raises(error):
+            call()
+        slowest = max(slowest, time.monotonic() - started)
+    return slowest
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("DJANGO_SETTINGS_MODULE", None)  # manage.py sets its own

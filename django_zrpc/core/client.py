@@ -139,7 +139,22 @@ class Stream(Iterator[Any]):
         self.close()
 
 
-class Client:
+class CallByName:
+    """``client.name(*args)`` and ``client("name", *args)`` for a class with ``call()``."""
+
+    def call(self, name: str, *args: Any, timeout: float | None = None) -> Any:
+        raise NotImplementedError
+
+    def __call__(self, name: str, *args: Any, timeout: float | None = None) -> Any:
+        return self.call(name, *args, timeout=timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return lambda *args, timeout=None: self.call(name, *args, timeout=timeout)
+
+
+class Client(CallByName):
     """Call the functions of one zerorpc server at ``endpoint``."""
 
     def __init__(
@@ -202,14 +217,6 @@ class Client:
             return self._stream(pending, reply, timeout)
         self._forget(pending)
         return self._result(pending, reply)
-
-    def __call__(self, name: str, *args: Any, timeout: float | None = None) -> Any:
-        return self.call(name, *args, timeout=timeout)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return lambda *args, timeout=None: self.call(name, *args, timeout=timeout)
 
     def close(self) -> None:
         """Close the socket; calls still waiting fail with ``LostRemote``."""
