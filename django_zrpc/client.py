@@ -7,10 +7,11 @@ the last item) has arrived. Calls are spread over the endpoints in turn; an
 endpoint that could not be reached, or went silent, is avoided for
 ``down_for`` seconds and then tried again.
 
-Safe wherever Django runs: pools are kept per process and per gevent hub, so
-greenlets of a gevent-patched server share one pool, each OS thread of an
-unpatched threaded server has its own, and a process made by ``fork`` never
-touches a socket it inherited.
+Safe wherever Django runs: pools are kept per process and per OS thread (so
+per gevent hub): greenlets of a gevent-patched server share one pool, each OS
+thread of an unpatched threaded server has its own (closed when the thread
+ends), and a process made by ``fork`` makes new connections and stops the I/O
+of the ones it inherited.
 """
 
 from __future__ import annotations
@@ -18,13 +19,11 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import threading
 import time
-import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from gevent.hub import get_hub
+from gevent import monkey
 
 from django_zrpc.core.client import CallByName, Client, Stream
 from django_zrpc.exceptions import LostRemote, ServerUnavailable, TimeoutExpired
@@ -54,12 +53,24 @@ def validate_endpoints(endpoints: Any) -> list[str]:
     return list(endpoints)
 
 
-class _HubState:
-    """The pools of one gevent hub in one process."""
+class _ThreadState:
+    """The pools of one OS thread (and so one gevent hub) in one process."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.pools: dict[str, Pool] = {}
+
+    def __del__(self) -> None:
+        # The thread ended (a thread-per-request server does that after each
+        # request): its hub will not run again, so close the sockets only.
+        if self.pid == os.getpid():
+            for pool in self.pools.values():
+                pool.abandon()
+
+
+# Per OS thread, also under gevent's monkey-patching (whose threading.local is
+# per greenlet): all greenlets of a thread share one hub, and so one set of pools.
+_OSThreadLocal = monkey.get_original("threading", "local")
 
 
 class RPCClient(CallByName):
@@ -85,8 +96,7 @@ class RPCClient(CallByName):
         self.pool_size = pool_size
         self.pool_timeout = timeout if pool_timeout is None else pool_timeout
         self.down_for = down_for
-        self._hubs: weakref.WeakKeyDictionary[Any, _HubState] = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
+        self._local = _OSThreadLocal()
         self._down_until: dict[str, float] = {}
         self._turn = itertools.count()
         self._closed = False
@@ -155,15 +165,13 @@ class RPCClient(CallByName):
             )
         return pool
 
-    def _state(self) -> _HubState:
-        hub = get_hub()  # one per OS thread; shared by all greenlets of a thread
-        with self._lock:
-            state = self._hubs.get(hub)
-            if state is None or state.pid != os.getpid():
-                if state is not None:
-                    _INHERITED.append(state)  # made before fork: never to be used
-                state = self._hubs[hub] = _HubState()
-            return state
+    def _state(self) -> _ThreadState:
+        state: _ThreadState | None = getattr(self._local, "state", None)
+        if state is None or state.pid != os.getpid():
+            if state is not None:
+                _INHERITED.append(state)  # made before fork: never to be used
+            state = self._local.state = _ThreadState()
+        return state
 
 
 class PooledStream(Iterator[Any]):
@@ -201,4 +209,4 @@ class PooledStream(Iterator[Any]):
     def _give_back(self, discard: bool) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
-            (pool.discard if discard else pool.release)(self._connection)
+            pool.release_from_anywhere(self._connection, discard)

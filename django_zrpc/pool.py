@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from gevent import monkey
 from gevent.hub import Waiter, get_hub
 
 from django_zrpc.core.client import Client
@@ -35,6 +36,9 @@ class Pool:
         self._in_use = 0
         self._waiters: list[Waiter] = []
         self._closed = False
+        # The OS thread and hub the pool belongs to (see release_from_anywhere).
+        self.thread = monkey.get_original("_thread", "get_ident")()
+        self.hub = get_hub()
 
     @property
     def connections(self) -> int:
@@ -50,10 +54,16 @@ class Pool:
         # newcomer: look again rather than go past the bound.
         while not self._idle and self.connections >= self.size:
             self._wait(deadline - time.monotonic(), timeout)
+            if self._closed:
+                raise RuntimeError(f"The pool of {self.endpoint} was closed.")
         if self._idle:
             connection = self._idle.pop()
         else:
-            connection = self._connect()
+            try:
+                connection = self._connect()
+            except BaseException:
+                self._wake_one()  # the place it would have taken is free
+                raise
         self._in_use += 1
         return connection
 
@@ -77,6 +87,22 @@ class Pool:
         self._closed = True
         while self._idle:
             self._idle.pop().close()
+        while self._waiters:  # they raise at once rather than time out
+            self._wake_one()
+
+    def abandon(self) -> None:
+        """Close the sockets only: the thread that owned the pool has ended."""
+        self._closed = True
+        while self._idle:
+            self._idle.pop().abandon()
+
+    def release_from_anywhere(self, connection: Client, discard: bool) -> None:
+        """Give ``connection`` back, also from another OS thread (a garbage collection)."""
+        give_back = self.discard if discard else self.release
+        if monkey.get_original("_thread", "get_ident")() == self.thread:
+            give_back(connection)
+        else:
+            self.hub.loop.run_callback_threadsafe(give_back, connection)
 
     def _wait(self, remaining: float, timeout: float) -> None:
         if remaining <= 0:
@@ -88,12 +114,17 @@ class Pool:
         self._waiters.append(waiter)
         timer = get_hub().loop.timer(remaining)
         timer.start(waiter.switch, False)
+        woken = False
         try:
-            waiter.get()
+            woken = waiter.get()
         finally:
             timer.close()
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
+            elif not woken:
+                # Picked by _wake_one, but leaving without the connection
+                # (timed out or killed meanwhile): pass the wake-up on.
+                self._wake_one()
 
     def _wake_one(self) -> None:
         if self._waiters:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import gevent
@@ -212,3 +213,29 @@ def test_bad_client_settings_are_check_errors(config, message):
         assert message in errors[0].msg
         with pytest.raises(SystemCheckError, match=r"django_zrpc\.E008"):
             call_command("check")
+
+
+def test_threads_that_end_leave_no_threads_or_sockets_behind(server):
+    import gc
+
+    def os_threads() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    client = RPCClient(server.endpoint, timeout=10)
+    assert client.echo("warm") == "warm"  # this thread's pool, and the shared context
+    threads_before = os_threads()
+    for batch in range(4):
+        workers = [threading.Thread(target=client.echo, args=(f"{batch}-{i}",)) for i in range(5)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(30)
+    gc.collect()
+    # 20 threads each made a pool and a connection, then ended: no ZeroMQ
+    # context (two I/O threads each) and no connection of theirs is left.
+    assert os_threads() - threads_before <= 2
+    deadline = time.monotonic() + 5
+    while established_to(server.port) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert established_to(server.port) == 1  # this thread's own
+    client.close()

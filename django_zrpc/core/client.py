@@ -172,8 +172,10 @@ class Client(CallByName):
         self._hooks = Hooks(middleware)
         self._unpacker = unpacker or wire.Unpacker()
         self._new_id = wire.MessageIds()
-        self._context = zmq.Context()
-        self._socket = self._context.socket(zmq.DEALER)
+        # One context per process for every client (pyzmq makes a new one
+        # after fork): a context of their own would cost each connection two
+        # I/O threads.
+        self._socket: zmq.Socket = zmq.Context.instance().socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.IMMEDIATE, 1)
         self._socket.setsockopt(zmq.IPV6, 1)
@@ -231,7 +233,12 @@ class Client(CallByName):
                 greenlet.kill()  # blocking: the loop must be gone before its socket
         self._io.stop_watching()
         self._socket.close(linger=0)
-        self._context.term()
+
+    def abandon(self) -> None:
+        """Close the socket only, from a thread whose hub will not run again."""
+        self._closed = True
+        self._io.stop_watching()
+        self._socket.close(linger=0)
 
     def __enter__(self) -> Client:
         return self

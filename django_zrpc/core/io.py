@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +35,20 @@ _RCVMORE = int(zmq.RCVMORE)
 
 #: Receives in a row before the loop lets other greenlets run.
 BURST = 64
+
+# Every loop of this process, so that a child made by fork can stop the ones
+# it inherited: their sockets belong to the parent's ZeroMQ context.
+_LOOPS: weakref.WeakSet[SocketLoop] = weakref.WeakSet()
+
+
+def _stop_inherited_loops() -> None:
+    for loop in list(_LOOPS):
+        loop.inherited = True
+        loop.stop_watching()
+    _LOOPS.clear()
+
+
+os.register_at_fork(after_in_child=_stop_inherited_loops)
 
 
 class SocketLoop:
@@ -55,6 +71,8 @@ class SocketLoop:
         self._wake = gevent.event.Event()
         self._sleeping = False
         self._watcher: Any = None
+        self.inherited = False
+        _LOOPS.add(self)
 
     def send(self, frames: list[bytes], owner: Any = None) -> None:
         """Queue ``frames``; the loop sends them on its next pass."""
@@ -70,7 +88,7 @@ class SocketLoop:
         self._watcher = gevent.get_hub().loop.io(socket.getsockopt(zmq.FD), 1)
         self._watcher.start(self._wake.set)
         try:
-            while True:
+            while not self.inherited:
                 blocked = self._flush()
                 received = self._receive_burst()
                 if received == BURST:
@@ -86,6 +104,8 @@ class SocketLoop:
                 # a connection being made does not always raise an edge.
                 self._wake.wait(timeout=0.05 if blocked else None)
                 self._sleeping = False
+                if self.inherited:
+                    return  # made before a fork: the socket is the parent's
         except zmq.ZMQError as err:
             if err.errno not in (errno.ENOTSOCK, zmq.ETERM) and not socket.closed:
                 raise

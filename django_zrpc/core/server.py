@@ -162,6 +162,10 @@ class Server:
 
     def run(self) -> None:
         """Serve until ``stop()``; return once in-flight calls are finished or ended."""
+        # One thread per worker at most, so a blocking call never waits for a
+        # thread behind the bound that --concurrency sets.
+        threadpool = gevent.get_hub().threadpool
+        threadpool.maxsize = max(threadpool.maxsize, self.concurrency)
         self._greenlets = [gevent.spawn(self._work) for _ in range(self.concurrency)]
         self._greenlets.append(gevent.spawn(self._tick))
         if self.stall_after:
@@ -316,8 +320,10 @@ class Server:
                 reply = self._event(call, wire.STREAM_DONE, None)
             elif served.blocking:
                 # In an OS thread: this greenlet waits, the loop goes on. A lost
-                # caller cannot stop the thread; its result is dropped.
-                result = gevent.get_hub().threadpool.apply(served, request.args)
+                # caller cannot stop a thread that started; its result is dropped.
+                result = gevent.get_hub().threadpool.apply(
+                    _run_unless_lost, (call, served, request.args)
+                )
                 reply = self._event(call, wire.OK, (result,))
             else:
                 reply = self._event(call, wire.OK, (served(*request.args),))
@@ -460,6 +466,13 @@ class StallWatch:
                 return getattr(request, "name", None)
             frame = frame.f_back
         return None
+
+
+def _run_unless_lost(call: Call, served: ServedFunction, args: Any) -> Any:
+    """Run a blocking function in its thread, unless its caller was lost while it queued."""
+    if call.lost:
+        raise LostRemote("The caller was lost before the call started.")
+    return served(*args)
 
 
 def _absorb_pending_kill() -> None:

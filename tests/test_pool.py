@@ -1,0 +1,70 @@
+"""The pool on its own: bounds, wake-ups and closing, with stand-in connections."""
+
+from __future__ import annotations
+
+import gevent
+import pytest
+
+from django_zrpc.exceptions import PoolExhausted
+from django_zrpc.pool import Pool
+
+
+class Connection:
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_lifo_reuse_and_the_bound():
+    made = []
+    pool = Pool("tcp://127.0.0.1:1", lambda: made.append(Connection()) or made[-1], size=2)
+    first, second = pool.acquire(1), pool.acquire(1)
+    with pytest.raises(PoolExhausted, match="All 2 connections"):
+        pool.acquire(0.1)
+    pool.release(first)
+    pool.release(second)
+    assert pool.acquire(1) is second  # the last one released comes first
+    assert len(made) == 2
+
+
+def test_a_failed_connect_passes_its_place_to_the_next_waiter():
+    attempts = []
+
+    def connect():
+        attempts.append(1)
+        if len(attempts) == 2:
+            raise OSError("refused once")
+        return Connection()
+
+    pool = Pool("tcp://127.0.0.1:1", connect, size=1)
+    held = pool.acquire(1)
+    first = gevent.spawn(pool.acquire, 5)
+    second = gevent.spawn(pool.acquire, 5)
+    gevent.sleep(0.05)
+    pool.discard(held)  # a place is free: the first waiter's connect fails
+    with pytest.raises(OSError, match="refused once"):
+        first.get(timeout=1)
+    # The second waiter gets the place at once, not after its 5 s timeout.
+    assert isinstance(second.get(timeout=1), Connection)
+
+
+def test_a_woken_waiter_that_is_killed_passes_the_wake_up_on():
+    pool = Pool("tcp://127.0.0.1:1", Connection, size=1)
+    held = pool.acquire(1)
+    doomed = gevent.spawn(pool.acquire, 5)
+    patient = gevent.spawn(pool.acquire, 5)
+    gevent.sleep(0.05)
+    doomed.kill(block=False)  # lands first...
+    pool.release(held)  # ...after this picked `doomed`, before it could run
+    assert patient.get(timeout=1) is held
+
+
+def test_closing_the_pool_wakes_its_waiters_with_an_error():
+    pool = Pool("tcp://127.0.0.1:1", Connection, size=1)
+    pool.acquire(1)
+    waiting = gevent.spawn(pool.acquire, 5)
+    gevent.sleep(0.05)
+    pool.close()
+    with pytest.raises(RuntimeError, match="was closed"):
+        waiting.get(timeout=1)
