@@ -36,6 +36,10 @@ _RCVMORE = int(zmq.RCVMORE)
 #: Receives in a row before the loop lets other greenlets run.
 BURST = 64
 
+# Errors that mean the socket itself is gone (closed, or its context ended):
+# the loop ends. Any other error concerns one message, which is dropped.
+_SOCKET_GONE = (errno.ENOTSOCK, zmq.ETERM)
+
 # Every loop of this process, so that a child made by fork can stop the ones
 # it inherited: their sockets belong to the parent's ZeroMQ context.
 _LOOPS: weakref.WeakSet[SocketLoop] = weakref.WeakSet()
@@ -107,7 +111,7 @@ class SocketLoop:
                 if self.inherited:
                     return  # made before a fork: the socket is the parent's
         except zmq.ZMQError as err:
-            if err.errno not in (errno.ENOTSOCK, zmq.ETERM) and not socket.closed:
+            if err.errno not in _SOCKET_GONE and not socket.closed:
                 raise
         finally:
             self.stop_watching()
@@ -141,7 +145,7 @@ class SocketLoop:
             except zmq.Again:
                 return True
             except zmq.ZMQError as err:
-                if err.errno in (errno.ENOTSOCK, zmq.ETERM):
+                if err.errno in _SOCKET_GONE:
                     raise
                 logger.warning("Dropped an outgoing message: %s", err)
             outbox.popleft()
@@ -161,7 +165,7 @@ class SocketLoop:
             except zmq.Again:
                 return count
             except zmq.ZMQError as err:
-                if err.errno in (errno.ENOTSOCK, zmq.ETERM):
+                if err.errno in _SOCKET_GONE:
                     raise
                 logger.warning("Dropped an incoming message: %s", err)
                 continue
