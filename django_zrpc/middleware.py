@@ -54,8 +54,7 @@ class CloseOldConnectionsMiddleware:
                 connection.close()
         # After any error, sweep whatever the flag says: a connection whose
         # set-up failed half-way is open without connection_created sent.
-        close_old_connections()
-        _state.opened = any(c.connection is not None for c in connections.all(True))
+        _close_old_connections(force=True)
 
 
 # Whether this thread (under runrpc: this worker greenlet, as gevent patches
@@ -74,8 +73,8 @@ def _opened_here() -> bool:
     return getattr(_state, "opened", False)
 
 
-def _close_old_connections() -> None:
-    if not _opened_here():
+def _close_old_connections(force: bool = False) -> None:
+    if not (force or _opened_here()):
         return
     close_old_connections()
     _state.opened = any(c.connection is not None for c in connections.all(True))

@@ -314,7 +314,7 @@ class Client(CallByName):
         except wire.BadEvent as err:
             logger.warning("Dropped a bad frame from %s: %s", self.endpoint, err)
             return
-        pending = self._pending.get(event.header.get("response_to"))
+        pending = self._pending.get(event.response_to)
         if pending is None:
             return  # for a call that timed out or was abandoned
         pending.last_seen = time.monotonic()

@@ -51,10 +51,6 @@ class Hooks:
         for hook in self._hooks[name]:
             hook(*args)
 
-    def load_task_context(self, header: dict[str, Any]) -> None:
-        for hook in self._hooks["load_task_context"]:
-            hook(header)
-
     def get_task_context(self) -> dict[str, Any]:
         context: dict[str, Any] = {}
         for hook in self._hooks["get_task_context"]:

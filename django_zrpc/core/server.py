@@ -214,7 +214,7 @@ class Server:
         self._route(event)
 
     def _route(self, event: wire.Event) -> None:
-        response_to = event.header.get("response_to")
+        response_to = event.response_to
         if response_to is not None:
             call = self._calls.get((event.identity, response_to))
             if call is None:
@@ -309,7 +309,7 @@ class Server:
         exc_info: Any = None
         error: BaseException | None = None
         try:
-            self._hooks.load_task_context(request.header)
+            self._hooks.call("load_task_context", request.header)
             served = self._functions.get(request.name)
             if served is None:
                 outcome = "unknown"
