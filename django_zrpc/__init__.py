@@ -18,6 +18,8 @@ _LAZY = {
     "RPCClient": "django_zrpc.client",
     "clients": "django_zrpc.named_clients",
     "default_client": "django_zrpc.named_clients",
+    "current_call": "django_zrpc.context",
+    "HandshakeFailed": "django_zrpc.exceptions",
     "PoolExhausted": "django_zrpc.exceptions",
     "ServerUnavailable": "django_zrpc.exceptions",
     "RemoteError": "django_zrpc.exceptions",
@@ -26,6 +28,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "HandshakeFailed",
     "LostRemote",
     "PoolExhausted",
     "RPCClient",
@@ -34,6 +37,7 @@ __all__ = [
     "TimeoutExpired",
     "__version__",
     "clients",
+    "current_call",
     "default_client",
     "rpc",
 ]

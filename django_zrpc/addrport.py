@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import NamedTuple
 
@@ -24,6 +25,16 @@ class AddrPort(NamedTuple):
     host: str
     port: int
     ipv6: bool
+
+    @property
+    def is_loopback(self) -> bool:
+        """Whether only this machine can reach the address (127.0.0.0/8, ::1, localhost)."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False  # a host name: it may resolve to any address
 
     @property
     def endpoint(self) -> str:

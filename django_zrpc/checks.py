@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error
+from django.core.checks import CheckMessage, Error, Warning
 from django.utils.module_loading import import_string
 
 from django_zrpc import conf
@@ -56,7 +56,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="django_zrpc.E011",
             )
         )
-    return [*errors, *_check_middleware(), *_check_clients()]
+    return [*errors, *_check_middleware(), *_check_clients(), *_check_curve()]
 
 
 def _check_addrport() -> list[CheckMessage]:
@@ -65,6 +65,36 @@ def _check_addrport() -> list[CheckMessage]:
         parse_addrport(value)
     except ValueError as err:
         return [Error(f"ZRPC_ADDRPORT is invalid: {err}", id="django_zrpc.E001")]
+    return []
+
+
+def _check_curve() -> list[CheckMessage]:
+    from django_zrpc.curve import CurveKeyError
+    from django_zrpc.server import server_keys
+
+    try:
+        keys = server_keys()
+    except CurveKeyError as err:
+        return [
+            Error(
+                str(err),
+                hint="Write keys with `manage.py rpckeys DIR NAME`; see 'Securing a deployment'.",
+                id="django_zrpc.E012",
+            )
+        ]
+    try:
+        addrport = parse_addrport(conf.get("ADDRPORT"))
+    except ValueError:
+        return []  # E001 says so
+    if keys is None and not addrport.is_loopback:
+        return [
+            Warning(
+                f"runrpc listens on {addrport.host} (ZRPC_ADDRPORT), which other machines can "
+                "reach, and CURVE is off: anyone who reaches the port can call every function.",
+                hint="Set ZRPC_CURVE_SECRET and ZRPC_CURVE_ALLOW; see 'Securing a deployment'.",
+                id="django_zrpc.W001",
+            )
+        ]
     return []
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from gevent import monkey
 
 from django_zrpc.core.client import CallByName, Client, Stream
+from django_zrpc.curve import ClientKeys, CurveKeyError
 from django_zrpc.exceptions import LostRemote, ServerUnavailable, TimeoutExpired
 from django_zrpc.pool import Pool
 
@@ -51,6 +52,20 @@ def validate_endpoints(endpoints: Any) -> list[str]:
                 f"{endpoint!r} is not an endpoint; write it like 'tcp://127.0.0.1:4242'."
             )
     return list(endpoints)
+
+
+def client_keys(
+    curve_secret: str | os.PathLike[str] | None, curve_server: str | os.PathLike[str] | None
+) -> ClientKeys | None:
+    """Load a client's CURVE keys: both files or neither; raise ``CurveKeyError`` if unusable."""
+    if curve_secret is None and curve_server is None:
+        return None
+    if curve_secret is None or curve_server is None:
+        raise CurveKeyError(
+            "CURVE needs both files: curve_secret (this client's NAME.key_secret) and "
+            "curve_server (the server's NAME.key)."
+        )
+    return ClientKeys.from_files(curve_secret, curve_server)
 
 
 class _ThreadState:
@@ -85,8 +100,11 @@ class RPCClient(CallByName):
         pool_size: int = 10,
         pool_timeout: float | None = None,
         down_for: float = 5.0,
+        curve_secret: str | os.PathLike[str] | None = None,
+        curve_server: str | os.PathLike[str] | None = None,
     ) -> None:
         self.endpoints = validate_endpoints(endpoints)
+        self.curve = client_keys(curve_secret, curve_server)
         if not timeout > 0:
             raise ValueError(f"timeout must be greater than 0, not {timeout!r}.")
         if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
@@ -160,7 +178,9 @@ class RPCClient(CallByName):
         if pool is None:
             pool = state.pools[endpoint] = Pool(
                 endpoint,
-                lambda: Client(endpoint, timeout=self.timeout, heartbeat=self.heartbeat),
+                lambda: Client(
+                    endpoint, timeout=self.timeout, heartbeat=self.heartbeat, curve=self.curve
+                ),
                 self.pool_size,
             )
         return pool

@@ -41,6 +41,10 @@ DEFAULTS: dict[str, Any] = {
     "SERVER_NAME": None,
     # Dotted paths of server middleware; None: see default_middleware().
     "MIDDLEWARE": None,
+    # CURVE: the server's NAME.key_secret file, and the folder whose *.key
+    # files are the public keys of the clients it admits. Both or neither.
+    "CURVE_SECRET": None,
+    "CURVE_ALLOW": None,
 }
 
 DB_MIDDLEWARE = "django_zrpc.middleware.CloseOldConnectionsMiddleware"

@@ -11,6 +11,7 @@ from zerorpc.exceptions import LostRemote, RemoteError, TimeoutExpired
 
 __all__ = [
     "DuplicateRPCName",
+    "HandshakeFailed",
     "InvalidRPCName",
     "LostRemote",
     "PoolExhausted",
@@ -35,6 +36,18 @@ class DuplicateRPCName(ZRPCConfigurationError):
 
 class ServerUnavailable(TimeoutExpired):
     """The call timed out without ever reaching the server: no connection was made."""
+
+
+class HandshakeFailed(ServerUnavailable):
+    """The connection's security (CURVE) handshake failed, so the call never reached the server.
+
+    Raised as soon as ZeroMQ reports the failure, not after the timeout: the
+    server refused this client's key, or one side has CURVE and the other
+    not, or the client's server key is not the server's.
+    """
+
+    def __init__(self, message: str) -> None:
+        Exception.__init__(self, message)
 
 
 class PoolExhausted(TimeoutExpired):

@@ -20,7 +20,8 @@ from typing import Any
 from django.conf import settings
 from django.core.signals import setting_changed
 
-from django_zrpc.client import RPCClient, validate_endpoints
+from django_zrpc.client import RPCClient, client_keys, validate_endpoints
+from django_zrpc.curve import CurveKeyError
 from django_zrpc.exceptions import ZRPCConfigurationError
 
 #: Keys of a ZRPC_CLIENTS entry -> RPCClient keyword arguments.
@@ -30,6 +31,8 @@ OPTIONS = {
     "POOL_SIZE": "pool_size",
     "POOL_TIMEOUT": "pool_timeout",
     "DOWN_FOR": "down_for",
+    "CURVE_SECRET": "curve_secret",
+    "CURVE_SERVER": "curve_server",
 }
 
 
@@ -56,6 +59,10 @@ def client_errors(alias: Any, config: Any) -> list[str]:
             continue  # no heartbeats; the call's timeout
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             errors.append(f"{where}['{key}'] must be a number of seconds above 0, not {value!r}.")
+    try:
+        client_keys(config.get("CURVE_SECRET"), config.get("CURVE_SERVER"))
+    except CurveKeyError as err:
+        errors.append(f"{where}: {err}")
     size = config.get("POOL_SIZE", 10)
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         errors.append(f"{where}['POOL_SIZE'] must be an integer of 1 or more, not {size!r}.")

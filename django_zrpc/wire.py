@@ -51,6 +51,8 @@ class Event:
     args: Any
     header: dict[str, Any]
     identity: tuple[bytes, ...] | None = field(default=None)
+    #: The name of the CURVE key the sender was admitted with, if any.
+    client_key: str | None = field(default=None)
 
     @property
     def message_id(self) -> Any:

@@ -29,7 +29,14 @@ from gevent.hub import Waiter
 from django_zrpc import wire
 from django_zrpc.core.hooks import Hooks
 from django_zrpc.core.io import SocketLoop
-from django_zrpc.exceptions import LostRemote, RemoteError, ServerUnavailable, TimeoutExpired
+from django_zrpc.curve import CURVE_CLIENT, PLAIN_CLIENT, ClientKeys, HandshakeMonitor
+from django_zrpc.exceptions import (
+    HandshakeFailed,
+    LostRemote,
+    RemoteError,
+    ServerUnavailable,
+    TimeoutExpired,
+)
 
 logger = logging.getLogger("django_zrpc.client")
 
@@ -165,6 +172,7 @@ class Client(CallByName):
         heartbeat: float | None = 5.0,
         middleware: Iterable[Any] = (),
         unpacker: wire.Unpacker | None = None,
+        curve: ClientKeys | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
@@ -179,6 +187,12 @@ class Client(CallByName):
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.IMMEDIATE, 1)
         self._socket.setsockopt(zmq.IPV6, 1)
+        if curve is not None:
+            curve.apply(self._socket)
+        # A failed handshake leaves calls unsent; the monitor says why, at once.
+        self._handshakes = HandshakeMonitor(
+            self._socket, CURVE_CLIENT if curve is not None else PLAIN_CLIENT
+        )
         self._socket.connect(endpoint)
         self._pending: dict[Any, _Pending] = {}
         self._closed = False
@@ -231,13 +245,16 @@ class Client(CallByName):
         for greenlet in (self._ticker, self._reader):
             if greenlet is not None:
                 greenlet.kill()  # blocking: the loop must be gone before its socket
-        self._io.stop_watching()
-        self._socket.close(linger=0)
+        self._close_sockets()
 
     def abandon(self) -> None:
         """Close the socket only, from a thread whose hub will not run again."""
         self._closed = True
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
         self._io.stop_watching()
+        self._handshakes.close()
         self._socket.close(linger=0)
 
     def __enter__(self) -> Client:
@@ -333,8 +350,18 @@ class Client(CallByName):
                 gevent.sleep(TICK)
                 now = time.monotonic()
                 beat = heartbeat is not None and now >= next_beat
+                unsent = any(not pending.sent for pending in self._pending.values())
+                failure = self._handshakes.read() if unsent else None
                 for pending in list(self._pending.values()):
-                    if now >= pending.deadline:
+                    if failure is not None and not pending.sent:
+                        self._forget(pending)
+                        pending.deliver(
+                            HandshakeFailed(
+                                f"Calling remote method {pending.name}: the connection to "
+                                f"{self.endpoint} failed its handshake: {failure}",
+                            )
+                        )
+                    elif now >= pending.deadline:
                         self._forget(pending)
                         pending.deliver(self._timeout_error(pending))
                     elif beat:

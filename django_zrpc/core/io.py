@@ -61,12 +61,17 @@ class SocketLoop:
     def __init__(
         self,
         socket: zmq.Socket,
-        on_frames: Callable[[list[bytes]], None],
+        on_frames: Callable[..., None],
         wanted: Callable[[Any], bool] | None = None,
         on_sent: Callable[[Any], None] | None = None,
+        user_ids: bool = False,
     ) -> None:
         self.socket = socket
         self._on_frames = on_frames
+        if user_ids:
+            # ``on_frames(frames, user_id)``: the User-Id a ZAP handler gave
+            # the connection the message came on (CURVE: the key's name).
+            self._receive_burst = self._receive_burst_with_user_id  # type: ignore[method-assign]
         # Whether a queued message is still wanted when its turn comes; a
         # request whose caller gave up is dropped rather than sent late.
         self._wanted = wanted
@@ -171,6 +176,31 @@ class SocketLoop:
                 continue
             try:
                 on_frames(frames)
+            except Exception:
+                logger.exception("Handling received frames failed; the loop goes on.")
+        return BURST
+
+    def _receive_burst_with_user_id(self) -> int:
+        recv = self.socket.recv
+        on_frames = self._on_frames
+        for count in range(BURST):
+            try:
+                parts = [recv(_NOBLOCK, copy=False)]
+                while parts[-1].more:
+                    parts.append(recv(_NOBLOCK, copy=False))
+            except zmq.Again:
+                return count
+            except zmq.ZMQError as err:
+                if err.errno in _SOCKET_GONE:
+                    raise
+                logger.warning("Dropped an incoming message: %s", err)
+                continue
+            try:
+                user_id = parts[-1].get("User-Id")
+            except zmq.ZMQError:
+                user_id = None  # the connection has no such property
+            try:
+                on_frames([part.bytes for part in parts], user_id or None)
             except Exception:
                 logger.exception("Handling received frames failed; the loop goes on.")
         return BURST

@@ -13,6 +13,7 @@ heartbeats keep flowing however busy the workers are.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 import time
@@ -27,8 +28,12 @@ import zmq
 from gevent import monkey
 
 from django_zrpc import wire
+from django_zrpc.context import CallContext
+from django_zrpc.context import _current as _current_call
 from django_zrpc.core.hooks import Hooks
 from django_zrpc.core.io import SocketLoop
+from django_zrpc.core.ratelimit import RateLimitedLog
+from django_zrpc.curve import SERVER, Authenticator, HandshakeMonitor, ServerKeys
 from django_zrpc.exceptions import LostRemote
 
 logger = logging.getLogger("django_zrpc.server")
@@ -125,6 +130,7 @@ class Server:
         send_tracebacks: bool = False,
         builtins: bool = True,
         stall_after: float = 1.0,
+        curve: ServerKeys | None = None,
     ) -> None:
         self.name = name
         self.heartbeat = heartbeat
@@ -143,13 +149,25 @@ class Server:
         self._socket = self._context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.IPV6, 1)
         self._socket.setsockopt(zmq.MAXMSGSIZE, self._unpacker.max_event_bytes)
-        self._io = SocketLoop(self._socket, self._on_frames)
+        self.curve = curve
+        self._authenticator: Authenticator | None = None
+        self._handshakes: HandshakeMonitor | None = None
+        if curve is not None:
+            # The ZAP handler is bound before the server socket exists on the
+            # network: a client is never admitted without it.
+            self._authenticator = Authenticator(self._context, curve.allow)
+            curve.apply(self._socket)
+            self._handshakes = HandshakeMonitor(self._socket, SERVER)
+        self._io = SocketLoop(self._socket, self._on_frames, user_ids=curve is not None)
         self._calls: dict[tuple[Any, Any], Call] = {}
         self._queue: gevent.queue.Queue = gevent.queue.Queue()
         self._accepting = True
         self._stopped = gevent.event.Event()
         self._greenlets: list[gevent.Greenlet] = []
-        self._drops = _DropLog()
+        self._drops = RateLimitedLog(logger, "Dropped %d bad frame(s); latest: %s")
+        self._handshake_failures = RateLimitedLog(
+            logger, "%d client(s) failed the CURVE handshake; latest: %s"
+        )
         self._on_worker_exit = on_worker_exit
         self._log_calls = log_calls
 
@@ -170,6 +188,11 @@ class Server:
         self._greenlets.append(gevent.spawn(self._tick))
         if self.stall_after:
             self._greenlets.append(gevent.spawn(StallWatch(self.stall_after).run))
+        if self._authenticator is not None and self._handshakes is not None:
+            self._greenlets.append(gevent.spawn(self._authenticator.run))
+            self._greenlets.append(
+                gevent.spawn(SocketLoop(self._handshakes.pair, self._on_handshake_event).run)
+            )
         reader = gevent.spawn(self._io.run)
         try:
             self._stopped.wait()
@@ -198,12 +221,16 @@ class Server:
 
     def close(self) -> None:
         self._io.stop_watching()
+        if self._handshakes is not None:
+            self._handshakes.close()
         self._socket.close(linger=1000)
+        if self._authenticator is not None:
+            self._authenticator.close()
         self._context.term()
 
     # -- receiving ---------------------------------------------------------
 
-    def _on_frames(self, frames: list[bytes]) -> None:
+    def _on_frames(self, frames: list[bytes], client_key: str | None = None) -> None:
         try:
             identity, blob = wire.split_frames(frames)
             event = self._unpacker.unpack(blob)
@@ -211,7 +238,16 @@ class Server:
             self._drops.record(str(err))
             return
         event.identity = identity
+        event.client_key = client_key
         self._route(event)
+
+    def _on_handshake_event(self, frames: list[bytes]) -> None:
+        assert self._handshakes is not None
+        self._handshakes.on_frames(frames)
+        failure, self._handshakes.failure = self._handshakes.failure, None
+        # Refused keys are logged by the ZAP handler, with the key.
+        if failure is not None and "ZAP status" not in failure:
+            self._handshake_failures.record(failure)
 
     def _route(self, event: wire.Event) -> None:
         response_to = event.response_to
@@ -308,6 +344,9 @@ class Server:
         outcome: str = "OK"
         exc_info: Any = None
         error: BaseException | None = None
+        context = _current_call.set(
+            CallContext.from_header(request.name, request.header, request.client_key)
+        )
         try:
             self._hooks.call("load_task_context", request.header)
             served = self._functions.get(request.name)
@@ -322,7 +361,7 @@ class Server:
                 # In an OS thread: this greenlet waits, the loop goes on. A lost
                 # caller cannot stop a thread that started; its result is dropped.
                 result = gevent.get_hub().threadpool.apply(
-                    _run_unless_lost, (call, served, request.args)
+                    contextvars.copy_context().run, (_run_unless_lost, call, served, request.args)
                 )
                 reply = self._event(call, wire.OK, (result,))
             else:
@@ -344,6 +383,7 @@ class Server:
         finally:
             self._hooks.call("server_after_call", request, exc_info)
             del exc_info
+            _current_call.reset(context)
         self._log(call, (time.perf_counter() - started) * 1000, outcome, error)
 
     def _stream(self, call: Call, iterable: Iterable[Any]) -> None:
@@ -483,24 +523,6 @@ def _absorb_pending_kill() -> None:
         gevent.sleep(0)
     except _CallLost:
         pass
-
-
-class _DropLog:
-    """Log dropped frames at most once a second, with how many were dropped."""
-
-    def __init__(self) -> None:
-        self.total = 0
-        self._since = 0
-        self._next_log = 0.0
-
-    def record(self, reason: str) -> None:
-        self.total += 1
-        self._since += 1
-        now = time.monotonic()
-        if now >= self._next_log:
-            logger.warning("Dropped %d bad frame(s); latest: %s", self._since, reason)
-            self._since = 0
-            self._next_log = now + 1.0
 
 
 def _builtins(server: Server, functions: Mapping[str, ServedFunction]) -> dict[str, ServedFunction]:

@@ -1,11 +1,12 @@
 """RPC functions the tests use to look inside a running server."""
 
+import dataclasses
 import os
 import time
 
 from django.db import connection
 
-from django_zrpc import rpc
+from django_zrpc import current_call, rpc
 
 
 @rpc.register()
@@ -93,3 +94,28 @@ def write_then_sleep(title, seconds):
         Ticket.objects.create(title=title, price=Decimal("1.00"))
         time.sleep(seconds)
     return title
+
+
+def _context():
+    call = current_call()
+    return dataclasses.asdict(call) if call is not None else None
+
+
+@rpc.register()
+def call_context():
+    """Return the call's context (current_call()) as a dict."""
+    return _context()
+
+
+@rpc.register(blocking=True)
+def call_context_blocking():
+    """The same, from a blocking function's thread."""
+    return _context()
+
+
+@rpc.register(name="call_context_stream", stream=True)
+def call_context_stream(n=2):
+    """Yield the call's context n times, switching greenlets between items."""
+    for _ in range(n):
+        time.sleep(0)
+        yield _context()

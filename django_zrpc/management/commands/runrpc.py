@@ -68,6 +68,18 @@ class Command(BaseCommand):
             "(default: ZRPC_GRACEFUL_TIMEOUT, 10).",
         )
         parser.add_argument(
+            "--curve-secret",
+            metavar="FILE",
+            help="Encrypt with CURVE, using this server's NAME.key_secret file "
+            "(default: ZRPC_CURVE_SECRET). Needs --curve-allow.",
+        )
+        parser.add_argument(
+            "--curve-allow",
+            metavar="DIR",
+            help="Admit only the clients whose public NAME.key file is in DIR "
+            "(default: ZRPC_CURVE_ALLOW).",
+        )
+        parser.add_argument(
             "--noreload",
             action="store_false",
             dest="use_reloader",
@@ -91,6 +103,13 @@ class Command(BaseCommand):
             )
         if not monkey.is_module_patched("socket"):
             self._relaunch_patched()
+        from django_zrpc.curve import CurveKeyError
+        from django_zrpc.server import server_keys
+
+        try:
+            options["curve"] = server_keys(options["curve_secret"], options["curve_allow"])
+        except CurveKeyError as err:
+            raise CommandError(str(err)) from err
         self.run(**options)
 
     def _parse_addrport(self, value: str | None) -> AddrPort:
@@ -144,7 +163,14 @@ class Command(BaseCommand):
             heartbeat=options["heartbeat"],
             concurrency=options["concurrency"],
             backlog=options["backlog"],
+            curve=options["curve"],
         )
+        if options["curve"] is None and not addrport.is_loopback:
+            self.stderr.write(
+                f"Warning: {addrport.host} is reachable from other machines and CURVE is off: "
+                "anyone who reaches the port can call every function. See 'Securing a "
+                "deployment' in django-zrpc's README."
+            )
         try:
             endpoint = self._bind(server, addrport)
         except CommandError as err:
@@ -200,9 +226,17 @@ class Command(BaseCommand):
             f"Serving {len(server.function_names)} RPC functions at {endpoint} "
             f"(heartbeat {server.heartbeat}s, concurrency {server.concurrency}, "
             f"backlog {server.backlog})\n"
+            f"{_curve_line(server.curve)}"
             f"Quit the server with {quit_command}.\n"
         )
         self.stdout.flush()
+
+
+def _curve_line(curve: Any) -> str:
+    if curve is None:
+        return ""
+    count = curve.allow.check()
+    return f"CURVE on: admitting {count} client key(s) from {curve.allow.directory}\n"
 
 
 def _main_target() -> list[str]:
