@@ -68,3 +68,38 @@ def test_closing_the_pool_wakes_its_waiters_with_an_error():
     pool.close()
     with pytest.raises(RuntimeError, match="was closed"):
         waiting.get(timeout=1)
+
+
+def test_a_waiter_is_served_before_a_caller_that_asks_again_at_once():
+    pool = Pool("tcp://127.0.0.1:1", Connection, size=1)
+    held = pool.acquire(1)
+    waiting = gevent.spawn(pool.acquire, 5)
+    gevent.sleep(0.05)
+    pool.release(held)
+    # The caller that gave it back asks again: it queues behind the waiter.
+    with pytest.raises(PoolExhausted):
+        pool.acquire(0.05)
+    assert waiting.get(timeout=1) is held
+
+
+def test_a_busy_pool_serves_every_caller_in_turn():
+    pool = Pool("tcp://127.0.0.1:1", Connection, size=2)
+    served = 0
+    overtaken: list[int] = []
+
+    def caller() -> None:
+        nonlocal served
+        for _ in range(20):
+            before = served
+            connection = pool.acquire(5)
+            # How many acquisitions went ahead while this caller waited.
+            overtaken.append(served - before)
+            served += 1
+            gevent.sleep(0.001)
+            pool.release(connection)
+
+    gevent.joinall([gevent.spawn(caller) for _ in range(10)], raise_error=True)
+    assert len(overtaken) == 200
+    # First come, first served: the 9 others go ahead at most once each.
+    assert max(overtaken) <= 9
+    assert pool.connections == 2
