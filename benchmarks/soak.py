@@ -27,7 +27,7 @@ import gevent
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.wire import free_port  # noqa: E402
+from benchmarks.common import free_port  # noqa: E402
 from django_zrpc.core.client import Client  # noqa: E402
 from django_zrpc.exceptions import RemoteError  # noqa: E402
 

@@ -1,0 +1,160 @@
+"""Helpers shared by the runner and every client process, nameko's included.
+
+Standard library only: ``nameko_client.py`` imports this module from nameko's
+own virtualenv, where neither Django nor gevent is installed.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TICKS = os.sysconf("SC_CLK_TCK")
+
+PAYLOAD = "x" * 10_240  # the 10 KB workload: one string, so that JSON (nameko) carries it too
+TICKET_IDS = 1_000  # get_ticket cycles through ids 1..TICKET_IDS
+METHOD = {"echo": "echo", "payload": "echo", "get_ticket": "get_ticket"}  # what each calls
+MAX_CALLS = 50_000_000  # every measuring loop also stops after this many calls
+
+WORKLOADS = {
+    "echo": "echo of a small int",
+    "payload": "echo of a 10 KB string",
+    "get_ticket": "get_ticket: a PostgreSQL read by primary key",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def own_cpu() -> float:
+    """User + system CPU seconds of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of another process, from /proc (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def processes_cpu(pids: Iterable[int]) -> float:
+    return sum(process_cpu(pid) for pid in pids)
+
+
+def status_kb(pid: int, field: str) -> int:
+    """A ``VmRSS``/``VmHWM``-like field of /proc/PID/status, in kB (0 if unknown)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of a process, from /proc (gunicorn's workers)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    if not sorted_values:
+        return 0.0
+    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+def argument(workload: str, i: int) -> Any:
+    """The argument of call number ``i`` of a workload."""
+    if workload == "echo":
+        return 1
+    if workload == "payload":
+        return PAYLOAD
+    if workload == "get_ticket":
+        return 1 + i % TICKET_IDS
+    raise ValueError(f"unknown workload {workload!r}")
+
+
+def check(workload: str, arg: Any, result: Any) -> None:
+    """Fail loudly on a wrong answer: a benchmark of wrong answers measures nothing."""
+    if workload == "get_ticket":
+        ok = isinstance(result, dict) and result.get("id") == arg
+    else:
+        ok = result == arg
+    if not ok:
+        raise AssertionError(f"{workload}: wrong answer {str(result)[:80]!r} for {arg!r}")
+
+
+def drive(
+    call: Callable[[int], None],
+    callers: int,
+    seconds: float,
+    spawn_all: Callable[[Callable[[int], None], int], None],
+    server_pids: list[int],
+) -> dict:
+    """Let ``callers`` green threads run ``call(i)`` in a loop for ``seconds``.
+
+    ``spawn_all(loop, n)`` runs ``loop(0)`` .. ``loop(n - 1)`` concurrently and
+    returns when all have ended (gevent or eventlet does that).
+    Returns calls, elapsed seconds, CPU seconds of this process and of the
+    servers in the window, and the latency percentiles in milliseconds.
+    """
+    latencies: list[float] = []
+    counter = [0]
+    deadline = time.monotonic() + seconds
+    per_caller = MAX_CALLS // callers
+
+    def loop(index: int) -> None:
+        for _ in range(per_caller):
+            if time.monotonic() >= deadline:
+                return
+            i = counter[0]
+            counter[0] += 1
+            started = time.perf_counter()
+            call(i)
+            latencies.append(time.perf_counter() - started)
+
+    server_cpu = processes_cpu(server_pids)
+    cpu = own_cpu()
+    started = time.monotonic()
+    spawn_all(loop, callers)
+    return summary(
+        len(latencies),
+        time.monotonic() - started,
+        own_cpu() - cpu,
+        processes_cpu(server_pids) - server_cpu,
+        latencies,
+    )
+
+
+def summary(
+    calls: int, elapsed: float, cpu: float, server_cpu: float, latencies: list[float]
+) -> dict:
+    latencies.sort()
+    return {
+        "calls": calls,
+        "seconds": elapsed,
+        "cpu": cpu,
+        "server_cpu": server_cpu,
+        "p50_ms": percentile(latencies, 0.50) * 1e3,
+        "p99_ms": percentile(latencies, 0.99) * 1e3,
+    }

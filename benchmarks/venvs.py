@@ -1,0 +1,62 @@
+"""The benchmark's own virtualenvs, made on first need from pinned requirements.
+
+``benchmarks/.nameko-venv`` (nameko 2.14 and eventlet, which must not meet
+gevent in one process) and ``benchmarks/.chart-venv`` (matplotlib, which the
+project's .venv does not have). Each is rebuilt when its requirements file
+changes; a failure is returned as a reason, never raised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+INSTALL_TIMEOUT = 900  # seconds, for the venv and pip together
+
+VENVS = {
+    "nameko": (HERE / ".nameko-venv", HERE / "requirements-nameko.txt", "import nameko"),
+    "chart": (HERE / ".chart-venv", HERE / "requirements-chart.txt", "import matplotlib"),
+}
+
+
+def ensure(name: str) -> tuple[Path | None, str]:
+    """Return (the venv's python, "") or (None, why it could not be made)."""
+    path, requirements, probe = VENVS[name]
+    python = path / "bin" / "python"
+    stamp = path / ".installed"
+    want = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    if python.exists() and stamp.exists() and stamp.read_text() == want:
+        return python, ""
+    print(f"Making {path.relative_to(HERE.parent)} from {requirements.name} ...", file=sys.stderr)
+    try:
+        if path.exists():
+            shutil.rmtree(path)
+        base = getattr(sys, "_base_executable", sys.executable)
+        subprocess.run(
+            [base, "-m", "venv", str(path)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "-r", str(requirements)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=INSTALL_TIMEOUT,
+        )
+        subprocess.run([str(python), "-c", probe], check=True, capture_output=True, timeout=60)
+    except subprocess.CalledProcessError as err:
+        lines = [
+            line for line in (err.stderr or "").splitlines() if "WARNING: Location" not in line
+        ]
+        return None, f"{path.name} could not be made: {' '.join(lines[-3:])[:300] or err}"
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return None, f"{path.name} could not be made: {err}"
+    stamp.write_text(want)
+    return python, ""
