@@ -19,6 +19,7 @@ _LAZY = {
     "clients": "django_zrpc.named_clients",
     "default_client": "django_zrpc.named_clients",
     "current_call": "django_zrpc.context",
+    "register_error": "django_zrpc.errors",
     "HandshakeFailed": "django_zrpc.exceptions",
     "PoolExhausted": "django_zrpc.exceptions",
     "ServerUnavailable": "django_zrpc.exceptions",
@@ -39,6 +40,7 @@ __all__ = [
     "clients",
     "current_call",
     "default_client",
+    "register_error",
     "rpc",
 ]
 

@@ -121,7 +121,14 @@ class RPCClient(CallByName):
 
     # -- calling ---------------------------------------------------------------
 
-    def call(self, name: str, *args: Any, timeout: float | None = None) -> Any:
+    def call(
+        self,
+        name: str,
+        *args: Any,
+        timeout: float | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **more: Any,
+    ) -> Any:
         """Call ``name``; return its result, or an iterator for a stream."""
         if self._closed:
             raise RuntimeError(f"This RPCClient of {self.endpoints} is closed.")
@@ -130,7 +137,7 @@ class RPCClient(CallByName):
         pool = self._pool(endpoint)
         connection = pool.acquire(self.pool_timeout)
         try:
-            result = connection.call(name, *args, timeout=timeout)
+            result = connection.call(name, *args, timeout=timeout, kwargs=kwargs, **more)
         except (LostRemote, TimeoutExpired) as err:
             pool.discard(connection)  # it may still receive a late reply
             if isinstance(err, LostRemote | ServerUnavailable):

@@ -15,9 +15,15 @@ stream; outside a call ``current_call()`` returns None.
 
 from __future__ import annotations
 
+import logging
+import uuid
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
+
+from django.conf import settings
+from django.utils import translation
 
 #: Header keys of a call's first event that carry the caller's context.
 REQUEST_ID = "request_id"
@@ -72,3 +78,81 @@ _current: ContextVar[CallContext | None] = ContextVar("django_zrpc.call", defaul
 def current_call() -> CallContext | None:
     """Return the context of the call being served here, or None outside a call."""
     return _current.get()
+
+
+# -- the calling side ----------------------------------------------------------
+
+_request: ContextVar[Any] = ContextVar("django_zrpc.request", default=None)
+
+
+class RequestContextMiddleware:
+    """Django middleware: give each request an id, and send it with the RPC calls it makes.
+
+    The id is the request's ``X-Request-ID`` header when it has a usable one,
+    else a new UUID; it is set as ``request.request_id`` and on the response's
+    ``X-Request-ID``. Calls made while the request is served carry it, with the
+    user's primary key when they are logged in.
+    """
+
+    def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        request.request_id = _short(request.META.get("HTTP_X_REQUEST_ID")) or uuid.uuid4().hex
+        token = _request.set(request)
+        try:
+            response = self.get_response(request)
+        finally:
+            _request.reset(token)
+        if not response.has_header("X-Request-ID"):
+            response["X-Request-ID"] = request.request_id
+        return response
+
+
+def outgoing() -> dict[str, Any]:
+    """Return the header entries for a call made now.
+
+    Inside an RPC function: the context of the call it serves, so nested calls
+    carry it on. Inside a request under ``RequestContextMiddleware``: its id
+    and user. And the active language, when the project uses translation.
+    """
+    header: dict[str, Any] = {}
+    call = _current.get()
+    if call is not None:
+        if call.request_id is not None:
+            header[REQUEST_ID] = call.request_id
+        if call.user_id is not None:
+            header[USER_ID] = call.user_id
+    else:
+        request = _request.get()
+        if request is not None:
+            header[REQUEST_ID] = request.request_id
+            user = getattr(request, "user", None)
+            if user is not None and user.is_authenticated:
+                header[USER_ID] = _user_id(user.pk) or str(user.pk)
+    if settings.USE_I18N:
+        language = translation.get_language()
+        if language:
+            header[LANGUAGE] = language
+    return header
+
+
+class CallContextFilter(logging.Filter):
+    """A logging filter that adds ``request_id``, ``user_id`` and ``rpc`` to every record.
+
+    Each is the value of the call being served (or of the request, for
+    ``request_id``), or ``"-"``, so a format such as
+    ``"%(levelname)s [%(request_id)s] %(message)s"`` always works.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        call = _current.get()
+        request = _request.get()
+        request_id = call.request_id if call is not None else None
+        if request_id is None and request is not None:
+            request_id = getattr(request, "request_id", None)
+        record.request_id = request_id or "-"
+        user_id = call.user_id if call is not None else None
+        record.user_id = "-" if user_id is None else user_id
+        record.rpc = call.function if call is not None else "-"
+        return True

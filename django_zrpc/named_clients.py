@@ -116,8 +116,8 @@ class _DefaultClient:
     def __getattr__(self, name: str) -> Any:
         return getattr(clients["default"], name)
 
-    def __call__(self, name: str, *args: Any, timeout: float | None = None) -> Any:
-        return clients["default"].call(name, *args, timeout=timeout)
+    def __call__(self, name: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        return clients["default"].call(name, *args, timeout=timeout, kwargs=kwargs)
 
     def __repr__(self) -> str:
         return "<default_client: clients['default']>"

@@ -19,6 +19,8 @@ from typing import Any
 
 import msgpack
 
+from django_zrpc import values
+
 PROTOCOL_VERSION = 3
 HEARTBEAT = "_zpc_hb"
 MORE = "_zpc_more"
@@ -82,9 +84,12 @@ class MessageIds:
         return self._prefix + b"%08x" % (next(self._counter) & 0xFFFFFFFF)
 
 
-def pack(name: str, args: Any, header: dict[str, Any]) -> bytes:
-    """Return the msgpack blob of an event."""
-    return msgpack.packb((header, name, args), use_bin_type=True)
+def pack(name: str, args: Any, header: dict[str, Any], rich: bool = True) -> bytes:
+    """Return the msgpack blob of an event; ``rich``: with django_zrpc's value types.
+
+    ``args`` is a list (a tuple would be sent as one value, a tuple).
+    """
+    return values.pack([header, name, args], rich)
 
 
 class Unpacker:
@@ -98,13 +103,19 @@ class Unpacker:
     ) -> None:
         self.max_event_bytes = max_event_bytes
         self.max_containers = max_containers
-        self._limits = {
+        self._limits: dict[str, Any] = {
+            "raw": False,
+            "strict_map_key": False,
             "max_str_len": max_event_bytes,
             "max_bin_len": max_event_bytes,
             "max_array_len": max_container_len,
             "max_map_len": max_container_len,
             "max_ext_len": max_event_bytes,
         }
+        self._ext_hook = values.ext_hook(self._unpack_nested)
+
+    def _unpack_nested(self, data: bytes) -> Any:
+        return msgpack.unpackb(data, ext_hook=self._ext_hook, **self._limits)
 
     def unpack(self, blob: bytes) -> Event:
         """Return the event in ``blob``, or raise ``BadEvent`` saying what is wrong."""
@@ -114,7 +125,7 @@ class Unpacker:
             if len(blob) > _COUNT_ABOVE_BYTES:
                 decoded = self._unpack_counted(blob)
             else:
-                decoded = msgpack.unpackb(blob, raw=False, strict_map_key=False, **self._limits)
+                decoded = msgpack.unpackb(blob, ext_hook=self._ext_hook, **self._limits)
         except BadEvent:
             raise
         except Exception as err:  # msgpack raises many types for bad input
@@ -148,14 +159,14 @@ class Unpacker:
                 raise BadEvent(f"event holds more than {limit} arrays and maps")
             return container
 
-        return msgpack.unpackb(
-            blob,
-            raw=False,
-            strict_map_key=False,
-            list_hook=counted,
-            object_hook=counted,
-            **self._limits,
-        )
+        def unpack(data: bytes) -> Any:
+            # Arrays and maps inside extensions (tuples, sets) count too.
+            return msgpack.unpackb(
+                data, list_hook=counted, object_hook=counted, ext_hook=ext_hook, **self._limits
+            )
+
+        ext_hook = values.ext_hook(unpack)
+        return unpack(blob)
 
 
 def _check_id(value: Any, what: str) -> None:

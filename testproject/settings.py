@@ -26,7 +26,8 @@ INSTALLED_APPS = [
     "testproject.probes",
 ]
 
-MIDDLEWARE: list[str] = []
+# Gives each request an id, sent with the RPC calls its view makes.
+MIDDLEWARE: list[str] = ["django_zrpc.context.RequestContextMiddleware"]
 ROOT_URLCONF = "testproject.urls"
 USE_TZ = True
 TIME_ZONE = "UTC"

@@ -26,7 +26,7 @@ import gevent
 import zmq
 from gevent.hub import Waiter
 
-from django_zrpc import wire
+from django_zrpc import context, errors, values, wire
 from django_zrpc.core.hooks import Hooks
 from django_zrpc.core.io import SocketLoop
 from django_zrpc.curve import CURVE_CLIENT, PLAIN_CLIENT, ClientKeys, HandshakeMonitor
@@ -147,18 +147,31 @@ class Stream(Iterator[Any]):
 
 
 class CallByName:
-    """``client.name(*args)`` and ``client("name", *args)`` for a class with ``call()``."""
+    """``client.name(*args, **kwargs)`` and ``client("name", ...)`` for a class with ``call()``.
 
-    def call(self, name: str, *args: Any, timeout: float | None = None) -> Any:
+    ``timeout`` is the client's own keyword; a function's argument of that name
+    goes as ``client.call("name", kwargs={"timeout": ...})``.
+    """
+
+    def call(
+        self,
+        name: str,
+        *args: Any,
+        timeout: float | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **more: Any,
+    ) -> Any:
         raise NotImplementedError
 
-    def __call__(self, name: str, *args: Any, timeout: float | None = None) -> Any:
-        return self.call(name, *args, timeout=timeout)
+    def __call__(self, name: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        return self.call(name, *args, timeout=timeout, kwargs=kwargs)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        return lambda *args, timeout=None: self.call(name, *args, timeout=timeout)
+        return lambda *args, timeout=None, **kwargs: self.call(
+            name, *args, timeout=timeout, kwargs=kwargs
+        )
 
 
 class Client(CallByName):
@@ -205,15 +218,30 @@ class Client(CallByName):
 
     # -- public API ------------------------------------------------------------
 
-    def call(self, name: str, *args: Any, timeout: float | None = None) -> Any:
-        """Call ``name`` with ``args``; return its result, or an iterator for a stream."""
+    def call(
+        self,
+        name: str,
+        *args: Any,
+        timeout: float | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **more: Any,
+    ) -> Any:
+        """Call ``name`` with ``args`` and keyword arguments; return its result or a stream.
+
+        Keyword arguments come as ``kwargs`` or as more keywords; only a
+        django_zrpc server takes them (another one sees one more argument).
+        """
         if self._closed:
             raise RuntimeError(f"This client of {self.endpoint} is closed.")
         timeout = self.timeout if timeout is None else timeout
         header = {"message_id": self._new_id(), "v": wire.PROTOCOL_VERSION}
         if self._hooks.has("get_task_context"):
             header.update(self._hooks.get_task_context())
-        request = wire.Event(name, list(args), header)
+        header[values.HEADER] = values.VERSION
+        header.update(context.outgoing())
+        if more:
+            kwargs = {**(kwargs or {}), **more}
+        request = wire.Event(name, [*args, values.Kwargs(kwargs)] if kwargs else list(args), header)
         self._hooks.call("client_before_request", request)
         pending = _Pending(request, time.monotonic(), timeout)
         self._pending[pending.message_id] = pending
@@ -222,7 +250,11 @@ class Client(CallByName):
         try:
             # Queued until a connection exists; dropped unsent if the call
             # ends first (see _is_pending).
-            self._io.send([b"", wire.pack(name, request.args, header)], pending)
+            try:
+                blob = wire.pack(name, request.args, header)
+            except TypeError as err:
+                raise TypeError(f"Cannot call {name}: {err}") from None
+            self._io.send([b"", blob], pending)
             reply = pending.next_reply()
         except BaseException as err:
             self._forget(pending)
@@ -286,7 +318,7 @@ class Client(CallByName):
         args = reply.args if isinstance(reply.args, list | tuple) else [reply.args]
         if reply.header.get("v", 1) >= 2 and len(args) == 3:
             name, message, traceback = args
-            return RemoteError(name, message, traceback)
+            return errors.decode(name, message, traceback, reply.header.get(errors.HEADER))
         return RemoteError("RemoteError", args[0] if args else None, None)
 
     def _stream(self, pending: _Pending, first: wire.Event, timeout: float) -> Stream:
@@ -299,7 +331,7 @@ class Client(CallByName):
         if ahead < STREAM_WINDOW // 2:
             more = STREAM_WINDOW - ahead
             pending.granted += more
-            self._send(pending, wire.MORE, (more,))
+            self._send(pending, wire.MORE, [more])
 
     def _forget(self, pending: _Pending) -> None:
         self._pending.pop(pending.message_id, None)
@@ -386,4 +418,4 @@ class Client(CallByName):
             self._forget(pending)
             pending.deliver(LostRemote(f"Lost remote after {2 * heartbeat}s heartbeat"))
         else:
-            self._send(pending, wire.HEARTBEAT, (0,))
+            self._send(pending, wire.HEARTBEAT, [0])

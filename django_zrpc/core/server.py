@@ -25,9 +25,10 @@ import gevent
 import gevent.event
 import gevent.queue
 import zmq
+from django.utils import translation
 from gevent import monkey
 
-from django_zrpc import wire
+from django_zrpc import errors, values, wire
 from django_zrpc.context import CallContext
 from django_zrpc.context import _current as _current_call
 from django_zrpc.core.hooks import Hooks
@@ -54,10 +55,10 @@ class ServedFunction:
         self.stream = stream
         self.blocking = blocking
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # The frame raven's zerorpc middleware looks for: it hides the frames
         # above the one named __call__ and keeps the function's own.
-        return self.func(*args)
+        return self.func(*args, **kwargs)
 
 
 class _CallLost(LostRemote):
@@ -80,6 +81,7 @@ class Call:
         "lost",
         "replied",
         "request",
+        "rich",
         "worker",
     )
 
@@ -95,6 +97,8 @@ class Call:
         # Set once the final reply (OK, STREAM_DONE or ERR) is sent: from then
         # on the call is only cleaning up and is never killed or answered again.
         self.replied = False
+        # Whether the caller reads django_zrpc's value types (see values.py).
+        self.rich = request.header.get(values.HEADER) == values.VERSION
         self.kill_pending = False
 
     def add_credits(self, count: int) -> None:
@@ -261,7 +265,7 @@ class Server:
                 if isinstance(count, int) and not isinstance(count, bool) and count > 0:
                     call.add_credits(min(count, 1_000_000))
             elif event.name == wire.HEARTBEAT:
-                self._send(call, wire.HEARTBEAT, (0,), spend=False)
+                self._send(call, wire.HEARTBEAT, [0], spend=False)
             return
         if event.name.startswith("_zpc_"):
             return  # a heartbeat for a call we never had or already ended
@@ -297,7 +301,7 @@ class Server:
                 if call.last_seen < limit:
                     self._lose(call, f"Lost remote after {2 * self.heartbeat}s heartbeat")
                 else:
-                    self._send(call, wire.HEARTBEAT, (0,), spend=False)
+                    self._send(call, wire.HEARTBEAT, [0], spend=False)
 
     def _lose(self, call: Call, reason: str) -> None:
         if call.replied or call.lost:
@@ -344,9 +348,9 @@ class Server:
         outcome: str = "OK"
         exc_info: Any = None
         error: BaseException | None = None
-        context = _current_call.set(
-            CallContext.from_header(request.name, request.header, request.client_key)
-        )
+        context = CallContext.from_header(request.name, request.header, request.client_key)
+        token = _current_call.set(context)
+        language = _activate(context.language)
         try:
             self._hooks.call("load_task_context", request.header)
             served = self._functions.get(request.name)
@@ -354,18 +358,20 @@ class Server:
                 outcome = "unknown"
                 raise NameError(request.name)
             self._hooks.call("server_before_exec", request)
+            args, kwargs = _split_kwargs(request.args)
             if served.stream:
-                self._stream(call, served(*request.args))
+                self._stream(call, served(*args, **kwargs))
                 reply = self._event(call, wire.STREAM_DONE, None)
             elif served.blocking:
                 # In an OS thread: this greenlet waits, the loop goes on. A lost
                 # caller cannot stop a thread that started; its result is dropped.
                 result = gevent.get_hub().threadpool.apply(
-                    contextvars.copy_context().run, (_run_unless_lost, call, served, request.args)
+                    contextvars.copy_context().run,
+                    (_run_unless_lost, call, served, args, kwargs),
                 )
-                reply = self._event(call, wire.OK, (result,))
+                reply = self._event(call, wire.OK, [result])
             else:
-                reply = self._event(call, wire.OK, (served(*request.args),))
+                reply = self._event(call, wire.OK, [served(*args, **kwargs)])
             self._hooks.call("server_after_exec", request, reply)
             self._emit(call, reply)
             call.replied = True
@@ -383,8 +389,10 @@ class Server:
         finally:
             self._hooks.call("server_after_call", request, exc_info)
             del exc_info
-            _current_call.reset(context)
-        self._log(call, (time.perf_counter() - started) * 1000, outcome, error)
+            if language:
+                translation.deactivate()
+            _current_call.reset(token)
+        self._log(call, (time.perf_counter() - started) * 1000, outcome, error, context.request_id)
 
     def _stream(self, call: Call, iterable: Iterable[Any]) -> None:
         iterator = iter(iterable)
@@ -413,19 +421,26 @@ class Server:
         if self._send_tracebacks:
             # Off by default: a traceback can show paths, hosts and DSNs.
             formatted = "".join(traceback.format_exception(exc_type, exc_value, exc_tb))
-        return self._event(call, wire.ERR, (exc_type.__name__, str(exc_value), formatted))
+        event = self._event(call, wire.ERR, [exc_type.__name__, str(exc_value), formatted])
+        detail = errors.encode(exc_value)
+        if detail is not None:
+            event.header[errors.HEADER] = detail
+        return event
 
     def _reply_error(self, call: Call, name: str, message: str) -> None:
         # Sent even without a credit (a stream may be waiting for one): the
         # caller reads it before its buffer of 100 events could be full.
-        event = self._event(call, wire.ERR, (name, message, None))
+        event = self._event(call, wire.ERR, [name, message, None])
         self._emit(call, event, spend=call.credits > 0)
 
     def _send(self, call: Call, name: str, args: Any, spend: bool = True) -> None:
         self._emit(call, self._event(call, name, args), spend=spend)
 
     def _emit(self, call: Call, event: wire.Event, spend: bool = True) -> None:
-        blob = wire.pack(event.name, event.args, event.header)  # raises before spending
+        try:
+            blob = wire.pack(event.name, event.args, event.header, call.rich)
+        except TypeError as err:  # before a credit is spent
+            raise TypeError(f"rpc {call.request.name} cannot send its result: {err}") from None
         if spend:
             call.take_credit()
         assert call.identity is not None
@@ -433,8 +448,17 @@ class Server:
         # whose queue is full is dropped, so a dead caller cannot stall us.
         self._io.send([*call.identity, b"", blob])
 
-    def _log(self, call: Call, elapsed_ms: float, outcome: str, error: Any = None) -> None:
+    def _log(
+        self,
+        call: Call,
+        elapsed_ms: float,
+        outcome: str,
+        error: Any = None,
+        request_id: str | None = None,
+    ) -> None:
         name = call.request.name
+        if request_id is not None:
+            name = f"{name} [request {request_id}]"
         if outcome == "OK":
             if self._log_calls:
                 logger.info("rpc %s OK in %.1f ms", name, elapsed_ms)
@@ -508,11 +532,31 @@ class StallWatch:
         return None
 
 
-def _run_unless_lost(call: Call, served: ServedFunction, args: Any) -> Any:
+def _run_unless_lost(call: Call, served: ServedFunction, args: Any, kwargs: dict[str, Any]) -> Any:
     """Run a blocking function in its thread, unless its caller was lost while it queued."""
     if call.lost:
         raise LostRemote("The caller was lost before the call started.")
-    return served(*args)
+    return served(*args, **kwargs)
+
+
+def _activate(language: str | None) -> bool:
+    """Activate the caller's language for the call, if the project has it; return whether."""
+    if not language:
+        return False
+    try:
+        # Only the project's languages: translation catalogues are cached
+        # per language, and a hostile peer could name endless ones.
+        translation.activate(translation.get_supported_language_variant(language))
+    except LookupError:
+        return False
+    return True
+
+
+def _split_kwargs(args: list[Any] | tuple[Any, ...]) -> tuple[Any, dict[str, Any]]:
+    """Split a django_zrpc caller's keyword arguments (the last item) from the positional ones."""
+    if args and type(args[-1]) is values.Kwargs:
+        return args[:-1], args[-1]
+    return args, {}
 
 
 def _absorb_pending_kill() -> None:

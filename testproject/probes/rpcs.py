@@ -1,12 +1,17 @@
 """RPC functions the tests use to look inside a running server."""
 
 import dataclasses
+import datetime
 import os
 import time
 
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
+from django.utils.translation import gettext
 
-from django_zrpc import current_call, rpc
+from django_zrpc import RPCClient, current_call, rpc
+from testproject.tickets.errors import SoldOut
+from testproject.tickets.models import Ticket
 
 
 @rpc.register()
@@ -76,8 +81,6 @@ def burn_cpu_inline(seconds):
 @rpc.register(blocking=True)
 def count_tickets_blocking():
     """Count tickets with the ORM from an OS thread of the pool."""
-    from testproject.tickets.models import Ticket
-
     return Ticket.objects.count()
 
 
@@ -87,8 +90,6 @@ def write_then_sleep(title, seconds):
     from decimal import Decimal
 
     from django.db import transaction
-
-    from testproject.tickets.models import Ticket
 
     with transaction.atomic():
         Ticket.objects.create(title=title, price=Decimal("1.00"))
@@ -119,3 +120,64 @@ def call_context_stream(n=2):
     for _ in range(n):
         time.sleep(0)
         yield _context()
+
+
+@rpc.register()
+def describe_args(a, b=2, *rest, c=3, **more):
+    """Return how the arguments arrived."""
+    return {"a": a, "b": b, "rest": rest, "c": c, "more": more}
+
+
+@rpc.register()
+def type_of(value):
+    """Return the type name of value, as the function received it, and value."""
+    return [type(value).__name__, value]
+
+
+@rpc.register()
+def unsendable():
+    """Return a value no RPC can carry."""
+    return datetime.timedelta(days=1)
+
+
+@rpc.register()
+def raise_django_error(kind):
+    """Raise one of Django's exceptions, as a function of a real project would."""
+    if kind == "does_not_exist":
+        Ticket.objects.get(pk=-1)
+    if kind == "multiple":
+        raise Ticket.MultipleObjectsReturned(
+            "get() returned more than one Ticket -- it returned 2!"
+        )
+    if kind == "permission":
+        raise PermissionDenied("Only the back office may do that.")
+    if kind == "validation_fields":
+        raise ValidationError(
+            {
+                "title": [
+                    ValidationError(
+                        "Ensure this value has at least %(n)s characters.",
+                        code="min_length",
+                        params={"n": 3},
+                    )
+                ],
+                "price": ["Enter a number."],
+            }
+        )
+    if kind == "validation_list":
+        raise ValidationError([ValidationError("First.", code="one"), "Second."])
+    if kind == "sold_out":
+        raise SoldOut(7, 9)
+    raise KeyError(kind)
+
+
+@rpc.register()
+def nested_call_context(endpoint):
+    """Call call_context on endpoint from inside this call: what a nested call carries."""
+    return RPCClient(endpoint, timeout=10).call_context()
+
+
+@rpc.register()
+def translated_yes():
+    """Return "Yes" in the caller's language."""
+    return gettext("Yes")

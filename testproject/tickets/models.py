@@ -14,10 +14,11 @@ class Ticket(models.Model):
         return self.title
 
     def as_dict(self) -> dict:
-        """Return the ticket as plain values zerorpc can send (ISO dates, decimal strings)."""
+        """Return the ticket's fields: a django_zrpc caller gets a Decimal and a datetime back,
+        a plain zerorpc caller their text."""
         return {
             "id": self.pk,
             "title": self.title,
-            "price": str(self.price),
-            "created_at": self.created_at.isoformat(),
+            "price": self.price,
+            "created_at": self.created_at,
         }

@@ -1,6 +1,7 @@
 """The demo app's RPC functions."""
 
 from django_zrpc import rpc
+from testproject.tickets.errors import SoldOut
 from testproject.tickets.models import Ticket
 
 
@@ -21,3 +22,12 @@ def ticket_list(n=100):
 def fail(message="x"):
     """Raise ValueError(message): shows how callers see a remote error."""
     raise ValueError(message)
+
+
+@rpc.register()
+def reserve(id, seats=1):
+    """Reserve seats on a ticket; raise SoldOut past 4 (this demo's house is small)."""
+    ticket = Ticket.objects.get(pk=id)
+    if seats > 4:
+        raise SoldOut(ticket.pk, seats)
+    return {"id": ticket.pk, "seats": seats}

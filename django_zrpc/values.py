@@ -1,0 +1,182 @@
+"""Django's values on the wire: datetimes, decimals, UUIDs, tuples, sets, querysets.
+
+Between django_zrpc peers each value comes back as the type it was, carried in
+a msgpack extension type whose payload is readable on its own:
+
+==== ============================ =====================================================
+Code Python type                  Payload
+==== ============================ =====================================================
+1    ``datetime.datetime``        ISO 8601 text (UTF-8), with its UTC offset when aware
+2    ``datetime.date``            ISO 8601 text
+3    ``datetime.time``            ISO 8601 text, with its UTC offset when aware
+4    ``decimal.Decimal``          its ``str()``, e.g. ``12.50``
+5    ``uuid.UUID``                its canonical text, e.g. ``12345678-1234-...``
+6    ``tuple``                    a msgpack array
+7    ``set``                      a msgpack array
+8    ``frozenset``                a msgpack array
+9    keyword arguments            a msgpack map, only as the last item of a call's args
+==== ============================ =====================================================
+
+A django_zrpc client marks its calls with the header key ``django_zrpc``; to
+callers without it (Python's ``zerorpc``, zerorpc for Node.js) a server sends
+plain msgpack instead: text for dates, times, decimals and UUIDs (what
+``DjangoJSONEncoder`` writes), arrays for tuples and sets. Either way, lazy
+translation strings go as text and querysets of ``.values()`` or
+``.values_list()`` as arrays of their rows; anything else that msgpack cannot
+hold is a ``TypeError`` naming its type.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+from django.utils.functional import Promise
+
+#: The header key, and its value, by which a caller says it reads these types.
+HEADER = "django_zrpc"
+VERSION = 1
+
+DATETIME, DATE, TIME, DECIMAL, UUID, TUPLE, SET, FROZENSET, KWARGS = range(1, 10)
+
+_TEXT_TYPES: dict[type, int] = {
+    datetime.datetime: DATETIME,
+    datetime.date: DATE,
+    datetime.time: TIME,
+    decimal.Decimal: DECIMAL,
+    uuid.UUID: UUID,
+}
+_ARRAY_TYPES: dict[type, int] = {tuple: TUPLE, set: SET, frozenset: FROZENSET}
+
+
+class Kwargs(dict[str, Any]):
+    """A call's keyword arguments, sent as the last item of its args."""
+
+
+def pack(obj: Any, rich: bool) -> bytes:
+    """Pack ``obj`` with django_zrpc's types (``rich``), or as plain msgpack for other callers."""
+    if rich:
+        return msgpack.packb(obj, use_bin_type=True, strict_types=True, default=_rich)
+    return msgpack.packb(obj, use_bin_type=True, default=_plain)
+
+
+def _rich(value: Any) -> Any:
+    kind = type(value)
+    code = _TEXT_TYPES.get(kind)
+    if code is not None:
+        return msgpack.ExtType(code, _text(value).encode())
+    code = _ARRAY_TYPES.get(kind)
+    if code is not None:
+        return msgpack.ExtType(code, pack(list(value), True))
+    if kind is Kwargs:
+        return msgpack.ExtType(KWARGS, pack(dict(value), True))
+    # strict_types sends subclasses here too: a SafeString, an IntEnum, an
+    # OrderedDict, a namedtuple. Send them as their base type.
+    for base, code in _ARRAY_TYPES.items():
+        if isinstance(value, base):
+            return msgpack.ExtType(code, pack(list(value), True))  # type: ignore[call-overload]
+    for base, code in _TEXT_TYPES.items():
+        if isinstance(value, base):
+            return msgpack.ExtType(code, _text(value).encode())
+    return _common(value)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime.date | datetime.time | decimal.Decimal | uuid.UUID):
+        return _text(value)
+    if isinstance(value, set | frozenset):
+        return list(value)
+    return _common(value)
+
+
+def _common(value: Any) -> Any:
+    base: Any
+    for base in (str, int, float, bytes, dict, list):
+        if isinstance(value, base):
+            return base(value)
+    if isinstance(value, Promise):
+        return str(value)  # a lazy translation, in the active language
+    from django.db.models.query import QuerySet
+
+    if isinstance(value, QuerySet):
+        return _rows(value)
+    raise TypeError(
+        f"{_type_name(value)} cannot be sent over RPC: send None, bool, int, float, str, "
+        "bytes, a list, tuple, set or dict of these, a date, time, datetime, Decimal or "
+        "UUID, or a queryset of .values() or .values_list()."
+    )
+
+
+def _rows(queryset: Any) -> list[Any]:
+    from django.db.models.query import ModelIterable
+
+    if issubclass(queryset._iterable_class, ModelIterable):
+        raise TypeError(
+            f"A queryset of {queryset.model.__name__} objects cannot be sent over RPC: send "
+            f"its .values(...) or .values_list(...), or a list of dicts."
+        )
+    return list(queryset)
+
+
+def _text(value: Any) -> str:
+    return str(value) if isinstance(value, decimal.Decimal | uuid.UUID) else value.isoformat()
+
+
+def _type_name(value: Any) -> str:
+    kind = type(value)
+    return (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+
+
+def ext_hook(unpack: Callable[[bytes], Any]) -> Callable[[int, bytes], Any]:
+    """Return msgpack's ``ext_hook``, unpacking nested arrays and maps with ``unpack``.
+
+    ``unpack`` carries the caller's limits, so a value nested in an extension
+    is held to them as one at the top is. A malformed payload raises
+    ``ValueError``, which makes the whole event a bad one.
+    """
+
+    def decode(code: int, data: bytes) -> Any:
+        if code in _TEXT_DECODERS:
+            return _TEXT_DECODERS[code](data.decode())
+        if code in _ARRAY_DECODERS:
+            items = unpack(data)
+            if not isinstance(items, list):
+                raise ValueError(f"extension {code} does not hold an array")
+            return _ARRAY_DECODERS[code](items)
+        if code == KWARGS:
+            kwargs = unpack(data)
+            if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+                raise ValueError("keyword arguments are not a map with string keys")
+            return Kwargs(kwargs)
+        return msgpack.ExtType(code, data)  # another program's extension: left as it is
+
+    return decode
+
+
+def _decimal(text: str) -> decimal.Decimal:
+    try:
+        return decimal.Decimal(text)
+    except decimal.InvalidOperation:
+        raise ValueError(f"{text!r:.40} is not a decimal") from None
+
+
+_TEXT_DECODERS: dict[int, Callable[[str], Any]] = {
+    DATETIME: datetime.datetime.fromisoformat,
+    DATE: datetime.date.fromisoformat,
+    TIME: datetime.time.fromisoformat,
+    DECIMAL: _decimal,
+    UUID: uuid.UUID,
+}
+_ARRAY_DECODERS: dict[int, Callable[[list[Any]], Any]] = {
+    TUPLE: tuple,
+    SET: set,
+    FROZENSET: frozenset,
+}

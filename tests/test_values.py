@@ -1,0 +1,156 @@
+"""Django's values on the wire, packed and unpacked without a server."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import uuid
+from collections import OrderedDict, namedtuple
+
+import msgpack
+import pytest
+from django.utils import timezone
+from django.utils.translation import gettext_lazy, override
+
+from django_zrpc import values, wire
+from testproject.tickets.models import Ticket
+
+AWARE = datetime.datetime(2026, 11, 23, 4, 50, 1, 123456, tzinfo=datetime.UTC)
+SAMPLES = [
+    AWARE,
+    AWARE.astimezone(datetime.timezone(datetime.timedelta(hours=5, minutes=30))),
+    datetime.datetime(2026, 1, 2, 3, 4, 5),
+    datetime.date(2026, 2, 28),
+    datetime.time(23, 59, 58, 1000),
+    datetime.time(8, 0, tzinfo=datetime.UTC),
+    decimal.Decimal("12.50"),
+    decimal.Decimal("-1E+30"),
+    uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    (1, "two", (3.0, None)),
+    {1, 2, 3},
+    frozenset({"a"}),
+    {"nested": [(1, 2), {datetime.date(2026, 1, 1)}], "n": None},
+    [],
+    (),
+]
+
+
+def roundtrip(value, rich=True):
+    blob = wire.pack("OK", [value], {"message_id": b"m", "v": 3}, rich=rich)
+    return wire.Unpacker().unpack(blob).args[0]
+
+
+@pytest.mark.parametrize("value", SAMPLES, ids=repr)
+def test_each_value_comes_back_as_the_same_type_between_peers(value):
+    back = roundtrip(value)
+    assert back == value
+    assert type(back) is type(value)
+    if isinstance(value, datetime.datetime | datetime.time):
+        assert back.utcoffset() == value.utcoffset()
+
+
+def test_plain_callers_get_readable_values():
+    value = {
+        "when": AWARE,
+        "day": datetime.date(2026, 2, 28),
+        "price": decimal.Decimal("12.50"),
+        "id": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        "pair": (1, 2),
+        "tags": {"x"},
+    }
+    blob = wire.pack("OK", [value], {"message_id": b"m", "v": 3}, rich=False)
+    # What a stock msgpack reader (zerorpc's) decodes: no extension types.
+    plain = msgpack.unpackb(blob, raw=False)[2][0]
+    assert plain == {
+        "when": "2026-11-23T04:50:01.123456+00:00",
+        "day": "2026-02-28",
+        "price": "12.50",
+        "id": "12345678-1234-5678-1234-567812345678",
+        "pair": [1, 2],
+        "tags": ["x"],
+    }
+
+
+def test_extension_payloads_are_readable_text():
+    blob = values.pack(decimal.Decimal("12.50"), rich=True)
+    ext = msgpack.unpackb(blob)
+    assert ext == msgpack.ExtType(values.DECIMAL, b"12.50")
+
+
+def test_subclasses_go_as_their_base_type():
+    Point = namedtuple("Point", "x y")
+    value = [OrderedDict(a=1), Point(1, 2), timezone.now().date()]
+    back = roundtrip(value)
+    assert back == [{"a": 1}, (1, 2), value[2]]
+    assert type(back[0]) is dict
+    assert type(back[1]) is tuple
+
+
+def test_lazy_translations_go_as_text_in_the_active_language():
+    with override("en"):
+        assert roundtrip(gettext_lazy("Yes")) == "Yes"
+
+
+@pytest.mark.django_db
+def test_querysets_of_values_go_as_rows_and_of_models_are_refused():
+    Ticket.objects.create(title="one", price=1)
+    Ticket.objects.create(title="two", price=2)
+    titles = Ticket.objects.order_by("id").values("title")
+    assert roundtrip(titles) == [{"title": "one"}, {"title": "two"}]
+    assert roundtrip(Ticket.objects.order_by("id").values_list("title", "id"))[0][0] == "one"
+    assert type(roundtrip(Ticket.objects.values_list("title"))[0]) is tuple
+    assert roundtrip(Ticket.objects.order_by("id").values_list("title", flat=True)) == [
+        "one",
+        "two",
+    ]
+    with pytest.raises(TypeError, match="A queryset of Ticket objects cannot be sent"):
+        roundtrip(Ticket.objects.all())
+
+
+def test_an_unsendable_value_is_a_type_error_naming_its_type():
+    with pytest.raises(TypeError, match=r"datetime.timedelta cannot be sent over RPC"):
+        roundtrip({"x": [datetime.timedelta(1)]})
+    with pytest.raises(TypeError, match=r"object cannot be sent over RPC"):
+        roundtrip(object())
+
+
+@pytest.mark.parametrize(
+    ("code", "payload"),
+    [
+        (values.DATETIME, b"yesterday"),
+        (values.DECIMAL, b"twelve"),
+        (values.UUID, b"not-a-uuid"),
+        (values.TUPLE, b"\xc1"),
+        (values.SET, msgpack.packb({"a": 1})),
+        (values.SET, msgpack.packb([[1]])),  # an unhashable member
+        (values.KWARGS, msgpack.packb({1: 2})),
+        (values.DATE, b"\xff\xfe"),
+    ],
+)
+def test_a_malformed_extension_makes_the_event_bad(code, payload):
+    blob = msgpack.packb(
+        [{"message_id": b"m", "v": 3}, "echo", [msgpack.ExtType(code, payload)]],
+        use_bin_type=True,
+    )
+    with pytest.raises(wire.BadEvent):
+        wire.Unpacker().unpack(blob)
+
+
+def test_nested_extensions_are_held_to_the_container_limit():
+    # 72 KiB of tuples of empty maps: over the counting threshold.
+    inner = msgpack.packb([{}] * 6000)
+    blob = msgpack.packb(
+        [{"message_id": b"m", "v": 3}, "echo", [msgpack.ExtType(values.TUPLE, inner)] * 12],
+        use_bin_type=True,
+    )
+    assert len(blob) > 64 * 1024
+    with pytest.raises(wire.BadEvent, match="more than 1000 arrays and maps"):
+        wire.Unpacker(max_containers=1000).unpack(blob)
+    assert len(wire.Unpacker().unpack(blob).args) == 12
+
+
+def test_another_programs_extension_is_left_as_it_is():
+    blob = msgpack.packb(
+        [{"message_id": b"m", "v": 3}, "echo", [msgpack.ExtType(42, b"x")]], use_bin_type=True
+    )
+    assert wire.Unpacker().unpack(blob).args == [msgpack.ExtType(42, b"x")]
