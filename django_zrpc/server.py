@@ -80,8 +80,33 @@ def build_server(
     backlog: int | None = None,
     registry: Registry = rpc,
     curve: ServerKeys | None = None,
+    **overrides: Any,
 ) -> Server:
-    """Return an unbound server for every registered function, per the settings."""
+    """Return an unbound server for every registered function, per the settings.
+
+    ``overrides`` replace the settings' values of ``Server``'s other keyword
+    arguments (``middleware``, ``on_worker_exit``, ``stall_after`` ...).
+    """
+    options: dict[str, Any] = {
+        "name": conf.get("SERVER_NAME"),
+        "heartbeat": heartbeat if heartbeat is not None else conf.get("HEARTBEAT"),
+        "concurrency": concurrency if concurrency is not None else conf.get("CONCURRENCY"),
+        "backlog": backlog if backlog is not None else conf.get("BACKLOG"),
+        "unpacker": Unpacker(
+            max_event_bytes=conf.get("MAX_MESSAGE_BYTES"),
+            max_container_len=conf.get("MAX_CONTAINER_LEN"),
+            max_containers=conf.get("MAX_CONTAINERS"),
+        ),
+        # A worker's connections belong to its greenlet: close them with it.
+        "on_worker_exit": connections.close_all,
+        "log_calls": conf.get("LOG_CALLS"),
+        "send_tracebacks": conf.get("SEND_TRACEBACKS"),
+        "builtins": conf.get("BUILTINS"),
+        "curve": curve,
+        **overrides,
+    }
+    if "middleware" not in options:
+        options["middleware"] = load_middleware(conf.get("MIDDLEWARE"))
     return Server(
         {
             entry.name: ServedFunction(
@@ -91,20 +116,5 @@ def build_server(
             )
             for entry in registry
         },
-        name=conf.get("SERVER_NAME"),
-        heartbeat=heartbeat if heartbeat is not None else conf.get("HEARTBEAT"),
-        concurrency=concurrency if concurrency is not None else conf.get("CONCURRENCY"),
-        backlog=backlog if backlog is not None else conf.get("BACKLOG"),
-        middleware=load_middleware(conf.get("MIDDLEWARE")),
-        unpacker=Unpacker(
-            max_event_bytes=conf.get("MAX_MESSAGE_BYTES"),
-            max_container_len=conf.get("MAX_CONTAINER_LEN"),
-            max_containers=conf.get("MAX_CONTAINERS"),
-        ),
-        # A worker's connections belong to its greenlet: close them with it.
-        on_worker_exit=connections.close_all,
-        log_calls=conf.get("LOG_CALLS"),
-        send_tracebacks=conf.get("SEND_TRACEBACKS"),
-        builtins=conf.get("BUILTINS"),
-        curve=curve,
+        **options,
     )

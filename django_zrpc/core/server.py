@@ -135,6 +135,7 @@ class Server:
         builtins: bool = True,
         stall_after: float = 1.0,
         curve: ServerKeys | None = None,
+        stop_linger: float = STOP_LINGER,
     ) -> None:
         self.name = name
         self.heartbeat = heartbeat
@@ -146,6 +147,7 @@ class Server:
             self._functions.update(_builtins(self, functions))
         self._send_tracebacks = send_tracebacks
         self.stall_after = stall_after
+        self.stop_linger = stop_linger
         self._hooks = Hooks(middleware)
         self._unpacker = unpacker or wire.Unpacker()
         self._new_id = wire.MessageIds()
@@ -203,7 +205,7 @@ class Server:
             # Keep answering ServerStopping a moment longer: a call that
             # arrives after the socket closes is lost to its caller, who only
             # learns of it from heartbeats, and cannot tell whether it ran.
-            gevent.sleep(STOP_LINGER)
+            gevent.sleep(self.stop_linger)
         finally:
             gevent.killall(self._greenlets)
             self._io.flush()  # the last replies, ServerStopping errors among them
