@@ -62,6 +62,12 @@ def serve_zerorpc(port: int) -> None:
 
     database = gevent.lock.BoundedSemaphore(DB_CONCURRENCY)
 
+    def plain(ticket):
+        # What a stock zerorpc server must do itself: msgpack holds no Decimal
+        # or datetime (runrpc sends these as text to plain zerorpc callers).
+        row = ticket.as_dict()
+        return {**row, "price": str(row["price"]), "created_at": row["created_at"].isoformat()}
+
     class Service:
         def echo(self, value):
             return value
@@ -69,7 +75,7 @@ def serve_zerorpc(port: int) -> None:
         def get_ticket(self, id):
             with database:
                 try:
-                    return Ticket.objects.get(pk=id).as_dict()
+                    return plain(Ticket.objects.get(pk=id))
                 finally:
                     connections.close_all()  # this greenlet's: it ends with the call
 
@@ -78,7 +84,7 @@ def serve_zerorpc(port: int) -> None:
             with database:
                 try:
                     for ticket in Ticket.objects.order_by("id")[:n].iterator(chunk_size=1000):
-                        yield ticket.as_dict()
+                        yield plain(ticket)
                 finally:
                     connections.close_all()
 

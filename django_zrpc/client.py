@@ -124,6 +124,7 @@ class RPCClient(CallByName):
     def call(
         self,
         name: str,
+        /,
         *args: Any,
         timeout: float | None = None,
         kwargs: dict[str, Any] | None = None,

@@ -16,6 +16,7 @@ stream; outside a call ``current_call()`` returns None.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -29,7 +30,6 @@ from django.utils import translation
 REQUEST_ID = "request_id"
 USER_ID = "user_id"
 LANGUAGE = "language"
-_MAX_LEN = 200
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,12 @@ class CallContext:
         )
 
 
+# What a request id may hold: it goes into log lines, so no line breaks.
+_ID_RE = re.compile(r"^[\w.:@/+=-]{1,200}$", re.ASCII)
+
+
 def _short(value: Any) -> str | None:
-    return value if isinstance(value, str) and 0 < len(value) <= _MAX_LEN else None
+    return value if isinstance(value, str) and _ID_RE.match(value) else None
 
 
 def _user_id(value: Any) -> str | int | None:
@@ -129,8 +133,10 @@ def outgoing() -> dict[str, Any]:
             header[REQUEST_ID] = request.request_id
             user = getattr(request, "user", None)
             if user is not None and user.is_authenticated:
-                header[USER_ID] = _user_id(user.pk) or str(user.pk)
-    if settings.USE_I18N:
+                user_id = _user_id(user.pk)
+                header[USER_ID] = str(user.pk) if user_id is None else user_id
+    # The core client also runs without Django settings (a plain script).
+    if settings.configured and settings.USE_I18N:
         language = translation.get_language()
         if language:
             header[LANGUAGE] = language

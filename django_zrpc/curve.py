@@ -154,15 +154,18 @@ class AllowList:
             self._keys, self._stamp = keys, stamp
         return self._keys.get(key)
 
-    def _stat(self) -> tuple[tuple[str, int, int], ...]:
+    def _stat(self) -> tuple[tuple[str, int, int, int, int], ...]:
+        stamps = []
         with os.scandir(self.directory) as entries:
-            return tuple(
-                sorted(
-                    (entry.name, entry.stat().st_mtime_ns, entry.stat().st_size)
-                    for entry in entries
-                    if entry.name.endswith(".key") and entry.is_file()
-                )
-            )
+            for entry in entries:
+                if entry.name.endswith(".key") and entry.is_file():
+                    # A key replaced by a copy that kept its mtime has another
+                    # inode or ctime.
+                    info = entry.stat()
+                    stamps.append(
+                        (entry.name, info.st_ino, info.st_mtime_ns, info.st_ctime_ns, info.st_size)
+                    )
+        return tuple(sorted(stamps))
 
     def _read(self) -> tuple[dict[bytes, str], list[str]]:
         keys: dict[bytes, str] = {}
@@ -201,6 +204,9 @@ class ServerKeys:
         socket.setsockopt(zmq.CURVE_PUBLICKEY, self.public)
         socket.setsockopt(zmq.CURVE_SECRETKEY, self.secret)
         socket.setsockopt_string(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
+        # Refuse every client, rather than admit every key, if the ZAP handler
+        # is ever missing (libzmq's default admits them).
+        socket.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
 
 
 @dataclass(frozen=True)
@@ -343,8 +349,8 @@ def describe_failure(event: int, value: int, side: str) -> str:
             return "a client without CURVE keys connected"
         if side == PLAIN_CLIENT:
             return (
-                "this client has no CURVE keys and the server requires CURVE: give it "
-                "curve_secret and curve_server"
+                "this client has no CURVE keys and the server requires CURVE: give this "
+                "client curve_secret and curve_server"
             )
         return "this client has CURVE keys and the server has CURVE off"
     if side == PLAIN_CLIENT:

@@ -116,7 +116,9 @@ class _DefaultClient:
     def __getattr__(self, name: str) -> Any:
         return getattr(clients["default"], name)
 
-    def __call__(self, name: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+    def __call__(
+        self, name: str, /, *args: Any, timeout: float | None = None, **kwargs: Any
+    ) -> Any:
         return clients["default"].call(name, *args, timeout=timeout, kwargs=kwargs)
 
     def __repr__(self) -> str:

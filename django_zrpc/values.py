@@ -64,6 +64,25 @@ def pack(obj: Any, rich: bool) -> bytes:
     return msgpack.packb(obj, use_bin_type=True, default=_plain)
 
 
+def pack_detected(obj: Any) -> tuple[bytes, bool]:
+    """Pack ``obj`` with django_zrpc's types; return the blob and whether it holds any.
+
+    Only what msgpack cannot pack as it is reaches ``default``: plain values
+    cost nothing more to check.
+    """
+    extended = False
+
+    def default(value: Any) -> Any:
+        nonlocal extended
+        packed = _rich(value)
+        if isinstance(packed, msgpack.ExtType):
+            extended = True
+        return packed
+
+    blob = msgpack.packb(obj, use_bin_type=True, strict_types=True, default=default)
+    return blob, extended
+
+
 def _rich(value: Any) -> Any:
     kind = type(value)
     code = _TEXT_TYPES.get(kind)
@@ -94,8 +113,14 @@ def _plain(value: Any) -> Any:
 
 
 def _common(value: Any) -> Any:
+    # Subclasses as their base type; str(SafeString) would be the SafeString
+    # itself, and str() of a (str, Enum) member its name, not its value.
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__index__(value)
     base: Any
-    for base in (str, int, float, bytes, dict, list):
+    for base in (float, bytes, dict, list):
         if isinstance(value, base):
             return base(value)
     if isinstance(value, Promise):
@@ -135,24 +160,59 @@ def _type_name(value: Any) -> str:
     )
 
 
+#: Tuples and sets nested in each other at most this deep (each level is a
+#: nested msgpack decode on the C stack: a thousand levels would overflow it).
+MAX_DEPTH = 32
+# Above this many items, a set or map whose members share hashes is refused:
+# building it would take quadratic time (UUIDs and Decimals hash by value).
+_CHECK_HASHES_ABOVE = 64
+
+
+def refuse_collisions(keys: list[Any], what: str) -> None:
+    """Raise ``ValueError`` if many of ``keys`` share a hash: a set or dict of them is a trap."""
+    if len(keys) > _CHECK_HASHES_ABOVE and len({hash(key) for key in keys}) * 2 < len(keys):
+        raise ValueError(f"the {len(keys)} {what} share hashes (a hash-flooding attempt?)")
+
+
+def map_from_pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """msgpack's ``object_pairs_hook``: a dict, unless its keys were crafted to collide."""
+    if len(pairs) > _CHECK_HASHES_ABOVE:
+        refuse_collisions([key for key, _ in pairs], "keys of a map")
+    return dict(pairs)
+
+
 def ext_hook(unpack: Callable[[bytes], Any]) -> Callable[[int, bytes], Any]:
     """Return msgpack's ``ext_hook``, unpacking nested arrays and maps with ``unpack``.
 
     ``unpack`` carries the caller's limits, so a value nested in an extension
-    is held to them as one at the top is. A malformed payload raises
-    ``ValueError``, which makes the whole event a bad one.
+    is held to them as one at the top is, and extensions nest at most
+    ``MAX_DEPTH`` deep. A malformed payload raises ``ValueError``, which makes
+    the whole event a bad one.
     """
+    depth = 0
+
+    def nested(data: bytes) -> Any:
+        nonlocal depth
+        if depth >= MAX_DEPTH:
+            raise ValueError(f"extensions nested more than {MAX_DEPTH} deep")
+        depth += 1
+        try:
+            return unpack(data)
+        finally:
+            depth -= 1
 
     def decode(code: int, data: bytes) -> Any:
         if code in _TEXT_DECODERS:
             return _TEXT_DECODERS[code](data.decode())
         if code in _ARRAY_DECODERS:
-            items = unpack(data)
+            items = nested(data)
             if not isinstance(items, list):
                 raise ValueError(f"extension {code} does not hold an array")
+            if code != TUPLE:
+                refuse_collisions(items, "members of a set")
             return _ARRAY_DECODERS[code](items)
         if code == KWARGS:
-            kwargs = unpack(data)
+            kwargs = nested(data)
             if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
                 raise ValueError("keyword arguments are not a map with string keys")
             return Kwargs(kwargs)
@@ -161,11 +221,19 @@ def ext_hook(unpack: Callable[[bytes], Any]) -> Callable[[int, bytes], Any]:
     return decode
 
 
+#: The largest decimal exponent taken in: 1E+10000 is already far beyond any
+#: DecimalField, and int() of 1E+999999999 would take the process's memory.
+MAX_DECIMAL_EXPONENT = 10_000
+
+
 def _decimal(text: str) -> decimal.Decimal:
     try:
-        return decimal.Decimal(text)
+        value = decimal.Decimal(text)
     except decimal.InvalidOperation:
         raise ValueError(f"{text!r:.40} is not a decimal") from None
+    if value.is_snan() or (value.is_finite() and abs(value.adjusted()) > MAX_DECIMAL_EXPONENT):
+        raise ValueError(f"{text!r:.40} is out of range for a decimal")
+    return value
 
 
 _TEXT_DECODERS: dict[int, Callable[[str], Any]] = {

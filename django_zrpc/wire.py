@@ -92,6 +92,11 @@ def pack(name: str, args: Any, header: dict[str, Any], rich: bool = True) -> byt
     return values.pack([header, name, args], rich)
 
 
+def pack_request(name: str, args: Any, header: dict[str, Any]) -> tuple[bytes, bool]:
+    """Pack a call's first event with django_zrpc's types; say whether it holds any."""
+    return values.pack_detected([header, name, args])
+
+
 class Unpacker:
     """Decode and validate event blobs with bounded sizes."""
 
@@ -106,6 +111,7 @@ class Unpacker:
         self._limits: dict[str, Any] = {
             "raw": False,
             "strict_map_key": False,
+            "object_pairs_hook": values.map_from_pairs,
             "max_str_len": max_event_bytes,
             "max_bin_len": max_event_bytes,
             "max_array_len": max_container_len,
@@ -159,11 +165,14 @@ class Unpacker:
                 raise BadEvent(f"event holds more than {limit} arrays and maps")
             return container
 
+        def counted_map(pairs: list[tuple[Any, Any]]) -> Any:
+            return counted(values.map_from_pairs(pairs))
+
+        limits = {**self._limits, "object_pairs_hook": counted_map}
+
         def unpack(data: bytes) -> Any:
             # Arrays and maps inside extensions (tuples, sets) count too.
-            return msgpack.unpackb(
-                data, list_hook=counted, object_hook=counted, ext_hook=ext_hook, **self._limits
-            )
+            return msgpack.unpackb(data, list_hook=counted, ext_hook=ext_hook, **limits)
 
         ext_hook = values.ext_hook(unpack)
         return unpack(blob)

@@ -37,11 +37,15 @@ class StockServer:
             self.proc.wait(10)
 
 
+STOCK_ENDPOINTS: set[str] = set()
+
+
 @pytest.fixture(params=["zerorpc", "runrpc"])
 def endpoint(request):
     """The endpoint of a server with echo, sleep, fail and count_up, heartbeat 1 s."""
     if request.param == "zerorpc":
         server = StockServer()
+        STOCK_ENDPOINTS.add(server.endpoint)
         yield server.endpoint
         server.stop()
     else:
@@ -204,3 +208,17 @@ def test_closing_before_the_io_loop_ran_does_not_abort_the_process():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "still alive"
+
+
+def test_django_values_go_plain_to_a_stock_server_and_as_themselves_to_runrpc(client, endpoint):
+    import datetime
+
+    value = {"pair": (1, 2), "when": datetime.date(2026, 11, 23)}
+    back = client.echo(value)
+    if client.server_reads_values:  # runrpc: asked once, then the types travel
+        assert back == value
+    else:  # a stock zerorpc server: plain msgpack it can read
+        assert back == {"pair": [1, 2], "when": "2026-11-23"}
+        with pytest.raises(TypeError, match="not a django_zrpc server"):
+            client.echo(value=1)
+    assert client.server_reads_values is (endpoint not in STOCK_ENDPOINTS)

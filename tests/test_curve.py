@@ -121,7 +121,7 @@ def test_allowed_key_calls_and_its_name_reaches_the_function(curve_server, keys)
     [
         ("unknown key", "the server refused this client's CURVE key"),
         ("no CURVE", "give this client curve_secret and curve_server"),
-        ("wrong server key", "curve_server"),
+        ("wrong server key", "is curve_server the public key of the server at this endpoint"),
     ],
 )
 def test_refused_clients_get_a_clear_error_soon(curve_server, keys, case, message):
@@ -160,6 +160,35 @@ def test_a_key_added_to_the_allow_list_is_admitted_without_a_restart(curve_serve
     assert keys.client(curve_server.endpoint, "intruder").call_context()["client_key"] == (
         "intruder"
     )
+
+
+def test_a_key_removed_from_the_allow_list_is_refused_on_its_next_connection(curve_server, keys):
+    assert keys.client(curve_server.endpoint).echo(1) == 1
+    (keys.allow / "web.key").unlink()
+    with pytest.raises(HandshakeFailed, match="refused this client's CURVE key"):
+        keys.client(curve_server.endpoint).echo(1)
+
+
+def test_the_server_stops_with_an_error_if_its_zap_handler_dies(keys):
+    import gevent
+
+    from django_zrpc.core.server import ServedFunction, Server
+    from django_zrpc.curve import ServerKeys
+
+    server = Server(
+        {"echo": ServedFunction(lambda value: value)},
+        curve=ServerKeys.from_files(keys.server_secret, keys.allow),
+        stall_after=0,
+        stop_linger=0,
+    )
+    server.bind("tcp://127.0.0.1:0")
+    running = gevent.spawn(server.run)
+    gevent.sleep(0.1)
+    server._authenticator_greenlet.kill()
+    running.get(timeout=5)  # run() returned: the server stopped by itself
+    server.close()
+    assert server.failure is not None
+    assert "The CURVE ZAP handler stopped" in server.failure
 
 
 def test_named_client_takes_its_keys_from_zrpc_clients(curve_server, keys):

@@ -219,3 +219,24 @@ def test_a_request_without_an_id_gets_one(client):
     assert seen["context"]["user_id"] is None
     # Outside a request, no id goes.
     assert client.call_context()["request_id"] is None
+
+
+def test_context_values_that_could_forge_log_lines_are_left_out():
+    from django.http import HttpResponse
+
+    from django_zrpc.context import CallContext
+
+    seen = {}
+
+    def view(request):
+        seen["id"] = request.request_id
+        return HttpResponse("ok")
+
+    RequestContextMiddleware(view)(
+        RequestFactory().get("/", HTTP_X_REQUEST_ID="a\n[INFO] forged line")
+    )
+    assert len(seen["id"]) == 32
+    context = CallContext.from_header(
+        "f", {"request_id": "x\ny", "user_id": True, "language": 5}, None
+    )
+    assert (context.request_id, context.user_id, context.language) == (None, None, None)

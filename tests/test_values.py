@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import time
 import uuid
 from collections import OrderedDict, namedtuple
 
 import msgpack
 import pytest
+from django.db import models
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy, override
 
 from django_zrpc import values, wire
@@ -154,3 +157,69 @@ def test_another_programs_extension_is_left_as_it_is():
         [{"message_id": b"m", "v": 3}, "echo", [msgpack.ExtType(42, b"x")]], use_bin_type=True
     )
     assert wire.Unpacker().unpack(blob).args == [msgpack.ExtType(42, b"x")]
+
+
+def nested_tuples(depth):
+    value = msgpack.ExtType(values.TUPLE, msgpack.packb([]))
+    for _ in range(depth - 1):
+        value = msgpack.ExtType(values.TUPLE, msgpack.packb([value]))
+    return msgpack.packb([{"message_id": b"m", "v": 3}, "echo", [value]], use_bin_type=True)
+
+
+def test_extensions_nest_at_most_max_depth():
+    assert wire.Unpacker().unpack(nested_tuples(values.MAX_DEPTH)).args[0] is not None
+    # A thousand levels in under 2 KB would overflow the C stack; refused instead.
+    for depth in (values.MAX_DEPTH + 1, 1000):
+        with pytest.raises(wire.BadEvent, match="nested more than"):
+            wire.Unpacker().unpack(nested_tuples(depth))
+
+
+def colliding_uuids(count):
+    # UUIDs hash as their integer modulo 2**61 - 1: these all hash alike.
+    return [uuid.UUID(int=1 + i * (2**61 - 1)) for i in range(count)]
+
+
+@pytest.mark.parametrize("shape", ["set", "map"])
+def test_members_crafted_to_share_a_hash_are_refused_at_once(shape):
+    uuids = colliding_uuids(5000)
+    assert len({hash(u) for u in uuids}) == 1
+    header = msgpack.packb({"message_id": b"m", "v": 3}) + msgpack.packb("echo")
+    if shape == "set":
+        arg = msgpack.packb(msgpack.ExtType(values.SET, values.pack(uuids, rich=True)))
+    else:  # a map whose keys are the UUIDs, written out by hand
+        pairs = b"".join(values.pack(u, rich=True) + msgpack.packb(1) for u in uuids)
+        arg = b"\xde" + len(uuids).to_bytes(2, "big") + pairs
+    blob = b"\x93" + header + b"\x91" + arg
+    started = time.monotonic()
+    with pytest.raises(wire.BadEvent, match="share hashes"):
+        wire.Unpacker().unpack(blob)
+    assert time.monotonic() - started < 1.0
+
+
+def test_distinct_uuids_in_sets_and_maps_are_fine():
+    ids = {uuid.uuid4() for _ in range(500)}
+    assert roundtrip(ids) == ids
+    assert roundtrip({u: 1 for u in ids}) == {u: 1 for u in ids}
+
+
+@pytest.mark.parametrize("text", [b"1E+100000", b"sNaN", b"-1E-99999"])
+def test_decimals_out_of_range_are_refused(text):
+    blob = msgpack.packb(
+        [{"message_id": b"m", "v": 3}, "echo", [msgpack.ExtType(values.DECIMAL, text)]],
+        use_bin_type=True,
+    )
+    with pytest.raises(wire.BadEvent, match="out of range"):
+        wire.Unpacker().unpack(blob)
+
+
+def test_str_and_int_subclasses_go_as_their_values():
+    class Color(models.TextChoices):
+        RED = "red"
+
+    class Level(models.IntegerChoices):
+        HIGH = 3
+
+    value = [mark_safe("<b>x</b>"), Color.RED, Level.HIGH, True, False]
+    back = roundtrip(value)
+    assert back == ["<b>x</b>", "red", 3, True, False]
+    assert [type(item) for item in back] == [str, str, int, bool, bool]

@@ -46,6 +46,10 @@ STREAM_WINDOW = 100
 #: Seconds between the ticker's checks of timeouts (and heartbeats, when due).
 TICK = 0.01
 
+#: Seconds a call may wait for a connection before the client watches its
+#: handshakes (ZeroMQ retries a failed one every 0.1 s or so).
+MONITOR_AFTER = 0.1
+
 
 class _Pending:
     """One call waiting for its reply, or a stream being read."""
@@ -156,6 +160,7 @@ class CallByName:
     def call(
         self,
         name: str,
+        /,
         *args: Any,
         timeout: float | None = None,
         kwargs: dict[str, Any] | None = None,
@@ -163,7 +168,9 @@ class CallByName:
     ) -> Any:
         raise NotImplementedError
 
-    def __call__(self, name: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+    def __call__(
+        self, name: str, /, *args: Any, timeout: float | None = None, **kwargs: Any
+    ) -> Any:
         return self.call(name, *args, timeout=timeout, kwargs=kwargs)
 
     def __getattr__(self, name: str) -> Any:
@@ -202,13 +209,17 @@ class Client(CallByName):
         self._socket.setsockopt(zmq.IPV6, 1)
         if curve is not None:
             curve.apply(self._socket)
-        # A failed handshake leaves calls unsent; the monitor says why, at once.
-        self._handshakes = HandshakeMonitor(
-            self._socket, CURVE_CLIENT if curve is not None else PLAIN_CLIENT
-        )
+        self._side = CURVE_CLIENT if curve is not None else PLAIN_CLIENT
+        # Made when a call stays unsent (see _tick): a failed handshake leaves
+        # calls unsent, and the monitor says why. Most connections never need
+        # one, and it costs two sockets of the shared context.
+        self._handshakes: HandshakeMonitor | None = None
         self._socket.connect(endpoint)
         self._pending: dict[Any, _Pending] = {}
         self._closed = False
+        #: Whether the server reads django_zrpc's value types (None: not known
+        #: yet; its replies say, in their header).
+        self.server_reads_values: bool | None = None
         self._io = SocketLoop(
             self._socket, self._on_frames, wanted=self._is_pending, on_sent=self._on_sent
         )
@@ -221,6 +232,7 @@ class Client(CallByName):
     def call(
         self,
         name: str,
+        /,
         *args: Any,
         timeout: float | None = None,
         kwargs: dict[str, Any] | None = None,
@@ -228,8 +240,12 @@ class Client(CallByName):
     ) -> Any:
         """Call ``name`` with ``args`` and keyword arguments; return its result or a stream.
 
-        Keyword arguments come as ``kwargs`` or as more keywords; only a
-        django_zrpc server takes them (another one sees one more argument).
+        Keyword arguments come as ``kwargs`` or as more keywords. Django's
+        values and keyword arguments go as django_zrpc's extension types to a
+        server that reads them; before the first call that needs them, the
+        client asks the server (one ``_zerorpc_name`` call per connection).
+        Another zerorpc server gets plain values, and keyword arguments are a
+        ``TypeError`` there.
         """
         if self._closed:
             raise RuntimeError(f"This client of {self.endpoint} is closed.")
@@ -243,6 +259,7 @@ class Client(CallByName):
             kwargs = {**(kwargs or {}), **more}
         request = wire.Event(name, [*args, values.Kwargs(kwargs)] if kwargs else list(args), header)
         self._hooks.call("client_before_request", request)
+        blob = self._pack_request(request, timeout)
         pending = _Pending(request, time.monotonic(), timeout)
         self._pending[pending.message_id] = pending
         if self._ticker is None:
@@ -250,10 +267,6 @@ class Client(CallByName):
         try:
             # Queued until a connection exists; dropped unsent if the call
             # ends first (see _is_pending).
-            try:
-                blob = wire.pack(name, request.args, header)
-            except TypeError as err:
-                raise TypeError(f"Cannot call {name}: {err}") from None
             self._io.send([b"", blob], pending)
             reply = pending.next_reply()
         except BaseException as err:
@@ -265,6 +278,28 @@ class Client(CallByName):
             return self._stream(pending, reply, timeout)
         self._forget(pending)
         return self._result(pending, reply)
+
+    def _pack_request(self, request: wire.Event, timeout: float) -> bytes:
+        name = request.name
+        try:
+            blob, extended = wire.pack_request(name, request.args, request.header)
+            if not extended or self.server_reads_values:
+                return blob
+            if self.server_reads_values is None:
+                try:
+                    self.call("_zerorpc_name", timeout=timeout)
+                except RemoteError:
+                    pass  # the reply's header answers the question all the same
+                if self.server_reads_values:
+                    return blob
+            if request.args and type(request.args[-1]) is values.Kwargs:
+                raise TypeError(
+                    f"{self.endpoint} is not a django_zrpc server, which keyword arguments "
+                    "need: call it with positional arguments"
+                )
+            return wire.pack(name, request.args, request.header, rich=False)
+        except TypeError as err:
+            raise TypeError(f"Cannot call {name}: {err}") from None
 
     def close(self) -> None:
         """Close the socket; calls still waiting fail with ``LostRemote``."""
@@ -286,7 +321,8 @@ class Client(CallByName):
 
     def _close_sockets(self) -> None:
         self._io.stop_watching()
-        self._handshakes.close()
+        if self._handshakes is not None:
+            self._handshakes.close()
         self._socket.close(linger=0)
 
     def __enter__(self) -> Client:
@@ -366,6 +402,8 @@ class Client(CallByName):
         pending = self._pending.get(event.response_to)
         if pending is None:
             return  # for a call that timed out or was abandoned
+        if self.server_reads_values is None:
+            self.server_reads_values = event.header.get(values.HEADER) == values.VERSION
         pending.last_seen = time.monotonic()
         if event.name == wire.HEARTBEAT or event.name == wire.MORE:
             return
@@ -382,8 +420,7 @@ class Client(CallByName):
                 gevent.sleep(TICK)
                 now = time.monotonic()
                 beat = heartbeat is not None and now >= next_beat
-                unsent = any(not pending.sent for pending in self._pending.values())
-                failure = self._handshakes.read() if unsent else None
+                failure = self._handshake_failure(now)
                 for pending in list(self._pending.values()):
                     if failure is not None and not pending.sent:
                         self._forget(pending)
@@ -402,6 +439,29 @@ class Client(CallByName):
                     next_beat = now + (heartbeat or 0.0)
         finally:
             self._ticker = None
+
+    def _handshake_failure(self, now: float) -> str | None:
+        """Return why the handshake failed, while a call waits unsent for a connection."""
+        unsent_since = min(
+            (pending.last_seen for pending in self._pending.values() if not pending.sent),
+            default=None,
+        )
+        if unsent_since is None:
+            return None
+        if self._handshakes is None:
+            if now - unsent_since < MONITOR_AFTER:
+                return None
+            try:
+                self._handshakes = HandshakeMonitor(self._socket, self._side)
+                # ZeroMQ does not retry a handshake the server refused: connect
+                # again, now watched. Nothing is lost: with IMMEDIATE, unsent
+                # requests wait in the outbox, not in the connection.
+                self._socket.disconnect(self.endpoint)
+                self._socket.connect(self.endpoint)
+            except zmq.ZMQError as err:
+                logger.warning("Cannot watch the handshakes with %s: %s", self.endpoint, err)
+                return None
+        return self._handshakes.read()
 
     def _timeout_error(self, pending: _Pending) -> TimeoutExpired:
         when = f"calling remote method {pending.name}"

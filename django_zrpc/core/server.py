@@ -168,6 +168,8 @@ class Server:
         self._calls: dict[tuple[Any, Any], Call] = {}
         self._queue: gevent.queue.Queue = gevent.queue.Queue()
         self._accepting = True
+        #: Why the server stopped by itself, if it did (runrpc exits with 1).
+        self.failure: str | None = None
         self._stopped = gevent.event.Event()
         self._greenlets: list[gevent.Greenlet] = []
         self._drops = RateLimitedLog(logger, "Dropped %d bad frame(s); latest: %s")
@@ -195,7 +197,9 @@ class Server:
         if self.stall_after:
             self._greenlets.append(gevent.spawn(StallWatch(self.stall_after).run))
         if self._authenticator is not None and self._handshakes is not None:
-            self._greenlets.append(gevent.spawn(self._authenticator.run))
+            self._authenticator_greenlet = gevent.spawn(self._authenticator.run)
+            self._authenticator_greenlet.link(self._on_authenticator_end)
+            self._greenlets.append(self._authenticator_greenlet)
             self._greenlets.append(
                 gevent.spawn(SocketLoop(self._handshakes.pair, self._on_handshake_event).run)
             )
@@ -210,6 +214,15 @@ class Server:
             gevent.killall(self._greenlets)
             self._io.flush()  # the last replies, ServerStopping errors among them
             reader.kill()
+
+    def _on_authenticator_end(self, greenlet: gevent.Greenlet) -> None:
+        if not self._accepting:
+            return  # the server is stopping: so is its ZAP handler
+        # No new client could connect (ZAP_ENFORCE_DOMAIN refuses them all):
+        # stop, so that the process manager starts a healthy server.
+        self.failure = f"The CURVE ZAP handler stopped: {greenlet.exception or 'it returned'}"
+        logger.critical("%s; no client can connect, so the server stops.", self.failure)
+        gevent.spawn(self.stop)
 
     def stop(self, grace: float = 0.0) -> None:
         """Stop taking calls, give running ones ``grace`` seconds, end the rest with an error."""
@@ -389,11 +402,15 @@ class Server:
             self._emit(call, reply)
             call.replied = True
         finally:
-            self._hooks.call("server_after_call", request, exc_info)
-            del exc_info
-            if language:
-                translation.deactivate()
-            _current_call.reset(token)
+            try:
+                self._hooks.call("server_after_call", request, exc_info)
+            finally:
+                # Also when the call is interrupted here: the worker's next
+                # call must not inherit this caller's language or context.
+                del exc_info
+                if language:
+                    translation.deactivate()
+                _current_call.reset(token)
         self._log(call, (time.perf_counter() - started) * 1000, outcome, error, context.request_id)
 
     def _stream(self, call: Call, iterable: Iterable[Any]) -> None:
@@ -411,7 +428,12 @@ class Server:
     # -- sending -------------------------------------------------------------
 
     def _event(self, call: Call, name: str, args: Any) -> wire.Event:
-        header = {"message_id": self._new_id(), "v": wire.PROTOCOL_VERSION}
+        header = {
+            "message_id": self._new_id(),
+            "v": wire.PROTOCOL_VERSION,
+            # Tells a django_zrpc client that this server reads its value types.
+            values.HEADER: values.VERSION,
+        }
         if self._hooks.has("get_task_context"):
             header.update(self._hooks.get_task_context())
         header["response_to"] = call.request.message_id

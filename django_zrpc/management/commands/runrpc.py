@@ -183,6 +183,8 @@ class Command(BaseCommand):
             server.run()
         finally:
             server.close()
+        if server.failure:
+            self._fail(server.failure, options["use_reloader"])
         self.stdout.write("Server stopped.\n")
         self.stdout.flush()
         if options["use_reloader"]:
