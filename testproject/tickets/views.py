@@ -6,6 +6,7 @@ named client, turn remote errors into HTTP answers, and stream a remote stream.
 
 import json
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 
 from django_zrpc import clients
@@ -33,5 +34,6 @@ def ticket_list(request):
         return JsonResponse({"error": "n must be an integer."}, status=400)
     tickets = clients["default"].ticket_list(n)
     return StreamingHttpResponse(
-        (json.dumps(ticket) + "\n" for ticket in tickets), content_type="application/x-ndjson"
+        (json.dumps(ticket, cls=DjangoJSONEncoder) + "\n" for ticket in tickets),
+        content_type="application/x-ndjson",
     )
