@@ -98,6 +98,7 @@ class RPCClient(CallByName):
         timeout: float = 30.0,
         heartbeat: float | None = 5.0,
         pool_size: int = 10,
+        calls_per_connection: int = 100,
         pool_timeout: float | None = None,
         down_for: float = 5.0,
         curve_secret: str | os.PathLike[str] | None = None,
@@ -107,8 +108,13 @@ class RPCClient(CallByName):
         self.curve = client_keys(curve_secret, curve_server)
         if not timeout > 0:
             raise ValueError(f"timeout must be greater than 0, not {timeout!r}.")
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
-            raise ValueError(f"pool_size must be an integer of 1 or more, not {pool_size!r}.")
+        for option, value in (
+            ("pool_size", pool_size),
+            ("calls_per_connection", calls_per_connection),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{option} must be an integer of 1 or more, not {value!r}.")
+        self.calls_per_connection = calls_per_connection
         self.timeout = timeout
         self.heartbeat = heartbeat
         self.pool_size = pool_size
@@ -190,6 +196,7 @@ class RPCClient(CallByName):
                     endpoint, timeout=self.timeout, heartbeat=self.heartbeat, curve=self.curve
                 ),
                 self.pool_size,
+                self.calls_per_connection,
             )
         return pool
 

@@ -29,6 +29,7 @@ OPTIONS = {
     "TIMEOUT": "timeout",
     "HEARTBEAT": "heartbeat",
     "POOL_SIZE": "pool_size",
+    "CALLS_PER_CONNECTION": "calls_per_connection",
     "POOL_TIMEOUT": "pool_timeout",
     "DOWN_FOR": "down_for",
     "CURVE_SECRET": "curve_secret",
@@ -63,9 +64,10 @@ def client_errors(alias: Any, config: Any) -> list[str]:
         client_keys(config.get("CURVE_SECRET"), config.get("CURVE_SERVER"))
     except CurveKeyError as err:
         errors.append(f"{where}: {err}")
-    size = config.get("POOL_SIZE", 10)
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        errors.append(f"{where}['POOL_SIZE'] must be an integer of 1 or more, not {size!r}.")
+    for key in ("POOL_SIZE", "CALLS_PER_CONNECTION"):
+        size = config.get(key, 1)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            errors.append(f"{where}['{key}'] must be an integer of 1 or more, not {size!r}.")
     return errors
 
 

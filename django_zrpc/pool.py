@@ -1,17 +1,23 @@
-"""A bounded, blocking, LIFO pool of client connections to one endpoint.
+"""A bounded, blocking, LIFO pool of client connections to one endpoint, shared by calls.
 
 The design follows redis-py's ``BlockingConnectionPool``: at most ``size``
-connections, made lazily; a caller that finds them all in use waits up to
-``timeout`` and then gets ``PoolExhausted``; the connection used last is handed
-out first, so idle ones stay idle and can be trimmed. A connection that saw a
-timeout or a lost server is discarded, not returned.
+connections, made lazily; a caller that finds them all full waits up to
+``timeout`` and then gets ``PoolExhausted``; the connection used last is lent
+first, so idle ones stay idle. A connection that saw a timeout or a lost
+server is retired: lent no more, and closed when its last call ends.
 
-Waiters are served first come, first served: a connection given back while
-callers wait is handed to the first of them directly (and a place freed by a
-discarded one, for a new connection), never left for whoever asks next. A
-caller that gives a connection back and asks again at once would otherwise
-take it again and again while the woken waiter finds none, and waits to its
-timeout.
+Unlike a socket of redis-py, a django_zrpc connection carries many calls at
+once (ZeroMQ multiplexes them, and each call has its own message id), so up
+to ``calls_per_connection`` calls share one. Many calls in flight on one
+socket are sent and received in batches; the same calls spread one per
+socket cost a wake-up each. With ``calls_per_connection=1`` the pool lends
+each connection to one call at a time.
+
+Waiters are served first come, first served: a place freed while callers wait
+is handed to the first of them directly (a connection, or room for a new
+one), never left for whoever asks next. A caller that gives a connection back
+and asks again at once would otherwise take it again and again while the
+woken waiter finds none, and waits to its timeout.
 
 A pool belongs to the gevent hub (so the OS thread) and the process that made
 it: ``RPCClient`` keeps one per hub and per process, because a connection used
@@ -49,15 +55,29 @@ class _Waiting:
 class Pool:
     """Connections to ``endpoint``, made by ``connect()`` on demand."""
 
-    def __init__(self, endpoint: str, connect: Callable[[], Client], size: int) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        connect: Callable[[], Client],
+        size: int,
+        calls_per_connection: int = 1,
+    ) -> None:
         if size < 1:
             raise ValueError(f"A pool needs a size of 1 or more, not {size!r}.")
+        if calls_per_connection < 1:
+            raise ValueError(
+                f"calls_per_connection must be 1 or more, not {calls_per_connection!r}."
+            )
         self.endpoint = endpoint
         self.size = size
+        self.calls_per_connection = calls_per_connection
         self._connect = connect
-        self._idle: list[Client] = []  # a stack: the last released is on top
-        # Connections lent out, and places handed to waiters for a new one.
-        self._in_use = 0
+        # Every open connection and its calls in flight, retired ones included.
+        self._calls: dict[Client, int] = {}
+        # The connections that may take more calls, the last released last.
+        self._lendable: list[Client] = []
+        # Places taken by connections being made (and handed to waiters for that).
+        self._opening = 0
         self._waiting: deque[_Waiting] = deque()
         self._closed = False
         # The OS thread and hub the pool belongs to (see release_from_anywhere).
@@ -66,19 +86,20 @@ class Pool:
 
     @property
     def connections(self) -> int:
-        """Connections open now, idle or in use."""
-        return len(self._idle) + self._in_use
+        """Connections open now (or being made), idle or in use."""
+        return len(self._calls) + self._opening
 
     def acquire(self, timeout: float) -> Client:
-        """Return a connection, waiting up to ``timeout`` seconds for one to be free."""
+        """Return a connection with room for one more call, waiting up to ``timeout`` seconds."""
         if self._closed:
             raise RuntimeError(f"The pool of {self.endpoint} is closed.")
         if not self._waiting:
-            if self._idle:
-                self._in_use += 1
-                return self._idle.pop()
+            for connection in reversed(self._lendable):
+                if self._calls[connection] < self.calls_per_connection:
+                    self._calls[connection] += 1
+                    return connection
             if self.connections < self.size:
-                self._in_use += 1
+                self._opening += 1
                 return self._new()
         item = self._wait(timeout)
         if item is _CLOSED:
@@ -88,34 +109,40 @@ class Pool:
         return item
 
     def release(self, connection: Client) -> None:
-        """Return a healthy connection for reuse."""
-        if self._closed:
-            self._in_use -= 1
-            connection.close()
-        elif self._waiting:
-            self._hand(connection)  # still lent: now to the first waiter
-        else:
-            self._in_use -= 1
-            self._idle.append(connection)
+        """End a call on a healthy connection."""
+        if self._waiting and not self._closed and connection in self._lendable:
+            self._hand(connection)  # the call's room goes to the first waiter
+            return
+        self._end_call(connection)
+        if connection in self._lendable:
+            self._lendable.remove(connection)  # last released: lent first
+            self._lendable.append(connection)
 
     def discard(self, connection: Client) -> None:
-        """Close a connection that failed; its place is free for a new one."""
-        connection.close()
-        self._free_place()
+        """End a call on a connection that failed: lend it no more, close it once it is idle."""
+        if connection in self._lendable:
+            self._lendable.remove(connection)
+        self._end_call(connection)
 
     def close(self) -> None:
-        """Close the idle connections now, and the others when they come back."""
+        """Close the idle connections now, and the others when their calls end."""
         self._closed = True
-        while self._idle:
-            self._idle.pop().close()
+        self._lendable.clear()
+        for connection, calls in list(self._calls.items()):
+            if not calls:
+                del self._calls[connection]
+                connection.close()
         while self._waiting:  # they raise at once rather than time out
             self._hand(_CLOSED)
 
     def abandon(self) -> None:
         """Close the sockets only: the thread that owned the pool has ended."""
         self._closed = True
-        while self._idle:
-            self._idle.pop().abandon()
+        self._lendable.clear()
+        for connection, calls in list(self._calls.items()):
+            if not calls:
+                del self._calls[connection]
+                connection.abandon()
 
     def release_from_anywhere(self, connection: Client, discard: bool) -> None:
         """Give ``connection`` back, also from another OS thread (a garbage collection)."""
@@ -126,18 +153,32 @@ class Pool:
             self.hub.loop.run_callback_threadsafe(give_back, connection)
 
     def _new(self) -> Client:
-        """Connect in a place already counted in ``_in_use``."""
+        """Connect in a place already counted in ``_opening``."""
         try:
-            return self._connect()
+            connection = self._connect()
         except BaseException:
-            self._free_place()
+            self._opening -= 1
+            self._place_freed()
             raise
+        self._opening -= 1
+        self._calls[connection] = 1
+        self._lendable.append(connection)
+        return connection
 
-    def _free_place(self) -> None:
+    def _end_call(self, connection: Client) -> None:
+        calls = self._calls.get(connection)
+        if calls is None:
+            return  # closed already
+        self._calls[connection] = calls - 1
+        if calls == 1 and (self._closed or connection not in self._lendable):
+            del self._calls[connection]  # retired, and now idle
+            connection.close()
+            self._place_freed()
+
+    def _place_freed(self) -> None:
         if self._waiting and not self._closed:
-            self._hand(_PLACE)  # still counted: now the first waiter's
-        else:
-            self._in_use -= 1
+            self._opening += 1  # now the first waiter's, to connect in
+            self._hand(_PLACE)
 
     def _hand(self, item: Any) -> None:
         waiting = self._waiting.popleft()
@@ -170,12 +211,15 @@ class Pool:
 
     def _give_back(self, item: Any) -> None:
         if item is _PLACE:
-            self._free_place()
+            self._opening -= 1
+            self._place_freed()
         else:
             self.release(item)
 
     def _exhausted(self, timeout: float) -> PoolExhausted:
+        each = self.calls_per_connection
         return PoolExhausted(
-            f"All {self.size} connections to {self.endpoint} stayed in use for "
-            f"{timeout}s; raise POOL_SIZE or POOL_TIMEOUT, or call less at once."
+            f"All {self.size} connections to {self.endpoint} stayed in use "
+            f"({each} call{'s' if each > 1 else ''} each at most) for {timeout}s; raise "
+            "POOL_SIZE, CALLS_PER_CONNECTION or POOL_TIMEOUT, or call less at once."
         )

@@ -103,3 +103,33 @@ def test_a_busy_pool_serves_every_caller_in_turn():
     # First come, first served: the 9 others go ahead at most once each.
     assert max(overtaken) <= 9
     assert pool.connections == 2
+
+
+def test_calls_share_the_last_used_connection_up_to_the_limit():
+    made = []
+    pool = Pool("tcp://127.0.0.1:1", lambda: made.append(Connection()) or made[-1], 2, 3)
+    held = [pool.acquire(1) for _ in range(6)]
+    assert held == [made[0]] * 3 + [made[1]] * 3
+    with pytest.raises(PoolExhausted, match=r"All 2 connections .* \(3 calls each at most\)"):
+        pool.acquire(0.05)
+    pool.release(made[0])
+    assert pool.acquire(1) is made[0]  # the room it freed, not a new connection
+    assert pool.connections == 2
+
+
+def test_a_discarded_connection_closes_when_its_last_call_ends():
+    made = []
+    pool = Pool("tcp://127.0.0.1:1", lambda: made.append(Connection()) or made[-1], 1, 2)
+    first, second = pool.acquire(1), pool.acquire(1)
+    assert first is second
+    waiting = gevent.spawn(pool.acquire, 5)
+    gevent.sleep(0.05)
+    pool.discard(first)  # retired: lent no more, but one call still runs on it
+    assert not first.closed
+    gevent.sleep(0.05)
+    assert not waiting.ready()  # its place is not free yet
+    pool.release(second)
+    assert first.closed
+    fresh = waiting.get(timeout=1)
+    assert fresh is made[1]
+    assert pool.connections == 1

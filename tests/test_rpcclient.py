@@ -49,9 +49,9 @@ def test_calls_errors_and_streams(server):
         assert client.connections() == 1  # one connection served every call
 
 
-def test_fifty_greenlets_share_a_pool_of_five(server):
+def test_fifty_greenlets_share_a_pool_of_five_connections_one_call_each(server):
     peak = 0
-    with RPCClient(server.endpoint, timeout=10, pool_size=5) as client:
+    with RPCClient(server.endpoint, timeout=10, pool_size=5, calls_per_connection=1) as client:
 
         def calls(index: int) -> list:
             return [client.echo([index, n]) for n in range(20)]
@@ -69,6 +69,25 @@ def test_fifty_greenlets_share_a_pool_of_five(server):
         assert client.connections() == 5
     assert [w.value for w in workers] == [[[i, n] for n in range(20)] for i in range(50)]
     assert 1 <= peak <= 5
+
+
+def test_sixty_four_greenlets_share_one_connection_by_default(server):
+    with RPCClient(server.endpoint, timeout=10) as client:
+        workers = [
+            gevent.spawn(lambda i=i: [client.echo([i, n]) for n in range(20)]) for i in range(64)
+        ]
+        gevent.joinall(workers, timeout=60, raise_error=True)
+        # 64 calls at once fit the default 100 per connection: one socket.
+        assert client.connections() == 1
+        assert established_to(server.port) == 1
+    assert [w.value for w in workers] == [[[i, n] for n in range(20)] for i in range(64)]
+
+
+def test_past_calls_per_connection_a_second_connection_is_made(server):
+    with RPCClient(server.endpoint, timeout=10, calls_per_connection=4) as client:
+        sleepers = [gevent.spawn(client.sleep, 0.5) for _ in range(6)]
+        gevent.joinall(sleepers, timeout=30, raise_error=True)
+        assert client.connections() == 2
 
 
 def test_eight_threads_without_monkey_patching(server):
@@ -153,7 +172,9 @@ def test_calls_spread_over_endpoints_and_avoid_one_that_is_down(start_server):
 
 
 def test_an_abandoned_stream_gives_its_connection_back(server):
-    with RPCClient(server.endpoint, timeout=10, pool_size=1, pool_timeout=1) as client:
+    with RPCClient(
+        server.endpoint, timeout=10, pool_size=1, calls_per_connection=1, pool_timeout=1
+    ) as client:
         stream = client.count_up(1000, 0.01)
         assert next(stream) == 0
         with pytest.raises(PoolExhausted, match="All 1 connections"):
