@@ -1,9 +1,10 @@
 """``RPCClient``: call RPC functions from views through pooled connections.
 
 ``RPCClient("tcp://host:4242")`` or ``RPCClient([...several endpoints...])``.
-Calls borrow a connection from a bounded LIFO pool (``django_zrpc.pool``) of
-the endpoint they go to, and give it back when the reply (or, for a stream,
-the last item) has arrived. Calls are spread over the endpoints in turn; an
+Calls take a place on a connection from a bounded LIFO pool
+(``django_zrpc.pool``) of the endpoint they go to, up to
+``calls_per_connection`` sharing one, and give it back when the reply (or, for
+a stream, the last item) has arrived. Calls are spread over the endpoints in turn; an
 endpoint that could not be reached, or went silent, is avoided for
 ``down_for`` seconds and then tried again.
 
@@ -27,7 +28,7 @@ from gevent import monkey
 
 from django_zrpc.core.client import CallByName, Client, Stream
 from django_zrpc.curve import ClientKeys, CurveKeyError
-from django_zrpc.exceptions import LostRemote, ServerUnavailable, TimeoutExpired
+from django_zrpc.exceptions import LostRemote, ServerUnavailable
 from django_zrpc.pool import Pool
 
 _ENDPOINT_RE = re.compile(r"^(tcp://(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):\d{1,5}|ipc://\S+)$")
@@ -145,10 +146,12 @@ class RPCClient(CallByName):
         connection = pool.acquire(self.pool_timeout)
         try:
             result = connection.call(name, *args, timeout=timeout, kwargs=kwargs, **more)
-        except (LostRemote, TimeoutExpired) as err:
-            pool.discard(connection)  # it may still receive a late reply
-            if isinstance(err, LostRemote | ServerUnavailable):
-                self._down_until[endpoint] = time.monotonic() + self.down_for
+        except (LostRemote, ServerUnavailable):
+            # The server went silent, or was never reached: retire the
+            # connection (its other calls end on their own) and avoid the
+            # endpoint for a while.
+            pool.discard(connection)
+            self._down_until[endpoint] = time.monotonic() + self.down_for
             raise
         except BaseException:
             pool.release(connection)  # a remote error: the connection is fine
@@ -223,7 +226,7 @@ class PooledStream(Iterator[Any]):
         except StopIteration:
             self._give_back(discard=False)
             raise
-        except (LostRemote, TimeoutExpired):
+        except (LostRemote, ServerUnavailable):
             self._give_back(discard=True)
             raise
         except BaseException:

@@ -76,7 +76,8 @@ class Pool:
         self._calls: dict[Client, int] = {}
         # The connections that may take more calls, the last released last.
         self._lendable: list[Client] = []
-        # Places taken by connections being made (and handed to waiters for that).
+        # Places taken by connections being made (also handed to waiters for
+        # that) or being closed: counted until the socket exists or is gone.
         self._opening = 0
         self._waiting: deque[_Waiting] = deque()
         self._closed = False
@@ -162,7 +163,12 @@ class Pool:
             raise
         self._opening -= 1
         self._calls[connection] = 1
-        self._lendable.append(connection)
+        if not self._closed:
+            self._lendable.append(connection)
+            # Its other places go to the callers queued meanwhile.
+            while self._waiting and self._calls[connection] < self.calls_per_connection:
+                self._calls[connection] += 1
+                self._hand(connection)
         return connection
 
     def _end_call(self, connection: Client) -> None:
@@ -172,8 +178,14 @@ class Pool:
         self._calls[connection] = calls - 1
         if calls == 1 and (self._closed or connection not in self._lendable):
             del self._calls[connection]  # retired, and now idle
-            connection.close()
-            self._place_freed()
+            # Closing waits for the connection's reader to end, and others run
+            # meanwhile: its place stays counted until the socket is gone.
+            self._opening += 1
+            try:
+                connection.close()
+            finally:
+                self._opening -= 1
+                self._place_freed()
 
     def _place_freed(self) -> None:
         if self._waiting and not self._closed:

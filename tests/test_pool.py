@@ -133,3 +133,48 @@ def test_a_discarded_connection_closes_when_its_last_call_ends():
     fresh = waiting.get(timeout=1)
     assert fresh is made[1]
     assert pool.connections == 1
+
+
+class SlowToClose(Connection):
+    def close(self) -> None:
+        gevent.sleep(0.05)  # as Client.close() waits for its reader to end
+        self.closed = True
+
+
+def test_a_closing_connection_keeps_its_place_until_it_is_closed():
+    made = []
+    pool = Pool("tcp://127.0.0.1:1", lambda: made.append(SlowToClose()) or made[-1], 1)
+    held = pool.acquire(1)
+    peak = 0
+
+    def watch() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, sum(not c.closed for c in made))
+            gevent.sleep(0.001)
+
+    watcher = gevent.spawn(watch)
+    closing = gevent.spawn(pool.discard, held)
+    gevent.sleep(0)  # the discard is closing the connection now
+    newcomers = [gevent.spawn(pool.acquire, 1) for _ in range(2)]
+    gevent.sleep(0.2)
+    watcher.kill()
+    closing.get(timeout=1)
+    assert pool.connections == 1
+    assert peak == 1
+    assert sum(n.ready() for n in newcomers) == 1  # the other waits for a place
+
+
+def test_a_new_connection_shares_its_places_with_the_queue():
+    made = []
+    pool = Pool("tcp://127.0.0.1:1", lambda: made.append(Connection()) or made[-1], 1, 3)
+    first = [pool.acquire(1) for _ in range(3)]
+    waiters = [gevent.spawn(pool.acquire, 5) for _ in range(3)]
+    gevent.sleep(0.05)
+    pool.discard(first[0])  # retired; two calls still run on it
+    pool.release(first[1])
+    pool.release(first[2])  # now it closes, and its place goes to the first waiter
+    gevent.sleep(0.05)
+    # The first waiter's new connection takes the other two waiters at once.
+    assert [w.get(timeout=1) for w in waiters] == [made[1]] * 3
+    assert pool.connections == 1
