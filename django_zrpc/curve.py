@@ -34,7 +34,7 @@ logger = logging.getLogger("django_zrpc.server")
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 ZAP_DOMAIN = "django_zrpc"
 
-_FAILED = {
+FAILED_EVENTS = {
     int(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL),
     int(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL),
     int(zmq.EVENT_HANDSHAKE_FAILED_AUTH),
@@ -297,7 +297,7 @@ class HandshakeMonitor:
         self._socket = socket
         self._side = side
         address = f"inproc://django_zrpc.monitor.{os.getpid()}.{next(_monitor_ids)}"
-        socket.monitor(address, _SUCCEEDED | sum(_FAILED))
+        socket.monitor(address, _SUCCEEDED | sum(FAILED_EVENTS))
         self.pair = socket.context.socket(zmq.PAIR)
         self.pair.setsockopt(zmq.LINGER, 0)
         self.pair.connect(address)
@@ -313,10 +313,10 @@ class HandshakeMonitor:
             self.on_frames(frames)
 
     def on_frames(self, frames: list[bytes]) -> None:
-        event, value = _parse_event(frames)
+        event, value = parse_event(frames)
         if event == _SUCCEEDED:
             self.failure = None
-        elif event in _FAILED:
+        elif event in FAILED_EVENTS:
             self.failure = describe_failure(event, value, self._side)
 
     def close(self) -> None:
@@ -327,7 +327,8 @@ class HandshakeMonitor:
         self.pair.close(linger=0)
 
 
-def _parse_event(frames: list[bytes]) -> tuple[int, int]:
+def parse_event(frames: list[bytes]) -> tuple[int, int]:
+    """Return (event, value) of a monitor message; (0, 0) for one too short."""
     if len(frames) < 1 or len(frames[0]) < 6:
         return 0, 0
     return int.from_bytes(frames[0][:2], "little"), int.from_bytes(frames[0][2:6], "little")

@@ -35,7 +35,15 @@ from django_zrpc.context import _current as _current_call
 from django_zrpc.core.hooks import Hooks
 from django_zrpc.core.io import SocketLoop
 from django_zrpc.core.ratelimit import RateLimitedLog
-from django_zrpc.curve import SERVER, Authenticator, HandshakeMonitor, ServerKeys
+from django_zrpc.curve import (
+    FAILED_EVENTS,
+    SERVER,
+    Authenticator,
+    HandshakeMonitor,
+    ServerKeys,
+    describe_failure,
+    parse_event,
+)
 from django_zrpc.exceptions import LostRemote
 
 logger = logging.getLogger("django_zrpc.server")
@@ -262,12 +270,11 @@ class Server:
         self._route(event)
 
     def _on_handshake_event(self, frames: list[bytes]) -> None:
-        assert self._handshakes is not None
-        self._handshakes.on_frames(frames)
-        failure, self._handshakes.failure = self._handshakes.failure, None
-        # Refused keys are logged by the ZAP handler, with the key.
-        if failure is not None and "ZAP status" not in failure:
-            self._handshake_failures.record(failure)
+        event, value = parse_event(frames)
+        # Refused keys (HANDSHAKE_FAILED_AUTH) are logged by the ZAP handler,
+        # with the key.
+        if event in FAILED_EVENTS and event != zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            self._handshake_failures.record(describe_failure(event, value, SERVER))
 
     def _route(self, event: wire.Event) -> None:
         response_to = event.response_to
