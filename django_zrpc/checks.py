@@ -1,4 +1,9 @@
-"""System checks for the ``ZRPC_*`` settings."""
+"""System checks for the ``ZRPC_*`` settings.
+
+Imports no socket code: ``manage.py check`` (and every command that runs the
+checks) loads neither gevent nor the server. Key files are read, with pyzmq,
+only when CURVE is configured.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from django.utils.module_loading import import_string
 
 from django_zrpc import conf
 from django_zrpc.addrport import parse_addrport
+from django_zrpc.client_options import configured_clients, entry_errors
+from django_zrpc.exceptions import CurveKeyError
 
 
 def _number(value: Any) -> bool:
@@ -69,11 +76,13 @@ def _check_addrport() -> list[CheckMessage]:
 
 
 def _check_curve() -> list[CheckMessage]:
-    from django_zrpc.curve import CurveKeyError
-    from django_zrpc.server import server_keys
-
+    secret_file, allow_dir = conf.get("CURVE_SECRET"), conf.get("CURVE_ALLOW")
+    keys = None
     try:
-        keys = server_keys()
+        if secret_file or allow_dir:
+            from django_zrpc.curve import server_keys  # reads key files; needs pyzmq
+
+            keys = server_keys(secret_file, allow_dir)
     except CurveKeyError as err:
         return [
             Error(
@@ -99,9 +108,7 @@ def _check_curve() -> list[CheckMessage]:
 
 
 def _check_clients() -> list[CheckMessage]:
-    from django_zrpc.named_clients import client_errors
-
-    configured = getattr(settings, "ZRPC_CLIENTS", {})
+    configured = configured_clients()
     if not isinstance(configured, dict):
         return [
             Error(
@@ -113,7 +120,7 @@ def _check_clients() -> list[CheckMessage]:
     return [
         Error(message, hint="See ZRPC_CLIENTS in the README.", id="django_zrpc.E008")
         for alias, config in configured.items()
-        for message in client_errors(alias, config)
+        for message in entry_errors(alias, config)
     ]
 
 

@@ -19,54 +19,21 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from gevent import monkey
 
+from django_zrpc.client_options import check_options, validate_endpoints
 from django_zrpc.core.client import CallByName, Client, Stream
-from django_zrpc.curve import ClientKeys, CurveKeyError
+from django_zrpc.curve import client_keys
 from django_zrpc.exceptions import LostRemote, ServerUnavailable
 from django_zrpc.pool import Pool
-
-_ENDPOINT_RE = re.compile(r"^(tcp://(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):\d{1,5}|ipc://\S+)$")
 
 # Sockets inherited through fork are kept referenced, never used or closed:
 # closing them in the child could disturb the parent's.
 _INHERITED: list[Any] = []
-
-
-def validate_endpoints(endpoints: Any) -> list[str]:
-    """Return ``endpoints`` as a list, or raise ``ValueError`` quoting the bad one."""
-    if isinstance(endpoints, str):
-        endpoints = [endpoints]
-    if not isinstance(endpoints, list | tuple) or not endpoints:
-        raise ValueError(
-            f"Endpoints must be a 'tcp://host:port' string or a non-empty list of them, "
-            f"not {endpoints!r}."
-        )
-    for endpoint in endpoints:
-        if not isinstance(endpoint, str) or not _ENDPOINT_RE.match(endpoint):
-            raise ValueError(
-                f"{endpoint!r} is not an endpoint; write it like 'tcp://127.0.0.1:4242'."
-            )
-    return list(endpoints)
-
-
-def client_keys(
-    curve_secret: str | os.PathLike[str] | None, curve_server: str | os.PathLike[str] | None
-) -> ClientKeys | None:
-    """Load a client's CURVE keys: both files or neither; raise ``CurveKeyError`` if unusable."""
-    if curve_secret is None and curve_server is None:
-        return None
-    if curve_secret is None or curve_server is None:
-        raise CurveKeyError(
-            "CURVE needs both files: curve_secret (this client's NAME.key_secret) and "
-            "curve_server (the server's NAME.key)."
-        )
-    return ClientKeys.from_files(curve_secret, curve_server)
 
 
 class _ThreadState:
@@ -106,15 +73,17 @@ class RPCClient(CallByName):
         curve_server: str | os.PathLike[str] | None = None,
     ) -> None:
         self.endpoints = validate_endpoints(endpoints)
+        check_options(
+            {
+                "timeout": timeout,
+                "heartbeat": heartbeat,
+                "pool_size": pool_size,
+                "calls_per_connection": calls_per_connection,
+                "pool_timeout": pool_timeout,
+                "down_for": down_for,
+            }
+        )
         self.curve = client_keys(curve_secret, curve_server)
-        if not timeout > 0:
-            raise ValueError(f"timeout must be greater than 0, not {timeout!r}.")
-        for option, value in (
-            ("pool_size", pool_size),
-            ("calls_per_connection", calls_per_connection),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{option} must be an integer of 1 or more, not {value!r}.")
         self.calls_per_connection = calls_per_connection
         self.timeout = timeout
         self.heartbeat = heartbeat

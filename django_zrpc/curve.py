@@ -1,4 +1,4 @@
-"""CURVE: key files, the folder of admitted client keys, and the ZAP handler that admits them.
+"""CURVE keys: key files, the folder of admitted client keys, and what each side holds.
 
 Keys are files in pyzmq's certificate format (``zmq.auth``), written by
 ``manage.py rpckeys DIR NAME``: ``NAME.key`` holds the public key and may be
@@ -7,14 +7,13 @@ copied anywhere; ``NAME.key_secret`` holds both keys and stays with its owner.
 A server with CURVE admits a client only if the client's public key is in one
 of the ``*.key`` files of its allow-list folder; the file's name (without
 ``.key``) is the key's name, which reaches the RPC function as
-``current_call().client_key``. libzmq asks a ZAP handler (RFC 27) bound in the
-server's own ZeroMQ context; without one it admits every key, so a server
-never runs CURVE without the handler and a usable allow-list.
+``current_call().client_key``. The server's ZAP handler
+(``django_zrpc.core.zap``) asks the allow-list about each connecting key;
+a server never runs CURVE without the handler and a usable allow-list.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 from dataclasses import dataclass
@@ -25,26 +24,11 @@ import zmq
 import zmq.auth
 from zmq.utils import z85
 
-from django_zrpc.core.io import SocketLoop
-from django_zrpc.core.ratelimit import RateLimitedLog
-from django_zrpc.exceptions import ZRPCConfigurationError
+from django_zrpc.exceptions import CurveKeyError
 
 logger = logging.getLogger("django_zrpc.server")
 
-ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 ZAP_DOMAIN = "django_zrpc"
-
-FAILED_EVENTS = {
-    int(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL),
-    int(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL),
-    int(zmq.EVENT_HANDSHAKE_FAILED_AUTH),
-}
-_SUCCEEDED = int(zmq.EVENT_HANDSHAKE_SUCCEEDED)
-_monitor_ids = itertools.count()
-
-
-class CurveKeyError(ZRPCConfigurationError, ValueError):
-    """A CURVE key file or allow-list folder cannot be used; the message says why."""
 
 
 # -- key files ---------------------------------------------------------------
@@ -230,147 +214,42 @@ class ClientKeys:
         socket.setsockopt(zmq.CURVE_SECRETKEY, self.secret)
 
 
-# -- the ZAP handler -----------------------------------------------------------
+# -- both files or neither -------------------------------------------------------
 
 
-class Authenticator:
-    """Answer libzmq's ZAP requests for the sockets of ``context``, on gevent.
+def server_keys(
+    secret_file: str | os.PathLike[str] | None, allow_dir: str | os.PathLike[str] | None
+) -> ServerKeys | None:
+    """Return a server's CURVE keys; None when neither file is given.
 
-    Bound to ``inproc://zeromq.zap.01`` in the server's own context, before
-    the server binds; its greenlet runs beside the server's.
+    Raises ``CurveKeyError`` when only one of the two is given, or either
+    cannot be used: a CURVE server without a usable allow-list would admit
+    no one, or (without its ZAP handler) anyone.
     """
-
-    def __init__(self, context: zmq.Context, allow: AllowList) -> None:
-        self.allow = allow
-        self.socket = context.socket(zmq.ROUTER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.bind(ZAP_ENDPOINT)
-        self._io = SocketLoop(self.socket, self._on_request)
-        self._refusals = RateLimitedLog(logger, "Refused %d CURVE client(s); latest: %s")
-
-    def run(self) -> None:
-        self._io.run()
-
-    def close(self) -> None:
-        self._io.stop_watching()
-        self.socket.close(linger=0)
-
-    def _on_request(self, frames: list[bytes]) -> None:
-        # [routing id, b"", version, request id, domain, address, identity,
-        #  mechanism, credentials...]
-        if len(frames) < 8 or frames[1] != b"":
-            return  # libzmq never sends this
-        routing, _, version, request_id, _domain, address, _identity, mechanism = frames[:8]
-        credentials = frames[8:]
-        name = None
-        if version != b"1.0":
-            status, text = b"500", b"Unsupported ZAP version"
-        elif mechanism != b"CURVE" or len(credentials) != 1 or len(credentials[0]) != 32:
-            status, text = b"400", b"CURVE is required"
-            self._refusals.record(f"a {mechanism.decode(errors='replace')} client from {address!r}")
-        else:
-            name = self.allow.name_of(credentials[0])
-            if name is None:
-                status, text = b"400", b"Unknown key"
-                self._refusals.record(
-                    f"key {z85.encode(credentials[0]).decode()} from "
-                    f"{address.decode(errors='replace')}: not in {self.allow.directory}"
-                )
-            else:
-                status, text = b"200", b"OK"
-        user_id = name.encode() if name is not None else b""
-        self._io.send([routing, b"", b"1.0", request_id, status, text, user_id, b""])
+    if not secret_file and not allow_dir:
+        return None
+    if not secret_file or not allow_dir:
+        raise CurveKeyError(
+            "CURVE needs both the server's secret key file (--curve-secret, "
+            "ZRPC_CURVE_SECRET) and the folder of admitted client keys (--curve-allow, "
+            "ZRPC_CURVE_ALLOW)."
+        )
+    return ServerKeys.from_files(secret_file, allow_dir)
 
 
-# -- handshake events ----------------------------------------------------------
+def client_keys(
+    curve_secret: str | os.PathLike[str] | None, curve_server: str | os.PathLike[str] | None
+) -> ClientKeys | None:
+    """Return a client's CURVE keys; None when neither file is given.
 
-
-class HandshakeMonitor:
-    """The handshake events of one socket, read without blocking.
-
-    A client uses it to fail calls at once when the server refuses it, rather
-    than after its timeout; a server, to log clients that fail the handshake
-    before any key is known (no CURVE, or another server's key).
+    Raises ``CurveKeyError`` when only one of the two is given, or either
+    cannot be used.
     """
-
-    def __init__(self, socket: zmq.Socket, side: str) -> None:
-        self._socket = socket
-        self._side = side
-        address = f"inproc://django_zrpc.monitor.{os.getpid()}.{next(_monitor_ids)}"
-        socket.monitor(address, _SUCCEEDED | sum(FAILED_EVENTS))
-        self.pair = socket.context.socket(zmq.PAIR)
-        self.pair.setsockopt(zmq.LINGER, 0)
-        self.pair.connect(address)
-        self.failure: str | None = None
-
-    def read(self) -> str | None:
-        """Read the events so far; return the last failure unless a handshake succeeded since."""
-        while True:
-            try:
-                frames = self.pair.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return self.failure
-            self.on_frames(frames)
-
-    def on_frames(self, frames: list[bytes]) -> None:
-        event, value = parse_event(frames)
-        if event == _SUCCEEDED:
-            self.failure = None
-        elif event in FAILED_EVENTS:
-            self.failure = describe_failure(event, value, self._side)
-
-    def close(self) -> None:
-        try:
-            self._socket.disable_monitor()
-        except zmq.ZMQError:
-            pass  # the socket is closed already
-        self.pair.close(linger=0)
-
-
-def parse_event(frames: list[bytes]) -> tuple[int, int]:
-    """Return (event, value) of a monitor message; (0, 0) for one too short."""
-    if len(frames) < 1 or len(frames[0]) < 6:
-        return 0, 0
-    return int.from_bytes(frames[0][:2], "little"), int.from_bytes(frames[0][2:6], "little")
-
-
-#: Who watches a socket, for describe_failure().
-SERVER, CURVE_CLIENT, PLAIN_CLIENT = "server", "CURVE client", "plain client"
-
-
-def describe_failure(event: int, value: int, side: str) -> str:
-    """Say in words why a handshake failed, as seen from ``side``."""
-    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-        return (
-            f"the server refused this client's CURVE key (ZAP status {value}): its "
-            "NAME.key must be in the server's allow-list folder"
+    if curve_secret is None and curve_server is None:
+        return None
+    if curve_secret is None or curve_server is None:
+        raise CurveKeyError(
+            "CURVE needs both files: curve_secret (this client's NAME.key_secret) and "
+            "curve_server (the server's NAME.key)."
         )
-    if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
-        if side == SERVER:
-            return "a client without CURVE keys connected"
-        if side == PLAIN_CLIENT:
-            return (
-                "this client has no CURVE keys and the server requires CURVE: give this "
-                "client curve_secret and curve_server"
-            )
-        return "this client has CURVE keys and the server has CURVE off"
-    if side == PLAIN_CLIENT:
-        return (
-            f"the server closed the connection during the handshake ({_reason(event, value)}): "
-            "it may require CURVE (give this client curve_secret and curve_server), or "
-            "the endpoint is not a ZeroMQ server"
-        )
-    if value == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC and side == SERVER:
-        return "a client's server key is not this server's public key"
-    if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and side == SERVER:
-        return f"a ZMTP protocol error ({value:#x})"
-    return (
-        f"the server closed the connection during the handshake ({_reason(event, value)}): "
-        "is curve_server the public key of the server at this endpoint?"
-    )
-
-
-def _reason(event: int, value: int) -> str:
-    if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
-        return f"ZMTP protocol error {value:#x}"
-    return os.strerror(value)
+    return ClientKeys.from_files(curve_secret, curve_server)

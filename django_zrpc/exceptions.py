@@ -3,23 +3,54 @@
 Configuration mistakes subclass Django's ``ImproperlyConfigured`` so that they
 stop startup the way a bad setting does. zerorpc's exceptions are re-exported
 unchanged, so ``except zerorpc.RemoteError`` and ``except
-django_zrpc.RemoteError`` catch the same thing.
+django_zrpc.RemoteError`` catch the same thing (without importing zerorpc's
+gevent: see ``_zerorpc_exceptions``). The ``Remote*`` classes are
+what a caller gets for Django's own exceptions raised by a remote function
+(see ``django_zrpc.remote_errors``).
 """
 
-from django.core.exceptions import ImproperlyConfigured
-from zerorpc.exceptions import LostRemote, RemoteError, TimeoutExpired
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import (
+    ImproperlyConfigured,
+    MultipleObjectsReturned,
+    ObjectDoesNotExist,
+    PermissionDenied,
+    ValidationError,
+)
 
 __all__ = [
+    "CurveKeyError",
     "DuplicateRPCName",
     "HandshakeFailed",
     "InvalidRPCName",
     "LostRemote",
     "PoolExhausted",
+    "RemoteDoesNotExist",
     "RemoteError",
+    "RemoteMultipleObjectsReturned",
+    "RemotePermissionDenied",
+    "RemoteValidationError",
     "ServerUnavailable",
     "TimeoutExpired",
     "ZRPCConfigurationError",
 ]
+
+
+if TYPE_CHECKING:
+    from zerorpc.exceptions import LostRemote, RemoteError, TimeoutExpired
+else:
+    from django_zrpc import _zerorpc_exceptions
+
+    _zerorpc = _zerorpc_exceptions.load()
+    LostRemote = _zerorpc.LostRemote
+    RemoteError = _zerorpc.RemoteError
+    TimeoutExpired = _zerorpc.TimeoutExpired
+
+
+# -- configuration ---------------------------------------------------------------
 
 
 class ZRPCConfigurationError(ImproperlyConfigured):
@@ -32,6 +63,13 @@ class InvalidRPCName(ZRPCConfigurationError):
 
 class DuplicateRPCName(ZRPCConfigurationError):
     """Two different functions were registered under the same name."""
+
+
+class CurveKeyError(ZRPCConfigurationError, ValueError):
+    """A CURVE key file or allow-list folder cannot be used; the message says why."""
+
+
+# -- calls that did not reach the server -------------------------------------------
 
 
 class ServerUnavailable(TimeoutExpired):
@@ -55,3 +93,46 @@ class PoolExhausted(TimeoutExpired):
 
     def __init__(self, message: str) -> None:
         Exception.__init__(self, message)
+
+
+# -- Django's exceptions, raised remotely ------------------------------------------
+
+
+class RemoteErrorMixin(RemoteError):
+    """RemoteError's attributes on a class that also derives from the caller's own exception.
+
+    Constructed like a plain exception, so that the other class's
+    ``super().__init__(...)`` lands here; ``set_remote`` fills in the rest.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        Exception.__init__(self, *args)
+
+    def set_remote(self, name: str, message: str, traceback: str | None) -> None:
+        self.name = name
+        self.msg = message
+        self.traceback = traceback
+
+
+class RemoteDoesNotExist(ObjectDoesNotExist, RemoteErrorMixin):
+    """The remote function raised ``ObjectDoesNotExist`` (``Model.DoesNotExist``)."""
+
+    #: The model's label (``"tickets.Ticket"``), or None.
+    model: str | None = None
+
+
+class RemoteMultipleObjectsReturned(MultipleObjectsReturned, RemoteErrorMixin):
+    """The remote function raised ``MultipleObjectsReturned``."""
+
+    model: str | None = None
+
+
+class RemotePermissionDenied(PermissionDenied, RemoteErrorMixin):
+    """The remote function raised ``PermissionDenied``."""
+
+
+class RemoteValidationError(ValidationError, RemoteErrorMixin):
+    """The remote function raised ``ValidationError``; its messages, codes and fields are kept."""
+
+    def __str__(self) -> str:
+        return ValidationError.__str__(self)

@@ -53,7 +53,10 @@ class _Waiting:
 
 
 class Pool:
-    """Connections to ``endpoint``, made by ``connect()`` on demand."""
+    """Connections to ``endpoint``, made by ``connect()`` on demand.
+
+    ``size`` and ``calls_per_connection`` are 1 or more; ``RPCClient`` checks them.
+    """
 
     def __init__(
         self,
@@ -62,12 +65,6 @@ class Pool:
         size: int,
         calls_per_connection: int = 1,
     ) -> None:
-        if size < 1:
-            raise ValueError(f"A pool needs a size of 1 or more, not {size!r}.")
-        if calls_per_connection < 1:
-            raise ValueError(
-                f"calls_per_connection must be 1 or more, not {calls_per_connection!r}."
-            )
         self.endpoint = endpoint
         self.size = size
         self.calls_per_connection = calls_per_connection

@@ -19,10 +19,10 @@ from django.db import close_old_connections, connections
 from django.utils.module_loading import import_string
 
 from django_zrpc import conf
+from django_zrpc.core.protocol import Unpacker
 from django_zrpc.core.server import ServedFunction, Server
-from django_zrpc.curve import CurveKeyError, ServerKeys
+from django_zrpc.curve import ServerKeys
 from django_zrpc.registry import Registry, rpc
-from django_zrpc.wire import Unpacker
 
 logger = logging.getLogger("django_zrpc.server")
 
@@ -51,26 +51,6 @@ def _with_own_connections(func: Callable[..., Any]) -> Callable[..., Any]:
             connections.close_all()
 
     return run_in_thread
-
-
-def server_keys(secret_file: str | None = None, allow_dir: str | None = None) -> ServerKeys | None:
-    """Return the server's CURVE keys from the arguments, else the settings; None without CURVE.
-
-    Raises ``CurveKeyError`` when only one of the two is given, or either
-    cannot be used: a CURVE server without a usable allow-list would admit
-    no one, or (without its ZAP handler) anyone.
-    """
-    secret_file = secret_file or conf.get("CURVE_SECRET")
-    allow_dir = allow_dir or conf.get("CURVE_ALLOW")
-    if not secret_file and not allow_dir:
-        return None
-    if not secret_file or not allow_dir:
-        raise CurveKeyError(
-            "CURVE needs both the server's secret key file (--curve-secret, "
-            "ZRPC_CURVE_SECRET) and the folder of admitted client keys (--curve-allow, "
-            "ZRPC_CURVE_ALLOW)."
-        )
-    return ServerKeys.from_files(secret_file, allow_dir)
 
 
 def build_server(

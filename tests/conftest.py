@@ -17,7 +17,7 @@ import pytest
 import zerorpc
 import zmq
 
-from django_zrpc import wire
+from django_zrpc.core import protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 30.0
@@ -105,7 +105,7 @@ def raw_dealer(endpoint: str) -> zmq.Socket:
 
 def request(name: str, args: list, message_id: bytes = b"m" * 32) -> bytes:
     """The blob of a zerorpc v3 request event."""
-    return wire.pack(name, args, {"message_id": message_id, "v": 3})
+    return protocol.pack(name, args, {"message_id": message_id, "v": 3})
 
 
 def abandon_call(server: ServerProcess, name: str, *args: object) -> None:

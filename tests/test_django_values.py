@@ -18,7 +18,7 @@ from django.utils import translation
 
 from django_zrpc import RemoteError, RPCClient
 from django_zrpc.context import RequestContextMiddleware
-from django_zrpc.errors import (
+from django_zrpc.exceptions import (
     RemoteDoesNotExist,
     RemotePermissionDenied,
     RemoteValidationError,

@@ -1,7 +1,7 @@
 import pytest
 
+from django_zrpc.core.builtins import argspec
 from django_zrpc.exceptions import DuplicateRPCName, InvalidRPCName
-from django_zrpc.introspection import argspec
 from django_zrpc.registry import Registry, rpc
 
 

@@ -15,7 +15,8 @@ from django.utils import timezone
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy, override
 
-from django_zrpc import values, wire
+from django_zrpc import values
+from django_zrpc.core import protocol
 from testproject.tickets.models import Ticket
 
 AWARE = datetime.datetime(2026, 11, 23, 4, 50, 1, 123456, tzinfo=datetime.UTC)
@@ -39,8 +40,8 @@ SAMPLES = [
 
 
 def roundtrip(value, rich=True):
-    blob = wire.pack("OK", [value], {"message_id": b"m", "v": 3}, rich=rich)
-    return wire.Unpacker().unpack(blob).args[0]
+    blob = protocol.pack("OK", [value], {"message_id": b"m", "v": 3}, rich=rich)
+    return protocol.Unpacker().unpack(blob).args[0]
 
 
 @pytest.mark.parametrize("value", SAMPLES, ids=repr)
@@ -61,7 +62,7 @@ def test_plain_callers_get_readable_values():
         "pair": (1, 2),
         "tags": {"x"},
     }
-    blob = wire.pack("OK", [value], {"message_id": b"m", "v": 3}, rich=False)
+    blob = protocol.pack("OK", [value], {"message_id": b"m", "v": 3}, rich=False)
     # What a stock msgpack reader (zerorpc's) decodes: no extension types.
     plain = msgpack.unpackb(blob, raw=False)[2][0]
     assert plain == {
@@ -135,8 +136,8 @@ def test_a_malformed_extension_makes_the_event_bad(code, payload):
         [{"message_id": b"m", "v": 3}, "echo", [msgpack.ExtType(code, payload)]],
         use_bin_type=True,
     )
-    with pytest.raises(wire.BadEvent):
-        wire.Unpacker().unpack(blob)
+    with pytest.raises(protocol.BadEvent):
+        protocol.Unpacker().unpack(blob)
 
 
 def test_nested_extensions_are_held_to_the_container_limit():
@@ -147,16 +148,16 @@ def test_nested_extensions_are_held_to_the_container_limit():
         use_bin_type=True,
     )
     assert len(blob) > 64 * 1024
-    with pytest.raises(wire.BadEvent, match="more than 1000 arrays and maps"):
-        wire.Unpacker(max_containers=1000).unpack(blob)
-    assert len(wire.Unpacker().unpack(blob).args) == 12
+    with pytest.raises(protocol.BadEvent, match="more than 1000 arrays and maps"):
+        protocol.Unpacker(max_containers=1000).unpack(blob)
+    assert len(protocol.Unpacker().unpack(blob).args) == 12
 
 
 def test_another_programs_extension_is_left_as_it_is():
     blob = msgpack.packb(
         [{"message_id": b"m", "v": 3}, "echo", [msgpack.ExtType(42, b"x")]], use_bin_type=True
     )
-    assert wire.Unpacker().unpack(blob).args == [msgpack.ExtType(42, b"x")]
+    assert protocol.Unpacker().unpack(blob).args == [msgpack.ExtType(42, b"x")]
 
 
 def nested_tuples(depth):
@@ -167,11 +168,11 @@ def nested_tuples(depth):
 
 
 def test_extensions_nest_at_most_max_depth():
-    assert wire.Unpacker().unpack(nested_tuples(values.MAX_DEPTH)).args[0] is not None
+    assert protocol.Unpacker().unpack(nested_tuples(values.MAX_DEPTH)).args[0] is not None
     # A thousand levels in under 2 KB would overflow the C stack; refused instead.
     for depth in (values.MAX_DEPTH + 1, 1000):
-        with pytest.raises(wire.BadEvent, match="nested more than"):
-            wire.Unpacker().unpack(nested_tuples(depth))
+        with pytest.raises(protocol.BadEvent, match="nested more than"):
+            protocol.Unpacker().unpack(nested_tuples(depth))
 
 
 def colliding_uuids(count):
@@ -191,8 +192,8 @@ def test_members_crafted_to_share_a_hash_are_refused_at_once(shape):
         arg = b"\xde" + len(uuids).to_bytes(2, "big") + pairs
     blob = b"\x93" + header + b"\x91" + arg
     started = time.monotonic()
-    with pytest.raises(wire.BadEvent, match="share hashes"):
-        wire.Unpacker().unpack(blob)
+    with pytest.raises(protocol.BadEvent, match="share hashes"):
+        protocol.Unpacker().unpack(blob)
     assert time.monotonic() - started < 1.0
 
 
@@ -208,8 +209,8 @@ def test_decimals_out_of_range_are_refused(text):
         [{"message_id": b"m", "v": 3}, "echo", [msgpack.ExtType(values.DECIMAL, text)]],
         use_bin_type=True,
     )
-    with pytest.raises(wire.BadEvent, match="out of range"):
-        wire.Unpacker().unpack(blob)
+    with pytest.raises(protocol.BadEvent, match="out of range"):
+        protocol.Unpacker().unpack(blob)
 
 
 def test_str_and_int_subclasses_go_as_their_values():

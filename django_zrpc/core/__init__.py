@@ -1,1 +1,20 @@
-"""django_zrpc's own implementation of zerorpc's wire protocol (v3)."""
+"""django_zrpc's engine: zerorpc's wire protocol (v3) on pyzmq and gevent.
+
+What is here, one job a module:
+
+- ``protocol``: events, frames and the bounded unpacker (msgpack, no sockets);
+- ``socket_loop``: ``SocketLoop``, the one greenlet that owns a ZeroMQ socket;
+- ``server``: ``Server``, which serves calls on a ROUTER socket with
+  persistent workers; ``builtins`` (``_zerorpc_*``), ``stall`` (the blocked
+  loop warning), ``hooks`` (zerorpc-style middleware), ``ratelimit``;
+- ``client``: ``Client``, one DEALER connection that carries many calls;
+- ``zap`` (the CURVE ZAP handler) and ``handshakes`` (a socket's handshake
+  events, in words).
+
+The arrow points one way: the Django side (``server.py``, ``client.py``,
+``pool.py``, the commands) builds on ``core``, and ``core`` imports from the
+rest of django_zrpc only what is free of sockets and gevent, and shared with
+any other client: ``values`` (Django values on the wire), ``remote_errors``
+(the error codec), ``context`` (the call's context), ``exceptions`` and
+``curve`` (keys). ``tests/test_layout.py`` holds it to that.
+"""

@@ -19,17 +19,18 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import gevent
 import zmq
 from gevent.hub import Waiter
 
-from django_zrpc import context, errors, values, wire
-from django_zrpc.core.hooks import Hooks
-from django_zrpc.core.io import SocketLoop
-from django_zrpc.curve import CURVE_CLIENT, PLAIN_CLIENT, ClientKeys, HandshakeMonitor
+from django_zrpc import context, remote_errors, values
+from django_zrpc.core import protocol
+from django_zrpc.core.handshakes import CURVE_CLIENT, PLAIN_CLIENT, HandshakeMonitor
+from django_zrpc.core.socket_loop import SocketLoop
+from django_zrpc.curve import ClientKeys
 from django_zrpc.exceptions import (
     HandshakeFailed,
     LostRemote,
@@ -67,7 +68,7 @@ class _Pending:
         "waiter",
     )
 
-    def __init__(self, request: wire.Event, now: float, timeout: float) -> None:
+    def __init__(self, request: protocol.Event, now: float, timeout: float) -> None:
         self.request = request
         self.name = request.name
         self.message_id = request.message_id
@@ -91,7 +92,7 @@ class _Pending:
             # would leave the calling greenlet unscheduled.
             gevent.get_hub().loop.run_callback(waiter.switch, None)
 
-    def next_reply(self) -> wire.Event:
+    def next_reply(self) -> protocol.Event:
         """Wait for the next reply until ``timeout`` from now; raise what is not an event."""
         if not self.replies:
             self.deadline = min(self.deadline, time.monotonic() + self.timeout)
@@ -114,11 +115,10 @@ class Stream(Iterator[Any]):
     stop and the server gives it up.
     """
 
-    def __init__(self, client: Client, pending: _Pending, first: wire.Event, timeout: float):
+    def __init__(self, client: Client, pending: _Pending, first: protocol.Event) -> None:
         self._client = client
         self._pending: _Pending | None = pending
-        self._reply: wire.Event | None = first
-        self._timeout = timeout
+        self._reply: protocol.Event | None = first
 
     def __next__(self) -> Any:
         pending = self._pending
@@ -130,11 +130,10 @@ class Stream(Iterator[Any]):
                 self._client._grant(pending)
                 reply = pending.next_reply()
             self._reply = None
-            if reply.name == wire.STREAM:
+            if reply.name == protocol.STREAM:
                 return reply.args
-            if reply.name != wire.STREAM_DONE:
+            if reply.name != protocol.STREAM_DONE:
                 self._client._result(pending, reply)  # raises the remote error
-            self._client._hooks.call("client_after_request", pending.request, reply)
         except BaseException:
             self.close()
             raise
@@ -190,16 +189,14 @@ class Client(CallByName):
         *,
         timeout: float = 30.0,
         heartbeat: float | None = 5.0,
-        middleware: Iterable[Any] = (),
-        unpacker: wire.Unpacker | None = None,
+        unpacker: protocol.Unpacker | None = None,
         curve: ClientKeys | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
         self.heartbeat = heartbeat
-        self._hooks = Hooks(middleware)
-        self._unpacker = unpacker or wire.Unpacker()
-        self._new_id = wire.MessageIds()
+        self._unpacker = unpacker or protocol.Unpacker()
+        self._new_id = protocol.MessageIds()
         # One context per process for every client (pyzmq makes a new one
         # after fork): a context of their own would cost each connection two
         # I/O threads.
@@ -221,7 +218,7 @@ class Client(CallByName):
         #: yet; its replies say, in their header).
         self.server_reads_values: bool | None = None
         self._io = SocketLoop(
-            self._socket, self._on_frames, wanted=self._is_pending, on_sent=self._on_sent
+            self._socket, self._on_frames, logger, wanted=self._is_pending, on_sent=self._on_sent
         )
         self._reader = gevent.spawn(self._io.run)
         # Runs only while calls are in flight (see _tick).
@@ -250,15 +247,14 @@ class Client(CallByName):
         if self._closed:
             raise RuntimeError(f"This client of {self.endpoint} is closed.")
         timeout = self.timeout if timeout is None else timeout
-        header = {"message_id": self._new_id(), "v": wire.PROTOCOL_VERSION}
-        if self._hooks.has("get_task_context"):
-            header.update(self._hooks.get_task_context())
+        header = {"message_id": self._new_id(), "v": protocol.PROTOCOL_VERSION}
         header[values.HEADER] = values.VERSION
         header.update(context.outgoing())
         if more:
             kwargs = {**(kwargs or {}), **more}
-        request = wire.Event(name, [*args, values.Kwargs(kwargs)] if kwargs else list(args), header)
-        self._hooks.call("client_before_request", request)
+        request = protocol.Event(
+            name, [*args, values.Kwargs(kwargs)] if kwargs else list(args), header
+        )
         blob = self._pack_request(request, timeout)
         pending = _Pending(request, time.monotonic(), timeout)
         self._pending[pending.message_id] = pending
@@ -269,20 +265,18 @@ class Client(CallByName):
             # ends first (see _is_pending).
             self._io.send([b"", blob], pending)
             reply = pending.next_reply()
-        except BaseException as err:
+        except BaseException:
             self._forget(pending)
-            if isinstance(err, TimeoutExpired | LostRemote):
-                self._hooks.call("client_after_request", request, None, err)
             raise
-        if reply.name == wire.STREAM or reply.name == wire.STREAM_DONE:
-            return self._stream(pending, reply, timeout)
+        if reply.name == protocol.STREAM or reply.name == protocol.STREAM_DONE:
+            return Stream(self, pending, reply)
         self._forget(pending)
         return self._result(pending, reply)
 
-    def _pack_request(self, request: wire.Event, timeout: float) -> bytes:
+    def _pack_request(self, request: protocol.Event, timeout: float) -> bytes:
         name = request.name
         try:
-            blob, extended = wire.pack_request(name, request.args, request.header)
+            blob, extended = protocol.pack_request(name, request.args, request.header)
             if not extended or self.server_reads_values:
                 return blob
             if self.server_reads_values is None:
@@ -297,7 +291,7 @@ class Client(CallByName):
                     f"{self.endpoint} is not a django_zrpc server, which keyword arguments "
                     "need: call it with positional arguments"
                 )
-            return wire.pack(name, request.args, request.header, rich=False)
+            return protocol.pack(name, request.args, request.header, rich=False)
         except TypeError as err:
             raise TypeError(f"Cannot call {name}: {err}") from None
 
@@ -333,32 +327,23 @@ class Client(CallByName):
 
     # -- replies ---------------------------------------------------------------
 
-    def _result(self, pending: _Pending, reply: wire.Event) -> Any:
-        if reply.name == wire.OK:
-            self._hooks.call("client_after_request", pending.request, reply)
+    def _result(self, pending: _Pending, reply: protocol.Event) -> Any:
+        if reply.name == protocol.OK:
             args = reply.args
             return args[0] if isinstance(args, list | tuple) and args else None
-        if reply.name == wire.ERR:
-            error = self._remote_error(reply)
-            self._hooks.call("client_after_request", pending.request, reply, error)
-            raise error
+        if reply.name == protocol.ERR:
+            raise self._remote_error(reply)
         raise RemoteError(
             "ProtocolError", f"Unexpected {reply.name!r} in reply to {pending.name}.", None
         )
 
-    def _remote_error(self, reply: wire.Event) -> BaseException:
-        for hook in self._hooks.hooks("client_handle_remote_error"):
-            error = hook(reply)
-            if error:
-                return error
+    def _remote_error(self, reply: protocol.Event) -> BaseException:
         args = reply.args if isinstance(reply.args, list | tuple) else [reply.args]
         if reply.header.get("v", 1) >= 2 and len(args) == 3:
             name, message, traceback = args
-            return errors.decode(name, message, traceback, reply.header.get(errors.HEADER))
+            detail = reply.header.get(remote_errors.HEADER)
+            return remote_errors.decode(name, message, traceback, detail)
         return RemoteError("RemoteError", args[0] if args else None, None)
-
-    def _stream(self, pending: _Pending, first: wire.Event, timeout: float) -> Stream:
-        return Stream(self, pending, first, timeout)
 
     def _grant(self, pending: _Pending) -> None:
         # Let the server run ahead by up to STREAM_WINDOW items past what the
@@ -367,7 +352,7 @@ class Client(CallByName):
         if ahead < STREAM_WINDOW // 2:
             more = STREAM_WINDOW - ahead
             pending.granted += more
-            self._send(pending, wire.MORE, [more])
+            self._send(pending, protocol.MORE, [more])
 
     def _forget(self, pending: _Pending) -> None:
         self._pending.pop(pending.message_id, None)
@@ -386,17 +371,17 @@ class Client(CallByName):
     def _send(self, pending: _Pending, name: str, args: Any) -> None:
         header = {
             "message_id": self._new_id(),
-            "v": wire.PROTOCOL_VERSION,
+            "v": protocol.PROTOCOL_VERSION,
             "response_to": pending.message_id,
         }
-        self._io.send([b"", wire.pack(name, args, header)], pending)
+        self._io.send([b"", protocol.pack(name, args, header)], pending)
 
     def _on_frames(self, frames: list[bytes]) -> None:
         try:
             if len(frames) != 2 or frames[0] != b"":
-                raise wire.BadEvent(f"{len(frames)} frames are not [empty, event]")
+                raise protocol.BadEvent(f"{len(frames)} frames are not [empty, event]")
             event = self._unpacker.unpack(frames[1])
-        except wire.BadEvent as err:
+        except protocol.BadEvent as err:
             logger.warning("Dropped a bad frame from %s: %s", self.endpoint, err)
             return
         pending = self._pending.get(event.response_to)
@@ -405,9 +390,9 @@ class Client(CallByName):
         if self.server_reads_values is None:
             self.server_reads_values = event.header.get(values.HEADER) == values.VERSION
         pending.last_seen = time.monotonic()
-        if event.name == wire.HEARTBEAT or event.name == wire.MORE:
+        if event.name == protocol.HEARTBEAT or event.name == protocol.MORE:
             return
-        if event.name == wire.STREAM:
+        if event.name == protocol.STREAM:
             pending.granted -= 1
         pending.deliver(event)
 
@@ -478,4 +463,4 @@ class Client(CallByName):
             self._forget(pending)
             pending.deliver(LostRemote(f"Lost remote after {2 * heartbeat}s heartbeat"))
         else:
-            self._send(pending, wire.HEARTBEAT, [0])
+            self._send(pending, protocol.HEARTBEAT, [0])

@@ -1,4 +1,4 @@
-"""zerorpc-style middleware, called by name, with the hooks that must not break a call guarded."""
+"""zerorpc-style server middleware, called by name; hooks that must not break a call are guarded."""
 
 from __future__ import annotations
 
@@ -8,19 +8,16 @@ from typing import Any
 
 logger = logging.getLogger("django_zrpc.server")
 
-#: zerorpc's hook names (zerorpc.Context._hooks) plus django_zrpc's server_after_call.
+#: zerorpc's server hook names (from zerorpc.Context._hooks) the server calls, plus
+#: django_zrpc's server_after_call. zerorpc's client hooks have no counterpart:
+#: RPCClient takes no middleware.
 HOOK_NAMES = (
-    "resolve_endpoint",
     "load_task_context",
     "get_task_context",
     "server_before_exec",
     "server_after_exec",
     "server_inspect_exception",
     "server_after_call",
-    "client_handle_remote_error",
-    "client_before_request",
-    "client_after_request",
-    "client_patterns_list",
 )
 
 # A hook that raises here would end the call before its reply is sent and leave
@@ -40,9 +37,6 @@ class Hooks:
                     hook = instance.get(name)
                 if hook is not None:
                     self._hooks[name].append(_logged_errors(hook) if name in _GUARDED else hook)
-
-    def hooks(self, name: str) -> list[Callable[..., Any]]:
-        return self._hooks[name]
 
     def has(self, name: str) -> bool:
         return bool(self._hooks[name])

@@ -12,12 +12,10 @@ class RateLimitedLog:
     def __init__(self, logger: logging.Logger, template: str) -> None:
         self.logger = logger
         self.template = template
-        self.total = 0
         self._since = 0
         self._next_log = 0.0
 
     def record(self, detail: str) -> None:
-        self.total += 1
         self._since += 1
         now = time.monotonic()
         if now >= self._next_log:

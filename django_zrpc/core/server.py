@@ -27,23 +27,25 @@ import gevent.queue
 import zmq
 from django.conf import settings
 from django.utils import translation
-from gevent import monkey
 
-from django_zrpc import errors, values, wire
+from django_zrpc import remote_errors, values
 from django_zrpc.context import CallContext
 from django_zrpc.context import _current as _current_call
-from django_zrpc.core.hooks import Hooks
-from django_zrpc.core.io import SocketLoop
-from django_zrpc.core.ratelimit import RateLimitedLog
-from django_zrpc.curve import (
+from django_zrpc.core import protocol
+from django_zrpc.core.builtins import builtins as builtin_functions
+from django_zrpc.core.handshakes import (
     FAILED_EVENTS,
     SERVER,
-    Authenticator,
     HandshakeMonitor,
-    ServerKeys,
     describe_failure,
     parse_event,
 )
+from django_zrpc.core.hooks import Hooks
+from django_zrpc.core.ratelimit import RateLimitedLog
+from django_zrpc.core.socket_loop import SocketLoop
+from django_zrpc.core.stall import StallWatch
+from django_zrpc.core.zap import Authenticator
+from django_zrpc.curve import ServerKeys
 from django_zrpc.exceptions import LostRemote
 
 logger = logging.getLogger("django_zrpc.server")
@@ -94,7 +96,7 @@ class Call:
         "worker",
     )
 
-    def __init__(self, request: wire.Event, now: float) -> None:
+    def __init__(self, request: protocol.Event, now: float) -> None:
         self.request = request
         self.identity = request.identity
         self.last_seen = now
@@ -137,7 +139,7 @@ class Server:
         concurrency: int = 100,
         backlog: int | None = None,
         middleware: Iterable[Any] = (),
-        unpacker: wire.Unpacker | None = None,
+        unpacker: protocol.Unpacker | None = None,
         on_worker_exit: Callable[[], None] | None = None,
         log_calls: bool = True,
         send_tracebacks: bool = False,
@@ -153,13 +155,14 @@ class Server:
         self.function_names = sorted(functions)
         self._functions = dict(functions)
         if builtins:
-            self._functions.update(_builtins(self, functions))
+            for builtin, func in builtin_functions(name, functions).items():
+                self._functions[builtin] = ServedFunction(func)
         self._send_tracebacks = send_tracebacks
         self.stall_after = stall_after
         self.stop_linger = stop_linger
         self._hooks = Hooks(middleware)
-        self._unpacker = unpacker or wire.Unpacker()
-        self._new_id = wire.MessageIds()
+        self._unpacker = unpacker or protocol.Unpacker()
+        self._new_id = protocol.MessageIds()
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.IPV6, 1)
@@ -173,7 +176,7 @@ class Server:
             self._authenticator = Authenticator(self._context, curve.allow)
             curve.apply(self._socket)
             self._handshakes = HandshakeMonitor(self._socket, SERVER)
-        self._io = SocketLoop(self._socket, self._on_frames, user_ids=curve is not None)
+        self._io = SocketLoop(self._socket, self._on_frames, logger, user_ids=curve is not None)
         self._calls: dict[tuple[Any, Any], Call] = {}
         self._queue: gevent.queue.Queue = gevent.queue.Queue()
         self._accepting = True
@@ -204,14 +207,15 @@ class Server:
         self._greenlets = [gevent.spawn(self._work) for _ in range(self.concurrency)]
         self._greenlets.append(gevent.spawn(self._tick))
         if self.stall_after:
-            self._greenlets.append(gevent.spawn(StallWatch(self.stall_after).run))
+            watch = StallWatch(self.stall_after, Server._execute.__code__)
+            self._greenlets.append(gevent.spawn(watch.run))
         if self._authenticator is not None and self._handshakes is not None:
+            # Kept to be killed by the test of what follows its death.
             self._authenticator_greenlet = gevent.spawn(self._authenticator.run)
             self._authenticator_greenlet.link(self._on_authenticator_end)
             self._greenlets.append(self._authenticator_greenlet)
-            self._greenlets.append(
-                gevent.spawn(SocketLoop(self._handshakes.pair, self._on_handshake_event).run)
-            )
+            handshakes = SocketLoop(self._handshakes.pair, self._on_handshake_event, logger)
+            self._greenlets.append(gevent.spawn(handshakes.run))
         reader = gevent.spawn(self._io.run)
         try:
             self._stopped.wait()
@@ -260,9 +264,9 @@ class Server:
 
     def _on_frames(self, frames: list[bytes], client_key: str | None = None) -> None:
         try:
-            identity, blob = wire.split_frames(frames)
+            identity, blob = protocol.split_frames(frames)
             event = self._unpacker.unpack(blob)
-        except wire.BadEvent as err:
+        except protocol.BadEvent as err:
             self._drops.record(str(err))
             return
         event.identity = identity
@@ -276,19 +280,19 @@ class Server:
         if event in FAILED_EVENTS and event != zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             self._handshake_failures.record(describe_failure(event, value, SERVER))
 
-    def _route(self, event: wire.Event) -> None:
+    def _route(self, event: protocol.Event) -> None:
         response_to = event.response_to
         if response_to is not None:
             call = self._calls.get((event.identity, response_to))
             if call is None:
                 return  # a late heartbeat or credit for a call that ended
             call.last_seen = time.monotonic()
-            if event.name == wire.MORE:
+            if event.name == protocol.MORE:
                 count = event.args[0] if isinstance(event.args, list | tuple) and event.args else 0
                 if isinstance(count, int) and not isinstance(count, bool) and count > 0:
                     call.add_credits(min(count, 1_000_000))
-            elif event.name == wire.HEARTBEAT:
-                self._send(call, wire.HEARTBEAT, [0], spend=False)
+            elif event.name == protocol.HEARTBEAT:
+                self._send(call, protocol.HEARTBEAT, [0], spend=False)
             return
         if event.name.startswith("_zpc_"):
             return  # a heartbeat for a call we never had or already ended
@@ -324,7 +328,7 @@ class Server:
                 if call.last_seen < limit:
                     self._lose(call, f"Lost remote after {2 * self.heartbeat}s heartbeat")
                 else:
-                    self._send(call, wire.HEARTBEAT, [0], spend=False)
+                    self._send(call, protocol.HEARTBEAT, [0], spend=False)
 
     def _lose(self, call: Call, reason: str) -> None:
         if call.replied or call.lost:
@@ -384,7 +388,7 @@ class Server:
             args, kwargs = _split_kwargs(request.args)
             if served.stream:
                 self._stream(call, served(*args, **kwargs))
-                reply = self._event(call, wire.STREAM_DONE, None)
+                reply = self._event(call, protocol.STREAM_DONE, None)
             elif served.blocking:
                 # In an OS thread: this greenlet waits, the loop goes on. A lost
                 # caller cannot stop a thread that started; its result is dropped.
@@ -392,9 +396,9 @@ class Server:
                     contextvars.copy_context().run,
                     (_run_unless_lost, call, served, args, kwargs),
                 )
-                reply = self._event(call, wire.OK, [result])
+                reply = self._event(call, protocol.OK, [result])
             else:
-                reply = self._event(call, wire.OK, [served(*args, **kwargs)])
+                reply = self._event(call, protocol.OK, [served(*args, **kwargs)])
             self._hooks.call("server_after_exec", request, reply)
             self._emit(call, reply)
             call.replied = True
@@ -425,7 +429,7 @@ class Server:
         iterator = iter(iterable)
         try:
             for item in iterator:
-                self._send(call, wire.STREAM, item)
+                self._send(call, protocol.STREAM, item)
         finally:
             # Close a generator now, also when the caller was lost, so that
             # what it holds (a server-side database cursor) is released.
@@ -435,42 +439,42 @@ class Server:
 
     # -- sending -------------------------------------------------------------
 
-    def _event(self, call: Call, name: str, args: Any) -> wire.Event:
+    def _event(self, call: Call, name: str, args: Any) -> protocol.Event:
         header = {
             "message_id": self._new_id(),
-            "v": wire.PROTOCOL_VERSION,
+            "v": protocol.PROTOCOL_VERSION,
             # Tells a django_zrpc client that this server reads its value types.
             values.HEADER: values.VERSION,
         }
         if self._hooks.has("get_task_context"):
             header.update(self._hooks.get_task_context())
         header["response_to"] = call.request.message_id
-        return wire.Event(name, args, header, call.identity)
+        return protocol.Event(name, args, header, call.identity)
 
-    def _error_event(self, call: Call, exc_info: Any) -> wire.Event:
+    def _error_event(self, call: Call, exc_info: Any) -> protocol.Event:
         exc_type, exc_value, exc_tb = exc_info
         formatted = None
         if self._send_tracebacks:
             # Off by default: a traceback can show paths, hosts and DSNs.
             formatted = "".join(traceback.format_exception(exc_type, exc_value, exc_tb))
-        event = self._event(call, wire.ERR, [exc_type.__name__, str(exc_value), formatted])
-        detail = errors.encode(exc_value)
+        event = self._event(call, protocol.ERR, [exc_type.__name__, str(exc_value), formatted])
+        detail = remote_errors.encode(exc_value)
         if detail is not None:
-            event.header[errors.HEADER] = detail
+            event.header[remote_errors.HEADER] = detail
         return event
 
     def _reply_error(self, call: Call, name: str, message: str) -> None:
         # Sent even without a credit (a stream may be waiting for one): the
         # caller reads it before its buffer of 100 events could be full.
-        event = self._event(call, wire.ERR, [name, message, None])
+        event = self._event(call, protocol.ERR, [name, message, None])
         self._emit(call, event, spend=call.credits > 0)
 
     def _send(self, call: Call, name: str, args: Any, spend: bool = True) -> None:
         self._emit(call, self._event(call, name, args), spend=spend)
 
-    def _emit(self, call: Call, event: wire.Event, spend: bool = True) -> None:
+    def _emit(self, call: Call, event: protocol.Event, spend: bool = True) -> None:
         try:
-            blob = wire.pack(event.name, event.args, event.header, call.rich)
+            blob = protocol.pack(event.name, event.args, event.header, call.rich)
         except TypeError as err:  # before a credit is spent
             raise TypeError(f"rpc {call.request.name} cannot send its result: {err}") from None
         if spend:
@@ -507,61 +511,6 @@ class Server:
                 error,
                 exc_info=(type(error), error, error.__traceback__),
             )
-
-
-class StallWatch:
-    """Log when the event loop stops turning, naming the call that holds it.
-
-    A greenlet stamps the time every tenth of a second; an OS thread checks the
-    stamp. When it is older than ``after`` seconds, some code runs without ever
-    yielding (CPU-bound work, or a driver that blocks): heartbeats and every
-    other call wait for it.
-    """
-
-    def __init__(self, after: float) -> None:
-        self.after = after
-        self._stamp = time.monotonic()
-        # The OS thread's id (patched threading.get_ident() gives a greenlet's).
-        self._loop_thread = monkey.get_original("_thread", "get_ident")()
-        self._running = True
-
-    def run(self) -> None:
-        start_thread = monkey.get_original("_thread", "start_new_thread")
-        start_thread(self._watch, ())
-        try:
-            while True:
-                self._stamp = time.monotonic()
-                gevent.sleep(0.1)
-        finally:
-            self._running = False
-
-    def _watch(self) -> None:
-        sleep = monkey.get_original("time", "sleep")
-        reported = False
-        while self._running:
-            sleep(0.25)
-            stalled = time.monotonic() - self._stamp
-            if stalled < self.after:
-                reported = False
-            elif not reported:
-                reported = True
-                name = self._blocking_call()
-                logger.warning(
-                    "The event loop has not turned for %.1f s%s: heartbeats and other "
-                    "calls wait. Register CPU-bound functions with "
-                    "@rpc.register(blocking=True).",
-                    stalled,
-                    f", held by rpc {name}" if name else "",
-                )
-
-    def _blocking_call(self) -> str | None:
-        frame = sys._current_frames().get(self._loop_thread)
-        while frame is not None:
-            if frame.f_code is Server._execute.__code__:
-                request = frame.f_locals.get("request")
-                return getattr(request, "name", None)
-            frame = frame.f_back
-        return None
 
 
 def _run_unless_lost(call: Call, served: ServedFunction, args: Any, kwargs: dict[str, Any]) -> Any:
@@ -604,32 +553,3 @@ def _absorb_pending_kill() -> None:
         gevent.sleep(0)
     except _CallLost:
         pass
-
-
-def _builtins(server: Server, functions: Mapping[str, ServedFunction]) -> dict[str, ServedFunction]:
-    from django_zrpc.introspection import argspec, doc
-
-    def describe(name: str) -> dict[str, Any]:
-        spec = argspec(functions[name].func)
-        args = None
-        if spec is not None:
-            args = [{"name": arg} for arg in spec[0]]
-            for arg, default in zip(reversed(args), reversed(spec[3] or ()), strict=False):
-                arg["default"] = default
-        return {"args": args, "doc": doc(functions[name].func)}
-
-    def lookup(name: str) -> ServedFunction:
-        if name not in functions:
-            raise NameError(name)
-        return functions[name]
-
-    return {
-        "_zerorpc_ping": ServedFunction(lambda: ["pong", server.name]),
-        "_zerorpc_name": ServedFunction(lambda: server.name),
-        "_zerorpc_list": ServedFunction(lambda: sorted(functions)),
-        "_zerorpc_help": ServedFunction(lambda name: doc(lookup(name).func)),
-        "_zerorpc_args": ServedFunction(lambda name: argspec(lookup(name).func)),
-        "_zerorpc_inspect": ServedFunction(
-            lambda: {"name": server.name, "methods": {n: describe(n) for n in functions}}
-        ),
-    }

@@ -6,16 +6,21 @@ import json
 import re
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.serializers.json import DjangoJSONEncoder
 
 from django_zrpc import conf
 from django_zrpc.addrport import AddrPort, parse_addrport
-from django_zrpc.client import client_keys, validate_endpoints
+from django_zrpc.client_options import client_entry, configured_clients, validate_endpoints
 from django_zrpc.core.client import Client, Stream
-from django_zrpc.curve import CurveKeyError
-from django_zrpc.exceptions import LostRemote, RemoteError, TimeoutExpired
+from django_zrpc.curve import client_keys
+from django_zrpc.exceptions import (
+    CurveKeyError,
+    LostRemote,
+    RemoteError,
+    TimeoutExpired,
+    ZRPCConfigurationError,
+)
 
 _KEYWORD_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
 
@@ -84,17 +89,17 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         call_args, call_kwargs = parse_arguments(options["arguments"])
-        config = self._client_config(options["client"])
-        endpoint = options["endpoint"] or self._default_endpoint(config)
+        endpoints, config = self._client_entry(options["client"])
+        endpoint = options["endpoint"] or (endpoints[0] if endpoints else _local_endpoint())
         try:
             validate_endpoints(endpoint)
             keys = client_keys(
-                options["curve_secret"] or config.get("CURVE_SECRET"),
-                options["curve_server"] or config.get("CURVE_SERVER"),
+                options["curve_secret"] or config.get("curve_secret"),
+                options["curve_server"] or config.get("curve_server"),
             )
         except (ValueError, CurveKeyError) as err:
             raise CommandError(str(err)) from err
-        timeout = options["timeout"] or config.get("TIMEOUT") or 30.0
+        timeout = options["timeout"] or config.get("timeout") or 30.0
         client = Client(endpoint, timeout=timeout, curve=keys)
         try:
             result = client.call(options["name"], *call_args, kwargs=call_kwargs)
@@ -110,25 +115,24 @@ class Command(BaseCommand):
         finally:
             client.close()
 
-    def _client_config(self, alias: str | None) -> dict[str, Any]:
-        configured = getattr(settings, "ZRPC_CLIENTS", {})
+    def _client_entry(self, alias: str | None) -> tuple[list[str], dict[str, Any]]:
+        """Return the endpoints and options of ``--client``, else of the default client, if any."""
         if alias is None:
-            return configured.get("default", {}) if isinstance(configured, dict) else {}
-        if alias not in configured:
-            raise CommandError(
-                f"No RPC client named {alias!r} in ZRPC_CLIENTS "
-                f"(configured: {sorted(configured) or 'none'})."
-            )
-        return configured[alias]
-
-    def _default_endpoint(self, config: dict[str, Any]) -> str:
-        endpoints = config.get("ENDPOINTS")
-        if endpoints:
-            return endpoints if isinstance(endpoints, str) else endpoints[0]
+            if "default" not in configured_clients():
+                return [], {}
+            alias = "default"
         try:
-            addrport = parse_addrport(conf.get("ADDRPORT"))
-        except ValueError as err:
-            raise CommandError(f"ZRPC_ADDRPORT is invalid: {err}") from err
-        if addrport.host in ("0.0.0.0", "::"):  # listening everywhere: call it here
-            addrport = AddrPort("127.0.0.1", addrport.port, ipv6=False)
-        return addrport.endpoint
+            return client_entry(alias)
+        except ZRPCConfigurationError as err:
+            raise CommandError(str(err)) from err
+
+
+def _local_endpoint() -> str:
+    """Return the endpoint of ``ZRPC_ADDRPORT`` on this machine."""
+    try:
+        addrport = parse_addrport(conf.get("ADDRPORT"))
+    except ValueError as err:
+        raise CommandError(f"ZRPC_ADDRPORT is invalid: {err}") from err
+    if addrport.host in ("0.0.0.0", "::"):  # listening everywhere: call it here
+        addrport = AddrPort("127.0.0.1", addrport.port, ipv6=False)
+    return addrport.endpoint

@@ -8,7 +8,6 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from django_zrpc.introspection import doc
 from django_zrpc.registry import RPCFunction, rpc
 
 
@@ -20,7 +19,7 @@ def describe(entry: RPCFunction) -> dict[str, Any]:
         "signature": signature(entry),
         "stream": entry.stream,
         "blocking": entry.blocking,
-        "doc": doc(entry.func) or "",
+        "doc": inspect.getdoc(entry.func) or "",
     }
 
 

@@ -103,11 +103,14 @@ class Command(BaseCommand):
             )
         if not monkey.is_module_patched("socket"):
             self._relaunch_patched()
-        from django_zrpc.curve import CurveKeyError
-        from django_zrpc.server import server_keys
+        from django_zrpc.curve import server_keys
+        from django_zrpc.exceptions import CurveKeyError
 
         try:
-            options["curve"] = server_keys(options["curve_secret"], options["curve_allow"])
+            options["curve"] = server_keys(
+                options["curve_secret"] or conf.get("CURVE_SECRET"),
+                options["curve_allow"] or conf.get("CURVE_ALLOW"),
+            )
         except CurveKeyError as err:
             raise CommandError(str(err)) from err
         self.run(**options)

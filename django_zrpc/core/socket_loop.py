@@ -24,8 +24,6 @@ import gevent
 import gevent.event
 import zmq
 
-logger = logging.getLogger("django_zrpc.server")
-
 # Plain ints: pyzmq's flag enums cost microseconds per operation in arithmetic.
 _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE_NOBLOCK = int(zmq.SNDMORE) | _NOBLOCK
@@ -62,12 +60,16 @@ class SocketLoop:
         self,
         socket: zmq.Socket,
         on_frames: Callable[..., None],
+        logger: logging.Logger,
+        *,
         wanted: Callable[[Any], bool] | None = None,
         on_sent: Callable[[Any], None] | None = None,
         user_ids: bool = False,
     ) -> None:
         self.socket = socket
         self._on_frames = on_frames
+        # The owner's logger: a client's dropped message is the client's news.
+        self._logger = logger
         if user_ids:
             # ``on_frames(frames, user_id)``: the User-Id a ZAP handler gave
             # the connection the message came on (CURVE: the key's name).
@@ -98,7 +100,7 @@ class SocketLoop:
         self._watcher.start(self._wake.set)
         try:
             while not self.inherited:
-                blocked = self._flush()
+                blocked = self.flush()
                 received = self._receive_burst()
                 if received == BURST:
                     gevent.sleep(0)  # more may be waiting: let the workers run first
@@ -129,9 +131,6 @@ class SocketLoop:
 
     def flush(self) -> bool:
         """Send queued frames now; return True if the socket would block."""
-        return self._flush()
-
-    def _flush(self) -> bool:
         send = self.socket.send
         outbox = self._outbox
         wanted = self._wanted
@@ -152,7 +151,7 @@ class SocketLoop:
             except zmq.ZMQError as err:
                 if err.errno in _SOCKET_GONE:
                     raise
-                logger.warning("Dropped an outgoing message: %s", err)
+                self._logger.warning("Dropped an outgoing message: %s", err)
             outbox.popleft()
             if owner is not None and self._on_sent is not None:
                 self._on_sent(owner)
@@ -172,12 +171,12 @@ class SocketLoop:
             except zmq.ZMQError as err:
                 if err.errno in _SOCKET_GONE:
                     raise
-                logger.warning("Dropped an incoming message: %s", err)
+                self._logger.warning("Dropped an incoming message: %s", err)
                 continue
             try:
                 on_frames(frames)
             except Exception:
-                logger.exception("Handling received frames failed; the loop goes on.")
+                self._logger.exception("Handling received frames failed; the loop goes on.")
         return BURST
 
     def _receive_burst_with_user_id(self) -> int:
@@ -193,7 +192,7 @@ class SocketLoop:
             except zmq.ZMQError as err:
                 if err.errno in _SOCKET_GONE:
                     raise
-                logger.warning("Dropped an incoming message: %s", err)
+                self._logger.warning("Dropped an incoming message: %s", err)
                 continue
             try:
                 user_id = parts[-1].get("User-Id")
@@ -202,5 +201,5 @@ class SocketLoop:
             try:
                 on_frames([part.bytes for part in parts], user_id or None)
             except Exception:
-                logger.exception("Handling received frames failed; the loop goes on.")
+                self._logger.exception("Handling received frames failed; the loop goes on.")
         return BURST

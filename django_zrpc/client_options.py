@@ -1,0 +1,131 @@
+"""What a client may be given, checked in one place: ``RPCClient``'s options and ``ZRPC_CLIENTS``.
+
+Imports no socket code, so that the system checks can use it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.conf import settings
+
+from django_zrpc.exceptions import CurveKeyError, ZRPCConfigurationError
+
+#: Keys of a ZRPC_CLIENTS entry -> RPCClient keyword arguments.
+OPTIONS = {
+    "TIMEOUT": "timeout",
+    "HEARTBEAT": "heartbeat",
+    "POOL_SIZE": "pool_size",
+    "CALLS_PER_CONNECTION": "calls_per_connection",
+    "POOL_TIMEOUT": "pool_timeout",
+    "DOWN_FOR": "down_for",
+    "CURVE_SECRET": "curve_secret",
+    "CURVE_SERVER": "curve_server",
+}
+
+_SECONDS = ("timeout", "heartbeat", "pool_timeout", "down_for")
+_MAY_BE_NONE = ("heartbeat", "pool_timeout")  # no heartbeats; the call's timeout
+_COUNTS = ("pool_size", "calls_per_connection")
+
+_ENDPOINT_RE = re.compile(r"^(tcp://(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):\d{1,5}|ipc://\S+)$")
+
+
+def validate_endpoints(endpoints: Any) -> list[str]:
+    """Return ``endpoints`` as a list, or raise ``ValueError`` quoting the bad one."""
+    if isinstance(endpoints, str):
+        endpoints = [endpoints]
+    if not isinstance(endpoints, list | tuple) or not endpoints:
+        raise ValueError(
+            f"Endpoints must be a 'tcp://host:port' string or a non-empty list of them, "
+            f"not {endpoints!r}."
+        )
+    for endpoint in endpoints:
+        if not isinstance(endpoint, str) or not _ENDPOINT_RE.match(endpoint):
+            raise ValueError(
+                f"{endpoint!r} is not an endpoint; write it like 'tcp://127.0.0.1:4242'."
+            )
+    return list(endpoints)
+
+
+def option_errors(options: dict[str, Any]) -> dict[str, str]:
+    """Return, per bad ``RPCClient`` keyword argument in ``options``, what it must be.
+
+    Each message is a sentence without its subject: ``"must be ..., not 0."``.
+    """
+    errors = {}
+    for option in _SECONDS:
+        if option not in options:
+            continue
+        value = options[option]
+        if value is None and option in _MAY_BE_NONE:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            errors[option] = f"must be a number of seconds above 0, not {value!r}."
+    for option in _COUNTS:
+        value = options.get(option, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            errors[option] = f"must be an integer of 1 or more, not {value!r}."
+    return errors
+
+
+def check_options(options: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming every bad ``RPCClient`` keyword argument in ``options``."""
+    errors = option_errors(options)
+    if errors:
+        raise ValueError(" ".join(f"{option} {error}" for option, error in errors.items()))
+
+
+def entry_errors(alias: Any, config: Any) -> list[str]:
+    """Return what is wrong with one ``ZRPC_CLIENTS`` entry, as whole sentences."""
+    where = f"ZRPC_CLIENTS[{alias!r}]"
+    if not isinstance(config, dict):
+        return [f"{where} must be a dict, not {config!r}."]
+    errors = []
+    unknown = sorted(set(config) - set(OPTIONS) - {"ENDPOINTS"})
+    if unknown:
+        errors.append(
+            f"{where} has unknown keys {unknown}; known: ENDPOINTS, {', '.join(OPTIONS)}."
+        )
+    try:
+        validate_endpoints(config.get("ENDPOINTS"))
+    except ValueError as err:
+        errors.append(f"{where}['ENDPOINTS']: {err}")
+    keys = {option: key for key, option in OPTIONS.items()}
+    options = {OPTIONS[key]: value for key, value in config.items() if key in OPTIONS}
+    for option, error in option_errors(options).items():
+        errors.append(f"{where}['{keys[option]}'] {error}")
+    secret, server = config.get("CURVE_SECRET"), config.get("CURVE_SERVER")
+    if secret is not None or server is not None:
+        from django_zrpc.curve import client_keys  # reads key files; needs pyzmq
+
+        try:
+            client_keys(secret, server)
+        except CurveKeyError as err:
+            errors.append(f"{where}: {err}")
+    return errors
+
+
+def configured_clients() -> dict[str, Any]:
+    """Return ``ZRPC_CLIENTS`` as it is now ({} when unset)."""
+    return getattr(settings, "ZRPC_CLIENTS", {})
+
+
+def client_entry(alias: str) -> tuple[list[str], dict[str, Any]]:
+    """Return the endpoints and ``RPCClient`` keyword arguments of ``ZRPC_CLIENTS[alias]``.
+
+    Raises ``ZRPCConfigurationError`` when there is no such entry or it is wrong.
+    """
+    configured = configured_clients()
+    if not isinstance(configured, dict) or alias not in configured:
+        names = sorted(configured) if isinstance(configured, dict) else []
+        raise ZRPCConfigurationError(
+            f"No RPC client named {alias!r}: add it to ZRPC_CLIENTS "
+            f"(configured: {names or 'none'})."
+        )
+    config = configured[alias]
+    errors = entry_errors(alias, config)
+    if errors:
+        raise ZRPCConfigurationError(" ".join(errors))
+    options = {OPTIONS[key]: value for key, value in config.items() if key in OPTIONS}
+    return validate_endpoints(config["ENDPOINTS"]), options

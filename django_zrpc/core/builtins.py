@@ -1,0 +1,65 @@
+"""zerorpc's built-in functions (``_zerorpc_ping``, ``_zerorpc_inspect``, ...) for a server.
+
+Every zerorpc server answers these; the ``zerorpc`` command and
+``_zerorpc_inspect`` clients use them to list and describe functions. zerorpc
+0.6.3 builds the argument specs on ``inspect.getargspec``, which Python 3.11
+removed; ``argspec`` gives the same 4-item shape from
+``inspect.getfullargspec``, with defaults made safe for msgpack.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from django_zrpc.core.server import ServedFunction
+
+_WIRE_SAFE = (type(None), bool, int, float, str, bytes)
+
+
+def argspec(func: Callable[..., Any]) -> list[Any] | None:
+    """Return ``[args, varargs, varkw, defaults]`` as getargspec did, or None."""
+    try:
+        # getfullargspec does not follow functools.wraps; the caller wants the
+        # signature of the registered function, not of a wrapper around it.
+        spec = inspect.getfullargspec(inspect.unwrap(func))
+    except TypeError:
+        return None
+    defaults = None
+    if spec.defaults is not None:
+        defaults = [d if isinstance(d, _WIRE_SAFE) else repr(d) for d in spec.defaults]
+    return [list(spec.args), spec.varargs, spec.varkw, defaults]
+
+
+def builtins(
+    server_name: str, functions: Mapping[str, ServedFunction]
+) -> dict[str, Callable[..., Any]]:
+    """Return the built-ins of a server called ``server_name`` serving ``functions``."""
+
+    def describe(name: str) -> dict[str, Any]:
+        spec = argspec(functions[name].func)
+        args = None
+        if spec is not None:
+            args = [{"name": arg} for arg in spec[0]]
+            for arg, default in zip(reversed(args), reversed(spec[3] or ()), strict=False):
+                arg["default"] = default
+        return {"args": args, "doc": inspect.getdoc(functions[name].func)}
+
+    def lookup(name: str) -> ServedFunction:
+        if name not in functions:
+            raise NameError(name)
+        return functions[name]
+
+    return {
+        "_zerorpc_ping": lambda: ["pong", server_name],
+        "_zerorpc_name": lambda: server_name,
+        "_zerorpc_list": lambda: sorted(functions),
+        "_zerorpc_help": lambda name: inspect.getdoc(lookup(name).func),
+        "_zerorpc_args": lambda name: argspec(lookup(name).func),
+        "_zerorpc_inspect": lambda: {
+            "name": server_name,
+            "methods": {name: describe(name) for name in functions},
+        },
+    }
