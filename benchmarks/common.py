@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import resource
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -27,6 +28,11 @@ WORKLOADS = {
     "payload": "echo of a 10 KB string",
     "get_ticket": "get_ticket: a PostgreSQL read by primary key",
 }
+
+
+def log(message: str) -> None:
+    """Progress on stderr, so that stdout holds only the results."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def free_port() -> int:
