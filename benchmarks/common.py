@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = "benchmarks.settings"  # DJANGO_SETTINGS_MODULE of every Django process of the benchmarks
 TICKS = os.sysconf("SC_CLK_TCK")
 
 PAYLOAD = "x" * 10_240  # the 10 KB workload: one string, so that JSON (nameko) carries it too

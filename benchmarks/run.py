@@ -4,10 +4,11 @@
     .venv/bin/python benchmarks/run.py --quick          # a seconds-long smoke pass
 
 Every server and every client is a process of its own on 127.0.0.1, on free
-ports. Each round measures every pair once, in turn, then streams; the tables
-show medians over rounds, and each figure as a ratio to a stock zerorpc client
-calling a stock zerorpc server in the same run. CPU is user+system time per
-call of the client process and of the server processes, from /proc.
+ports, with the settings ``benchmarks.settings``. Each round measures every
+pair once, in turn, then streams; the tables show medians over rounds, and
+each figure as a ratio to a stock zerorpc client calling a stock zerorpc
+server in the same run. CPU is user+system time per call of the client
+process and of the server processes, from /proc.
 
 It prints markdown tables; a full run (not ``--quick``) also rewrites the
 generated block of docs/benchmarks.rst and docs/benchmarks.png. It makes what
@@ -34,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import report, venvs
-from benchmarks.common import ROOT, WORKLOADS, free_port, log, status_kb
+from benchmarks.common import ROOT, SETTINGS, WORKLOADS, free_port, log, status_kb
 from benchmarks.database import prepare_database
 from benchmarks.pairs import PAIRS, STREAM_PAIRS, Pair
 from benchmarks.servers import Server
@@ -119,11 +120,7 @@ def _web(behind: Server, env: dict[str, str]) -> Server:
         f"127.0.0.1:{port}",
         "testproject.wsgi",
     ]
-    web_env = {
-        **env,
-        "DJANGO_SETTINGS_MODULE": "benchmarks.web_settings",
-        "ZRPC_ENDPOINT": behind.endpoint,
-    }
+    web_env = {**env, "ZRPC_ENDPOINT": behind.endpoint}
     server = Server("gunicorn", args, web_env, port, None, scheme="http")
     return server.wait_ready(f"{server.endpoint}/bench/echo/")
 
@@ -235,8 +232,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def make_plan(args: argparse.Namespace) -> Plan:
     """Prepare the database and nameko, pick the HTTP load, and drop what cannot run."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE",)}
-    env["CONN_MAX_AGE"] = "60"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, "CONN_MAX_AGE": "60"}
     skipped: list[str] = []
     workloads = [w for w in WORKLOADS if w in args.workloads]
     pairs = [p for p in PAIRS if not args.pairs or any(s in p.label for s in args.pairs)]
