@@ -25,6 +25,7 @@ from typing import Any
 from benchmarks.common import (
     MAX_CALLS,
     METHOD,
+    SETTINGS,
     argument,
     check,
     drive,
@@ -41,7 +42,7 @@ def _spawn_all_gevent(loop: Callable[[int], None], n: int) -> None:
 
 
 def _django() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", SETTINGS)
     import django
 
     django.setup()

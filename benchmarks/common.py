@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import resource
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = "benchmarks.settings"  # DJANGO_SETTINGS_MODULE of every Django process of the benchmarks
 TICKS = os.sysconf("SC_CLK_TCK")
 
 PAYLOAD = "x" * 10_240  # the 10 KB workload: one string, so that JSON (nameko) carries it too
@@ -27,6 +29,11 @@ WORKLOADS = {
     "payload": "echo of a 10 KB string",
     "get_ticket": "get_ticket: a PostgreSQL read by primary key",
 }
+
+
+def log(message: str) -> None:
+    """Progress on stderr, so that stdout holds only the results."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def free_port() -> int:

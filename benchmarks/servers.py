@@ -4,9 +4,10 @@ Two are defined here and run as ``python -m benchmarks.servers KIND PORT``:
 
 - ``raw``: a pyzmq ROUTER answering every msgpack event with an OK event
   echoing its arguments (the floor);
-- ``zerorpc``: a stock zerorpc 0.6.3 server of the test project's functions
-  (``echo``, ``get_ticket``, ``ticket_list``), on gevent, Django set up as
-  ``runrpc`` would (monkey-patched first).
+- ``zerorpc``: a stock zerorpc 0.6.3 server of the functions ``runrpc``
+  serves in the benchmark (``echo``, ``get_ticket``, ``ticket_list``), on
+  gevent, Django set up with ``benchmarks.settings`` as ``runrpc`` would
+  (monkey-patched first).
 
 The others are the project's own commands (``manage.py runrpc``, gunicorn with
 gevent workers) and nameko's ``nameko run``; :class:`Server` starts any of them,
@@ -23,7 +24,7 @@ import threading
 import time
 import urllib.request
 
-from benchmarks.common import ROOT, children
+from benchmarks.common import ROOT, SETTINGS, children
 
 READY_TIMEOUT = 60.0
 # The zerorpc server opens a database connection per call (zerorpc spawns a
@@ -50,7 +51,7 @@ def serve_zerorpc(port: int) -> None:
     from gevent import monkey
 
     monkey.patch_all()
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", SETTINGS)
     import django
 
     django.setup()

@@ -27,13 +27,18 @@ import gevent
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import free_port  # noqa: E402
+from benchmarks.common import SETTINGS, free_port  # noqa: E402
 from django_zrpc.core.client import Client  # noqa: E402
 from django_zrpc.exceptions import RemoteError  # noqa: E402
 
 
 def start_server(port: int) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "ZRPC_LOG_CALLS": "0"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": SETTINGS,
+        "PYTHONUNBUFFERED": "1",
+        "ZRPC_LOG_CALLS": "0",
+    }
     env.pop("DATABASE_URL", None)
     proc = subprocess.Popen(
         [

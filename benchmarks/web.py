@@ -1,9 +1,9 @@
 """Views for the benchmark's HTTP row: a Django view calling RPCClient.
 
-Served by gunicorn with gevent workers under ``benchmarks.web_settings``, the
-test project's settings plus these URLs. ``/tickets/<id>/`` is the test
-project's own view; ``/bench/echo/`` and ``/bench/payload/`` call ``echo`` with
-a small int and with the 10 KB string, and answer its result as JSON.
+Served by gunicorn with gevent workers under ``benchmarks.settings``, whose
+ROOT_URLCONF this module is. ``/tickets/<id>/`` is the test project's own
+view; ``/bench/echo/`` and ``/bench/payload/`` call ``echo`` with a small int
+and with the 10 KB string, and answer its result as JSON.
 """
 
 from django.http import JsonResponse

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class BenchFunctionsConfig(AppConfig):
+    name = "benchmarks.functions"
+    label = "bench_functions"

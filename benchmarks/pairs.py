@@ -1,0 +1,68 @@
+"""What the benchmark measures: the client -> server pairs, and the few it compares against.
+
+Shared by the runner (which starts and measures them) and the report (which
+divides every figure by the baseline's and reads the targets from the rows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Pair:
+    label: str
+    client: str  # a kind of benchmarks.clients, "nameko-reused"/"nameko-per-call" or "http"
+    server: str  # a key of the servers started
+    workloads: tuple[str, ...]
+
+
+RAW = "raw pyzmq -> raw pyzmq"
+BASELINE = "zerorpc -> zerorpc"
+TARGET_PAIR = "RPCClient -> runrpc, no call log"
+NAMEKO_REUSED = "nameko proxy reused -> nameko"
+
+PAIRS = [
+    Pair(RAW, "raw", "raw", ("echo", "payload")),
+    Pair(BASELINE, "zerorpc", "zerorpc", ("echo", "payload", "get_ticket")),
+    Pair(
+        "zerorpc per call -> zerorpc",
+        "zerorpc-per-call",
+        "zerorpc",
+        ("echo", "payload", "get_ticket"),
+    ),
+    Pair("zerorpc -> runrpc", "zerorpc", "runrpc", ("echo", "payload")),
+    Pair(
+        "zerorpc -> runrpc, no call log",
+        "zerorpc",
+        "runrpc-quiet",
+        ("echo", "payload", "get_ticket"),
+    ),
+    Pair(
+        "zerorpc per call -> runrpc, no call log",
+        "zerorpc-per-call",
+        "runrpc-quiet",
+        ("echo", "payload", "get_ticket"),
+    ),
+    Pair(
+        "django_zrpc client -> runrpc, no call log",
+        "core",
+        "runrpc-quiet",
+        ("echo", "payload", "get_ticket"),
+    ),
+    Pair("RPCClient -> runrpc", "rpcclient", "runrpc", ("echo", "payload")),
+    Pair(TARGET_PAIR, "rpcclient", "runrpc-quiet", ("echo", "payload", "get_ticket")),
+    Pair(
+        "HTTP -> gunicorn gevent view -> RPCClient -> runrpc, no call log",
+        "http",
+        "web",
+        ("echo", "payload", "get_ticket"),
+    ),
+    Pair(NAMEKO_REUSED, "nameko-reused", "nameko", ("echo", "payload")),
+    Pair("nameko proxy per call -> nameko", "nameko-per-call", "nameko", ("echo", "payload")),
+]
+# (label, client kind of benchmarks.clients, server kind) of the ticket_list streams.
+STREAM_PAIRS = [
+    (BASELINE, "stream-zerorpc", "zerorpc"),
+    (TARGET_PAIR, "stream-rpcclient", "runrpc-quiet"),
+]
