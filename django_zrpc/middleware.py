@@ -38,6 +38,15 @@ class CloseOldConnectionsMiddleware:
     def server_before_exec(self, request_event: Any) -> None:
         _close_old_connections()
 
+    def server_worker_idle(self) -> bool:
+        """Close this idle worker's connections past ``CONN_MAX_AGE``; say whether any is left.
+
+        A worker that takes no call for a while would otherwise keep its
+        connection open for good, and with it a database backend.
+        """
+        _close_old_connections()
+        return _opened_here()
+
     def server_after_call(self, request_event: Any, exc_info: Any) -> None:
         # After the reply or error is sent, also for streams (after their last
         # item) and for calls whose caller was lost mid-call.

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import MiddlewareNotUsed
 from django.db import close_old_connections, connections
 from django.utils.module_loading import import_string
@@ -53,6 +54,57 @@ def _with_own_connections(func: Callable[..., Any]) -> Callable[..., Any]:
     return run_in_thread
 
 
+def idle_check() -> float | None:
+    """Return how often an idle worker looks for connections past ``CONN_MAX_AGE``; None: never.
+
+    A quarter of the shortest positive ``CONN_MAX_AGE`` (between 0.5 and 5 s),
+    so that an idle connection closes soon after its age passes. With 0 a
+    connection ends with its call; with None it is never too old.
+    """
+    ages = [db.get("CONN_MAX_AGE", 0) for db in settings.DATABASES.values()]
+    positive = [age for age in ages if age]
+    if not positive:
+        return None
+    return max(0.5, min(5.0, min(positive) / 4))
+
+
+def connection_limits(server: Server, registry: Registry = rpc) -> list[str]:
+    """Return a warning for each PostgreSQL database the server could ask too many connections of.
+
+    Each worker may hold a connection, and a ``blocking=True`` function runs
+    in a thread with one of its own, beside its worker's: ``concurrency``, or
+    twice that with blocking functions. The database admits
+    ``max_connections`` less ``superuser_reserved_connections``, shared with
+    every other process that uses it.
+    """
+    blocking = any(entry.blocking for entry in registry)
+    most = server.concurrency * (2 if blocking else 1)
+    threads = " and as many threads for blocking functions" if blocking else ""
+    warnings = []
+    for alias in connections:
+        connection = connections[alias]
+        if connection.vendor != "postgresql":
+            continue
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW max_connections")
+                (allowed,) = cursor.fetchone()
+                cursor.execute("SHOW superuser_reserved_connections")
+                (reserved,) = cursor.fetchone()
+        except Exception as err:  # the database may be down at startup: say so, go on
+            warnings.append(f"Cannot read max_connections of database {alias!r}: {err}")
+            continue
+        admitted = int(allowed) - int(reserved)
+        if most > admitted:
+            warnings.append(
+                f"runrpc may open up to {most} connections to database {alias!r} "
+                f"({server.concurrency} workers{threads}), and it admits {admitted} "
+                f"(max_connections {allowed}, {reserved} reserved), shared with every other "
+                "process: lower --concurrency (ZRPC_CONCURRENCY) or raise max_connections."
+            )
+    return warnings
+
+
 def build_server(
     *,
     heartbeat: float | None = None,
@@ -83,6 +135,7 @@ def build_server(
         "send_tracebacks": conf.get("SEND_TRACEBACKS"),
         "builtins": conf.get("BUILTINS"),
         "curve": curve,
+        "idle_check": idle_check(),
         **overrides,
     }
     if "middleware" not in options:

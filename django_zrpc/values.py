@@ -57,11 +57,20 @@ class Kwargs(dict[str, Any]):
     """A call's keyword arguments, sent as the last item of its args."""
 
 
+_INT_RANGE = (
+    "an integer out of msgpack's range (-2**63 to 2**64 - 1) cannot be sent over RPC: "
+    "send it as a str or a Decimal"
+)
+
+
 def pack(obj: Any, rich: bool) -> bytes:
     """Pack ``obj`` with django_zrpc's types (``rich``), or as plain msgpack for other callers."""
-    if rich:
-        return msgpack.packb(obj, use_bin_type=True, strict_types=True, default=_rich)
-    return msgpack.packb(obj, use_bin_type=True, default=_plain)
+    try:
+        if rich:
+            return msgpack.packb(obj, use_bin_type=True, strict_types=True, default=_rich)
+        return msgpack.packb(obj, use_bin_type=True, default=_plain)
+    except OverflowError:
+        raise TypeError(_INT_RANGE) from None
 
 
 def pack_detected(obj: Any) -> tuple[bytes, bool]:
@@ -79,7 +88,10 @@ def pack_detected(obj: Any) -> tuple[bytes, bool]:
             extended = True
         return packed
 
-    blob = msgpack.packb(obj, use_bin_type=True, strict_types=True, default=default)
+    try:
+        blob = msgpack.packb(obj, use_bin_type=True, strict_types=True, default=default)
+    except OverflowError:
+        raise TypeError(_INT_RANGE) from None
     return blob, extended
 
 

@@ -8,8 +8,8 @@ What is here, one job a module:
   persistent workers; ``builtins`` (``_zerorpc_*``), ``stall`` (the blocked
   loop warning), ``hooks`` (zerorpc-style middleware), ``ratelimit``;
 - ``client``: ``Client``, one DEALER connection that carries many calls;
-- ``zap`` (the CURVE ZAP handler) and ``handshakes`` (a socket's handshake
-  events, in words).
+- ``zap`` (the CURVE ZAP handler), ``monitor`` (a socket's closed connections
+  and handshake failures) and ``heap`` (memory of departed peers given back).
 
 The arrow points one way: the Django side (``server.py``, ``client.py``,
 ``pool.py``, the commands) builds on ``core``, and ``core`` imports from the

@@ -24,11 +24,20 @@ from typing import Any
 
 import gevent
 import zmq
+from gevent import monkey
 from gevent.hub import Waiter
 
 from django_zrpc import context, remote_errors, values
 from django_zrpc.core import protocol
-from django_zrpc.core.handshakes import CURVE_CLIENT, PLAIN_CLIENT, HandshakeMonitor
+from django_zrpc.core.monitor import (
+    CURVE_CLIENT,
+    DISCONNECTED,
+    FAILED_EVENTS,
+    PLAIN_CLIENT,
+    SUCCEEDED,
+    SocketMonitor,
+    describe_failure,
+)
 from django_zrpc.core.socket_loop import SocketLoop
 from django_zrpc.curve import ClientKeys
 from django_zrpc.exceptions import (
@@ -47,18 +56,21 @@ STREAM_WINDOW = 100
 #: Seconds between the ticker's checks of timeouts (and heartbeats, when due).
 TICK = 0.01
 
-#: Seconds a call may wait for a connection before the client watches its
-#: handshakes (ZeroMQ retries a failed one every 0.1 s or so).
-MONITOR_AFTER = 0.1
+#: Seconds a call waits unsent before a failed handshake fails it: ZeroMQ
+#: retries a failed connection every 0.1 s or so, and one may yet succeed.
+HANDSHAKE_GRACE = 0.1
+
+#: The most characters of a remote error's message and traceback kept: a
+#: server cannot make its caller hold megabytes per error.
+MAX_ERROR_TEXT = 16 * 1024
 
 
-class _Pending:
+class _Pending(protocol.Heard):
     """One call waiting for its reply, or a stream being read."""
 
     __slots__ = (
         "deadline",
         "granted",
-        "last_seen",
         "message_id",
         "name",
         "replies",
@@ -69,12 +81,12 @@ class _Pending:
     )
 
     def __init__(self, request: protocol.Event, now: float, timeout: float) -> None:
+        super().__init__(now)
         self.request = request
         self.name = request.name
         self.message_id = request.message_id
         self.replies: deque[Any] = deque()
         self.waiter: Waiter | None = None
-        self.last_seen = now
         self.timeout = timeout
         self.deadline = now + timeout
         # Whether the request left the socket; until then the server's
@@ -112,7 +124,8 @@ class Stream(Iterator[Any]):
     """The items of a streaming call, read as the caller iterates.
 
     ``close()`` (or dropping the iterator) abandons the call: its heartbeats
-    stop and the server gives it up.
+    stop, and a django_zrpc server is told at once to stop the function (a
+    stock zerorpc server gives the call up when the heartbeats stop).
     """
 
     def __init__(self, client: Client, pending: _Pending, first: protocol.Event) -> None:
@@ -133,17 +146,21 @@ class Stream(Iterator[Any]):
             if reply.name == protocol.STREAM:
                 return reply.args
             if reply.name != protocol.STREAM_DONE:
+                self._pending = None
+                self._client._forget(pending)
                 self._client._result(pending, reply)  # raises the remote error
         except BaseException:
             self.close()
             raise
-        self.close()
+        self._pending = None
+        self._client._forget(pending)
         raise StopIteration
 
     def close(self) -> None:
+        """Abandon the stream: the server stops the function."""
         if self._pending is not None:
-            self._client._forget(self._pending)
-            self._pending = None
+            pending, self._pending = self._pending, None
+            self._client._cancel(pending)
 
     def __del__(self) -> None:
         self.close()
@@ -204,15 +221,22 @@ class Client(CallByName):
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.IMMEDIATE, 1)
         self._socket.setsockopt(zmq.IPV6, 1)
+        # The server's limits hold here too: a frame past them ends the
+        # connection (and its calls: LostRemote) instead of filling memory.
+        self._socket.setsockopt(zmq.MAXMSGSIZE, self._unpacker.max_event_bytes)
         if curve is not None:
             curve.apply(self._socket)
         self._side = CURVE_CLIENT if curve is not None else PLAIN_CLIENT
-        # Made when a call stays unsent (see _tick): a failed handshake leaves
-        # calls unsent, and the monitor says why. Most connections never need
-        # one, and it costs two sockets of the shared context.
-        self._handshakes: HandshakeMonitor | None = None
+        # A dropped connection fails the calls in flight on it at once, and a
+        # failed handshake the calls waiting for one, each saying why.
+        self._monitor = SocketMonitor(self._socket, self._on_socket_event)
+        self._handshake_failure: str | None = None
         self._socket.connect(endpoint)
         self._pending: dict[Any, _Pending] = {}
+        # The OS thread the client belongs to: a stream dropped in another
+        # (a garbage collection) cancels through this thread's loop.
+        self._thread = monkey.get_original("_thread", "get_ident")()
+        self._hub = gevent.get_hub()
         self._closed = False
         #: Whether the server reads django_zrpc's value types (None: not known
         #: yet; its replies say, in their header).
@@ -221,6 +245,9 @@ class Client(CallByName):
             self._socket, self._on_frames, logger, wanted=self._is_pending, on_sent=self._on_sent
         )
         self._reader = gevent.spawn(self._io.run)
+        self._watcher = gevent.spawn(
+            SocketLoop(self._monitor.pair, self._monitor.on_frames, logger).run
+        )
         # Runs only while calls are in flight (see _tick).
         self._ticker: gevent.Greenlet | None = None
 
@@ -246,6 +273,11 @@ class Client(CallByName):
         """
         if self._closed:
             raise RuntimeError(f"This client of {self.endpoint} is closed.")
+        if not isinstance(name, str) or not 0 < len(name) <= protocol.MAX_NAME_LEN:
+            raise ValueError(
+                f"{name!r:.80} is not a function name a server takes: a string of 1 to "
+                f"{protocol.MAX_NAME_LEN} characters."
+            )
         timeout = self.timeout if timeout is None else timeout
         header = {"message_id": self._new_id(), "v": protocol.PROTOCOL_VERSION}
         header[values.HEADER] = values.VERSION
@@ -256,6 +288,11 @@ class Client(CallByName):
             name, [*args, values.Kwargs(kwargs)] if kwargs else list(args), header
         )
         blob = self._pack_request(request, timeout)
+        if len(blob) > self._unpacker.max_event_bytes:
+            raise ValueError(
+                f"Cannot call {name}: the request is {len(blob)} bytes, more than the "
+                f"{self._unpacker.max_event_bytes} a message may hold (ZRPC_MAX_MESSAGE_BYTES)."
+            )
         pending = _Pending(request, time.monotonic(), timeout)
         self._pending[pending.message_id] = pending
         if self._ticker is None:
@@ -303,7 +340,7 @@ class Client(CallByName):
         for pending in list(self._pending.values()):
             pending.deliver(LostRemote(f"The client of {self.endpoint} was closed."))
         self._pending.clear()
-        for greenlet in (self._ticker, self._reader):
+        for greenlet in (self._ticker, self._reader, self._watcher):
             if greenlet is not None:
                 greenlet.kill()  # blocking: the loop must be gone before its socket
         self._close_sockets()
@@ -315,8 +352,7 @@ class Client(CallByName):
 
     def _close_sockets(self) -> None:
         self._io.stop_watching()
-        if self._handshakes is not None:
-            self._handshakes.close()
+        self._monitor.close()
         self._socket.close(linger=0)
 
     def __enter__(self) -> Client:
@@ -340,10 +376,10 @@ class Client(CallByName):
     def _remote_error(self, reply: protocol.Event) -> BaseException:
         args = reply.args if isinstance(reply.args, list | tuple) else [reply.args]
         if reply.header.get("v", 1) >= 2 and len(args) == 3:
-            name, message, traceback = args
+            name, message, traceback = (_capped(arg) for arg in args)
             detail = reply.header.get(remote_errors.HEADER)
             return remote_errors.decode(name, message, traceback, detail)
-        return RemoteError("RemoteError", args[0] if args else None, None)
+        return RemoteError("RemoteError", _capped(args[0]) if args else None, None)
 
     def _grant(self, pending: _Pending) -> None:
         # Let the server run ahead by up to STREAM_WINDOW items past what the
@@ -356,6 +392,29 @@ class Client(CallByName):
 
     def _forget(self, pending: _Pending) -> None:
         self._pending.pop(pending.message_id, None)
+
+    def _cancel(self, pending: _Pending) -> None:
+        """Give a call up; tell a django_zrpc server, from any thread, to stop it."""
+        if self._pending.pop(pending.message_id, None) is None or self._closed:
+            return  # it had ended
+        if not (pending.sent and self.server_reads_values):
+            return  # never sent, or a stock zerorpc server: it must not see the event
+        if monkey.get_original("_thread", "get_ident")() == self._thread:
+            self._send_cancel(pending)
+        else:
+            self._hub.loop.run_callback_threadsafe(self._send_cancel, pending)
+
+    def _send_cancel(self, pending: _Pending) -> None:
+        if self._closed:
+            return
+        header = {
+            "message_id": self._new_id(),
+            "v": protocol.PROTOCOL_VERSION,
+            "response_to": pending.message_id,
+        }
+        # At once: in a thread that gevent did not patch, the hub runs only
+        # while a call waits, and the server would go on streaming till then.
+        self._io.send_now([b"", protocol.pack(protocol.CANCEL, [], header)])
 
     # -- the socket --------------------------------------------------------------
 
@@ -389,12 +448,44 @@ class Client(CallByName):
             return  # for a call that timed out or was abandoned
         if self.server_reads_values is None:
             self.server_reads_values = event.header.get(values.HEADER) == values.VERSION
-        pending.last_seen = time.monotonic()
-        if event.name == protocol.HEARTBEAT or event.name == protocol.MORE:
+        name = event.name
+        pending.heard(time.monotonic(), name == protocol.HEARTBEAT)
+        if name == protocol.HEARTBEAT or name == protocol.MORE:
             return
-        if event.name == protocol.STREAM:
+        if name == protocol.STREAM:
+            if pending.granted <= 0:
+                # Past the credit this client granted: a hostile or broken
+                # server that would grow the caller without bound.
+                self._cancel(pending)
+                pending.deliver(
+                    RemoteError(
+                        "ProtocolError",
+                        f"{self.endpoint} sent stream items of {pending.name} past the "
+                        "credit this client granted; the stream is ended.",
+                        None,
+                    )
+                )
+                return
             pending.granted -= 1
         pending.deliver(event)
+
+    def _on_socket_event(self, event: int, value: int) -> None:
+        if event == DISCONNECTED:
+            # The connection's calls in flight are lost: the server drops
+            # replies for a connection that is gone, even if it comes back.
+            for pending in list(self._pending.values()):
+                if pending.sent:
+                    self._forget(pending)
+                    pending.deliver(
+                        LostRemote(
+                            f"The connection to {self.endpoint} closed while {pending.name} "
+                            "was in flight; it may or may not have run."
+                        )
+                    )
+        elif event == SUCCEEDED:
+            self._handshake_failure = None
+        elif event in FAILED_EVENTS:
+            self._handshake_failure = describe_failure(event, value, self._side)
 
     def _tick(self) -> None:
         """Expire timed-out calls, send heartbeats, notice a silent server; while calls exist."""
@@ -405,9 +496,13 @@ class Client(CallByName):
                 gevent.sleep(TICK)
                 now = time.monotonic()
                 beat = heartbeat is not None and now >= next_beat
-                failure = self._handshake_failure(now)
+                failure = self._handshake_failure
                 for pending in list(self._pending.values()):
-                    if failure is not None and not pending.sent:
+                    if (
+                        failure is not None
+                        and not pending.sent
+                        and now - pending.last_seen >= HANDSHAKE_GRACE
+                    ):
                         self._forget(pending)
                         pending.deliver(
                             HandshakeFailed(
@@ -425,29 +520,6 @@ class Client(CallByName):
         finally:
             self._ticker = None
 
-    def _handshake_failure(self, now: float) -> str | None:
-        """Return why the handshake failed, while a call waits unsent for a connection."""
-        unsent_since = min(
-            (pending.last_seen for pending in self._pending.values() if not pending.sent),
-            default=None,
-        )
-        if unsent_since is None:
-            return None
-        if self._handshakes is None:
-            if now - unsent_since < MONITOR_AFTER:
-                return None
-            try:
-                self._handshakes = HandshakeMonitor(self._socket, self._side)
-                # ZeroMQ does not retry a handshake the server refused: connect
-                # again, now watched. Nothing is lost: with IMMEDIATE, unsent
-                # requests wait in the outbox, not in the connection.
-                self._socket.disconnect(self.endpoint)
-                self._socket.connect(self.endpoint)
-            except zmq.ZMQError as err:
-                logger.warning("Cannot watch the handshakes with %s: %s", self.endpoint, err)
-                return None
-        return self._handshakes.read()
-
     def _timeout_error(self, pending: _Pending) -> TimeoutExpired:
         when = f"calling remote method {pending.name}"
         if not pending.sent:
@@ -459,8 +531,19 @@ class Client(CallByName):
     def _beat(self, pending: _Pending, now: float, heartbeat: float) -> None:
         if not pending.sent:
             return  # still waiting for a connection; its timeout applies
-        if pending.last_seen < now - 2 * heartbeat:
+        patience = pending.patience(heartbeat)
+        if now - pending.last_seen > patience:
             self._forget(pending)
-            pending.deliver(LostRemote(f"Lost remote after {2 * heartbeat}s heartbeat"))
+            pending.deliver(LostRemote(f"Lost remote after {patience:g}s without a heartbeat"))
         else:
             self._send(pending, protocol.HEARTBEAT, [0])
+
+
+def _capped(text: Any) -> Any:
+    """Return ``text`` cut to MAX_ERROR_TEXT characters, saying how much was cut."""
+    if isinstance(text, str | bytes) and len(text) > MAX_ERROR_TEXT:
+        cut = len(text) - MAX_ERROR_TEXT
+        if isinstance(text, bytes):
+            return text[:MAX_ERROR_TEXT] + b" [%d more bytes]" % cut
+        return f"{text[:MAX_ERROR_TEXT]} [{cut} more characters]"
+    return text

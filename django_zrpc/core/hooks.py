@@ -9,9 +9,11 @@ from typing import Any
 logger = logging.getLogger("django_zrpc.server")
 
 #: zerorpc's server hook names (from zerorpc.Context._hooks) the server calls, plus
-#: django_zrpc's server_after_call. zerorpc's client hooks have no counterpart:
-#: RPCClient takes no middleware.
+#: django_zrpc's server_after_call and server_worker_idle (called now and then
+#: on an idle worker; returns whether it still holds something to let go of).
+#: zerorpc's client hooks have no counterpart: RPCClient takes no middleware.
 HOOK_NAMES = (
+    "server_worker_idle",
     "load_task_context",
     "get_task_context",
     "server_before_exec",
@@ -44,6 +46,10 @@ class Hooks:
     def call(self, name: str, *args: Any) -> None:
         for hook in self._hooks[name]:
             hook(*args)
+
+    def call_any(self, name: str) -> bool:
+        """Call every hook ``name``; return whether any returned a true value."""
+        return any([hook() for hook in self._hooks[name]])
 
     def get_task_context(self) -> dict[str, Any]:
         context: dict[str, Any] = {}

@@ -28,6 +28,17 @@ OK = "OK"
 ERR = "ERR"
 STREAM = "STREAM"
 STREAM_DONE = "STREAM_DONE"
+#: django_zrpc's own event: the caller gives a call up (a stream it closed),
+#: so that the server stops it at once. Sent only to a server whose replies
+#: carry django_zrpc's header; a stock zerorpc server never sees it.
+CANCEL = "_zrpc_cancel"
+
+#: The heartbeat period a peer is judged by until its heartbeats show its own:
+#: zerorpc's default.
+PEER_HEARTBEAT = 5.0
+#: The longest heartbeat period a peer is judged by; a peer that beats more
+#: slowly is lost after twice this.
+MAX_PEER_HEARTBEAT = 60.0
 
 #: Hard limits on what one event may hold; larger is a hostile or broken peer.
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
@@ -66,6 +77,35 @@ class Event:
 
     def __str__(self) -> str:
         return f"{self.name} {self.header} {self.args!r:.200}"
+
+
+class Heard:
+    """When a call's peer was last heard from, and the heartbeat period its beats show.
+
+    Each side judges the other by the longer of the two periods, so that a
+    caller on zerorpc's 5 s heartbeat is not lost by a server on 1 s (nor the
+    reverse): a peer is lost after twice that period without a word.
+    """
+
+    __slots__ = ("last_beat", "last_seen", "peer_period")
+
+    def __init__(self, now: float) -> None:
+        self.last_seen = now
+        self.last_beat: float | None = None
+        self.peer_period: float | None = None
+
+    def heard(self, now: float, heartbeat: bool) -> None:
+        """Note an event from the peer; ``heartbeat``: it was a heartbeat."""
+        self.last_seen = now
+        if heartbeat:
+            if self.last_beat is not None:
+                self.peer_period = min(now - self.last_beat, MAX_PEER_HEARTBEAT)
+            self.last_beat = now
+
+    def patience(self, own: float) -> float:
+        """Return the seconds of silence after which the peer is lost."""
+        period = PEER_HEARTBEAT if self.peer_period is None else self.peer_period
+        return 2 * max(own, period)
 
 
 class MessageIds:
@@ -107,6 +147,7 @@ class Unpacker:
         max_containers: int = DEFAULT_MAX_CONTAINERS,
     ) -> None:
         self.max_event_bytes = max_event_bytes
+        self.max_container_len = max_container_len
         self.max_containers = max_containers
         self._limits: dict[str, Any] = {
             "raw": False,
@@ -122,6 +163,16 @@ class Unpacker:
 
     def _unpack_nested(self, data: bytes) -> Any:
         return msgpack.unpackb(data, ext_hook=self._ext_hook, **self._limits)
+
+    def limits(self) -> str:
+        """Say what an event may hold, naming the settings."""
+        return (
+            f"events of at most {self.max_event_bytes} bytes (ZRPC_MAX_MESSAGE_BYTES), "
+            f"arrays and maps of at most {self.max_container_len} items "
+            f"(ZRPC_MAX_CONTAINER_LEN), at most {self.max_containers} arrays and maps in an "
+            f"event over {_COUNT_ABOVE_BYTES // 1024} KiB (ZRPC_MAX_CONTAINERS), tuples and "
+            f"sets nested at most {values.MAX_DEPTH} deep, and strings of UTF-8"
+        )
 
     def unpack(self, blob: bytes) -> Event:
         """Return the event in ``blob``, or raise ``BadEvent`` saying what is wrong."""
@@ -176,6 +227,41 @@ class Unpacker:
 
         ext_hook = values.ext_hook(unpack)
         return unpack(blob)
+
+
+def request_header(blob: bytes) -> dict[str, Any] | None:
+    """Return the header of a request that cannot be read whole, if it can be read alone.
+
+    A request refused for what follows its header (a name that is too long or
+    not UTF-8, too many items, nesting too deep) still says who asked:
+    answering it at once spares its caller a wait to its timeout. None when
+    the header is not a request's (no usable ``message_id``, or a reply's
+    ``response_to``).
+    """
+    unpacker = msgpack.Unpacker(
+        raw=False,
+        strict_map_key=False,
+        max_buffer_size=max(len(blob), 1),
+        max_str_len=MAX_ID_LEN * 4,
+        max_bin_len=MAX_ID_LEN * 4,
+        max_array_len=16,
+        max_map_len=64,
+        max_ext_len=MAX_ID_LEN * 4,
+    )
+    try:
+        unpacker.feed(blob)
+        if unpacker.read_array_header() != 3:
+            return None
+        header = unpacker.unpack()
+    except Exception:  # msgpack raises many types for bad input
+        return None
+    if not isinstance(header, dict) or "response_to" in header:
+        return None
+    try:
+        _check_id(header.get("message_id"), "message_id")
+    except BadEvent:
+        return None
+    return header
 
 
 def _check_id(value: Any, what: str) -> None:

@@ -18,12 +18,12 @@ import logging
 import sys
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import gevent
 import gevent.event
-import gevent.queue
 import zmq
 from django.conf import settings
 from django.utils import translation
@@ -33,14 +33,15 @@ from django_zrpc.context import CallContext
 from django_zrpc.context import _current as _current_call
 from django_zrpc.core import protocol
 from django_zrpc.core.builtins import builtins as builtin_functions
-from django_zrpc.core.handshakes import (
+from django_zrpc.core.heap import HeapTrimmer
+from django_zrpc.core.hooks import Hooks
+from django_zrpc.core.monitor import (
+    DISCONNECTED,
     FAILED_EVENTS,
     SERVER,
-    HandshakeMonitor,
+    SocketMonitor,
     describe_failure,
-    parse_event,
 )
-from django_zrpc.core.hooks import Hooks
 from django_zrpc.core.ratelimit import RateLimitedLog
 from django_zrpc.core.socket_loop import SocketLoop
 from django_zrpc.core.stall import StallWatch
@@ -80,7 +81,7 @@ class _CallLost(LostRemote):
         self.call = call
 
 
-class Call:
+class Call(protocol.Heard):
     """One call in flight: queued, running, or streaming."""
 
     __slots__ = (
@@ -88,7 +89,6 @@ class Call:
         "credits",
         "identity",
         "kill_pending",
-        "last_seen",
         "lost",
         "replied",
         "request",
@@ -97,9 +97,9 @@ class Call:
     )
 
     def __init__(self, request: protocol.Event, now: float) -> None:
+        super().__init__(now)
         self.request = request
         self.identity = request.identity
-        self.last_seen = now
         # Each side may send one event before the other grants more (_zpc_more).
         self.credits = 1
         self.credit_event: gevent.event.Event | None = None
@@ -127,6 +127,16 @@ class Call:
         self.credits -= 1
 
 
+class _Worker:
+    """An idle worker's mailbox: the call handed to it, and the event that wakes it."""
+
+    __slots__ = ("call", "wake")
+
+    def __init__(self) -> None:
+        self.call: Call | None = None
+        self.wake = gevent.event.Event()
+
+
 class Server:
     """Serve ``functions`` (name -> ServedFunction) on a ROUTER socket."""
 
@@ -141,12 +151,14 @@ class Server:
         middleware: Iterable[Any] = (),
         unpacker: protocol.Unpacker | None = None,
         on_worker_exit: Callable[[], None] | None = None,
+        idle_check: float | None = None,
         log_calls: bool = True,
         send_tracebacks: bool = False,
         builtins: bool = True,
         stall_after: float = 1.0,
         curve: ServerKeys | None = None,
         stop_linger: float = STOP_LINGER,
+        trim_every: float | None = 10.0,
     ) -> None:
         self.name = name
         self.heartbeat = heartbeat
@@ -167,18 +179,38 @@ class Server:
         self._socket = self._context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.IPV6, 1)
         self._socket.setsockopt(zmq.MAXMSGSIZE, self._unpacker.max_event_bytes)
+        # A reply to a caller whose connection is gone raises EHOSTUNREACH
+        # instead of vanishing: that is how a closed connection's calls are
+        # found (see _probe_callers).
+        self._socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.curve = curve
         self._authenticator: Authenticator | None = None
-        self._handshakes: HandshakeMonitor | None = None
         if curve is not None:
             # The ZAP handler is bound before the server socket exists on the
             # network: a client is never admitted without it.
             self._authenticator = Authenticator(self._context, curve.allow)
             curve.apply(self._socket)
-            self._handshakes = HandshakeMonitor(self._socket, SERVER)
-        self._io = SocketLoop(self._socket, self._on_frames, logger, user_ids=curve is not None)
+        self._monitor = SocketMonitor(self._socket, self._on_socket_event)
+        self._prober: gevent.Greenlet | None = None
+        self._probe_again = False
+        # Peers that left leave their buffers' pages resident; give them back.
+        self._trimmer = HeapTrimmer(trim_every) if trim_every else None
+        self._io = SocketLoop(
+            self._socket,
+            self._on_frames,
+            logger,
+            on_unreachable=self._on_unreachable,
+            user_ids=curve is not None,
+        )
         self._calls: dict[tuple[Any, Any], Call] = {}
-        self._queue: gevent.queue.Queue = gevent.queue.Queue()
+        # Calls no worker has taken yet, and the idle workers, the last to
+        # become idle on top: a light load keeps going to the same few workers
+        # (and their database connections) instead of waking every one in turn.
+        self._waiting: deque[Call] = deque()
+        self._idle: list[_Worker] = []
+        # Seconds between an idle worker's calls of the server_worker_idle
+        # hooks (closing connections past CONN_MAX_AGE); None: never.
+        self.idle_check = idle_check if self._hooks.has("server_worker_idle") else None
         self._accepting = True
         #: Why the server stopped by itself, if it did (runrpc exits with 1).
         self.failure: str | None = None
@@ -209,13 +241,15 @@ class Server:
         if self.stall_after:
             watch = StallWatch(self.stall_after, Server._execute.__code__)
             self._greenlets.append(gevent.spawn(watch.run))
-        if self._authenticator is not None and self._handshakes is not None:
+        if self._authenticator is not None:
             # Kept to be killed by the test of what follows its death.
             self._authenticator_greenlet = gevent.spawn(self._authenticator.run)
             self._authenticator_greenlet.link(self._on_authenticator_end)
             self._greenlets.append(self._authenticator_greenlet)
-            handshakes = SocketLoop(self._handshakes.pair, self._on_handshake_event, logger)
-            self._greenlets.append(gevent.spawn(handshakes.run))
+        monitor = SocketLoop(self._monitor.pair, self._monitor.on_frames, logger)
+        self._greenlets.append(gevent.spawn(monitor.run))
+        if self._trimmer is not None:
+            self._greenlets.append(gevent.spawn(self._trimmer.run))
         reader = gevent.spawn(self._io.run)
         try:
             self._stopped.wait()
@@ -253,8 +287,7 @@ class Server:
 
     def close(self) -> None:
         self._io.stop_watching()
-        if self._handshakes is not None:
-            self._handshakes.close()
+        self._monitor.close()
         self._socket.close(linger=1000)
         if self._authenticator is not None:
             self._authenticator.close()
@@ -263,21 +296,40 @@ class Server:
     # -- receiving ---------------------------------------------------------
 
     def _on_frames(self, frames: list[bytes], client_key: str | None = None) -> None:
+        identity: tuple[bytes, ...] | None = None
         try:
             identity, blob = protocol.split_frames(frames)
             event = self._unpacker.unpack(blob)
         except protocol.BadEvent as err:
             self._drops.record(str(err))
+            if identity is not None:
+                self._refuse(identity, blob, str(err))
             return
         event.identity = identity
         event.client_key = client_key
         self._route(event)
 
-    def _on_handshake_event(self, frames: list[bytes]) -> None:
-        event, value = parse_event(frames)
+    def _refuse(self, identity: tuple[bytes, ...], blob: bytes, reason: str) -> None:
+        """Answer a request that cannot be read with an error, if its header says who asked."""
+        header = protocol.request_header(blob)
+        if header is None:
+            return
+        call = Call(protocol.Event("", [], header, identity), time.monotonic())
+        self._reply_error(
+            call,
+            "BadRequest",
+            f"The server cannot read this request: {reason}. Its limits: names of 1 to "
+            f"{protocol.MAX_NAME_LEN} characters, {self._unpacker.limits()}.",
+        )
+
+    def _on_socket_event(self, event: int, value: int) -> None:
+        if event == DISCONNECTED:
+            self._probe_callers()
+            if self._trimmer is not None:
+                self._trimmer.peer_left()
         # Refused keys (HANDSHAKE_FAILED_AUTH) are logged by the ZAP handler,
         # with the key.
-        if event in FAILED_EVENTS and event != zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        elif event in FAILED_EVENTS and event != zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             self._handshake_failures.record(describe_failure(event, value, SERVER))
 
     def _route(self, event: protocol.Event) -> None:
@@ -286,13 +338,16 @@ class Server:
             call = self._calls.get((event.identity, response_to))
             if call is None:
                 return  # a late heartbeat or credit for a call that ended
-            call.last_seen = time.monotonic()
-            if event.name == protocol.MORE:
+            name = event.name
+            call.heard(time.monotonic(), name == protocol.HEARTBEAT)
+            if name == protocol.MORE:
                 count = event.args[0] if isinstance(event.args, list | tuple) and event.args else 0
                 if isinstance(count, int) and not isinstance(count, bool) and count > 0:
                     call.add_credits(min(count, 1_000_000))
-            elif event.name == protocol.HEARTBEAT:
+            elif name == protocol.HEARTBEAT:
                 self._send(call, protocol.HEARTBEAT, [0], spend=False)
+            elif name == protocol.CANCEL:
+                self._lose(call, "the caller cancelled the call")
             return
         if event.name.startswith("_zpc_"):
             return  # a heartbeat for a call we never had or already ended
@@ -314,21 +369,72 @@ class Server:
             )
         else:
             self._calls[key] = call
-            self._queue.put(call)
+            if self._idle:
+                worker = self._idle.pop()
+                worker.call = call
+                worker.wake.set()
+            else:
+                self._waiting.append(call)
 
     # -- heartbeats ----------------------------------------------------------
 
     def _tick(self) -> None:
         while True:
             gevent.sleep(self.heartbeat)
-            limit = time.monotonic() - 2 * self.heartbeat
+            now = time.monotonic()
             for call in list(self._calls.values()):
                 if call.replied or call.lost:
                     continue  # cleaning up; the caller expects nothing more
-                if call.last_seen < limit:
-                    self._lose(call, f"Lost remote after {2 * self.heartbeat}s heartbeat")
+                patience = call.patience(self.heartbeat)
+                if now - call.last_seen > patience:
+                    # The caller may be alive and only slow: tell it, at no
+                    # cost if it is gone, rather than leave it waiting.
+                    reason = f"Lost remote after {patience:g}s without a heartbeat"
+                    self._reply_error(call, "LostRemote", f"The server gave the call up: {reason}.")
+                    self._lose(call, reason)
                 else:
                     self._send(call, protocol.HEARTBEAT, [0], spend=False)
+
+    def _probe_callers(self) -> None:
+        """Send a heartbeat to every caller with a call in flight, now and twice more.
+
+        Called when a connection closed: a caller whose connection is gone
+        makes the send fail (ROUTER_MANDATORY), and its calls are given up in
+        _on_unreachable. libzmq may still be taking the connection down when
+        the event arrives, hence the later tries; connections that close
+        meanwhile join the same round.
+        """
+        if not self._calls:
+            return  # nothing in flight: nothing to stop
+        if self._prober is not None:
+            self._probe_again = True
+            return
+        self._prober = gevent.spawn(self._probe_rounds)
+
+    def _probe_rounds(self) -> None:
+        try:
+            self._probe_again = True
+            while self._probe_again:
+                self._probe_again = False
+                for delay in (0.0, 0.1, 0.4):
+                    gevent.sleep(delay)
+                    self._heartbeat_each_caller()
+        finally:
+            self._prober = None
+
+    def _heartbeat_each_caller(self) -> None:
+        probed = set()
+        for call in list(self._calls.values()):
+            if not (call.replied or call.lost) and call.identity not in probed:
+                probed.add(call.identity)
+                self._send(call, protocol.HEARTBEAT, [0], spend=False)
+
+    def _on_unreachable(self, call: Call | None) -> None:
+        if call is None:
+            return
+        for other in list(self._calls.values()):
+            if other.identity == call.identity:
+                self._lose(other, "the caller's connection closed")
 
     def _lose(self, call: Call, reason: str) -> None:
         if call.replied or call.lost:
@@ -346,12 +452,28 @@ class Server:
     # -- running calls -------------------------------------------------------
 
     def _work(self) -> None:
+        worker = _Worker()
         try:
             while True:
-                self._work_on(self._queue.get())
+                self._work_on(self._waiting.popleft() if self._waiting else self._wait(worker))
         finally:
             if self._on_worker_exit is not None:
                 self._on_worker_exit()
+
+    def _wait(self, worker: _Worker) -> Call:
+        """Wait on top of the idle workers for a call; between calls, let go of what is idle."""
+        self._idle.append(worker)
+        # Whether the worker may hold something to let go of (a database
+        # connection past CONN_MAX_AGE): only then does it wake now and then.
+        holding = self.idle_check is not None
+        while True:
+            worker.wake.wait(self.idle_check if holding else None)
+            call = worker.call
+            if call is not None:
+                worker.call = None
+                worker.wake.clear()
+                return call
+            holding = self._hooks.call_any("server_worker_idle")
 
     def _work_on(self, call: Call) -> None:
         if call.lost:
@@ -482,7 +604,7 @@ class Server:
         assert call.identity is not None
         # A ROUTER never blocks a send: a message for a peer that is gone or
         # whose queue is full is dropped, so a dead caller cannot stall us.
-        self._io.send([*call.identity, b"", blob])
+        self._io.send([*call.identity, b"", blob], call)
 
     def _log(
         self,

@@ -64,6 +64,7 @@ class SocketLoop:
         *,
         wanted: Callable[[Any], bool] | None = None,
         on_sent: Callable[[Any], None] | None = None,
+        on_unreachable: Callable[[Any], None] | None = None,
         user_ids: bool = False,
     ) -> None:
         self.socket = socket
@@ -78,6 +79,11 @@ class SocketLoop:
         # request whose caller gave up is dropped rather than sent late.
         self._wanted = wanted
         self._on_sent = on_sent
+        # A ROUTER with ROUTER_MANDATORY: a message for a peer whose connection
+        # is gone raises EHOSTUNREACH (``on_unreachable(owner)``), and one for a
+        # peer whose queue is full raises EAGAIN; both are dropped, as a plain
+        # ROUTER drops them, so that no peer holds up another's replies.
+        self._on_unreachable = on_unreachable
         self._outbox: deque[tuple[list[bytes], Any]] = deque()
         self._wake = gevent.event.Event()
         self._sleeping = False
@@ -90,6 +96,17 @@ class SocketLoop:
         self._outbox.append((frames, owner))
         if self._sleeping:
             self._wake.set()
+
+    def send_now(self, frames: list[bytes]) -> None:
+        """Send ``frames`` (after what is queued) from this greenlet, without waiting for the loop.
+
+        For a message that must leave even when this thread's hub may not run
+        again soon, as in a thread that gevent did not patch.
+        """
+        self.send(frames)
+        self.flush()
+        # A send can take the descriptor's edge: make the loop check the state.
+        self._wake.set()
 
     def run(self) -> None:
         """Serve the socket until killed or the socket is closed."""
@@ -147,11 +164,15 @@ class SocketLoop:
                 for index in range(1, last + 1):
                     send(frames[index], _SNDMORE_NOBLOCK if index < last else _NOBLOCK)
             except zmq.Again:
-                return True
+                if self._on_unreachable is None:
+                    return True  # no connection yet: try again later
             except zmq.ZMQError as err:
                 if err.errno in _SOCKET_GONE:
                     raise
-                self._logger.warning("Dropped an outgoing message: %s", err)
+                if err.errno == errno.EHOSTUNREACH and self._on_unreachable is not None:
+                    self._on_unreachable(owner)
+                else:
+                    self._logger.warning("Dropped an outgoing message: %s", err)
             outbox.popleft()
             if owner is not None and self._on_sent is not None:
                 self._on_sent(owner)

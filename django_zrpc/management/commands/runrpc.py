@@ -150,16 +150,13 @@ class Command(BaseCommand):
     def inner_run(self, *args: Any, **options: Any) -> None:
         # Errors raised before the reloader's first run, e.g. in rpcs.py.
         autoreload.raise_last_exception()
-        from django_zrpc.server import build_server
+        from django_zrpc.server import build_server, connection_limits
 
         _ensure_log_handler()
         if not options["skip_checks"]:
             self.stdout.write("Performing system checks...\n\n")
             self.check(display_num_errors=True)
         self.check_migrations()
-        # The checks ran queries in this greenlet, which never serves a call:
-        # do not hold its connection for the server's lifetime.
-        connections.close_all()
 
         addrport: AddrPort = options["addrport"]
         server = build_server(
@@ -168,6 +165,11 @@ class Command(BaseCommand):
             backlog=options["backlog"],
             curve=options["curve"],
         )
+        for warning in [*connection_limits(server), *_heartbeat_warnings(server.heartbeat)]:
+            self.stderr.write(f"Warning: {warning}")
+        # The checks ran queries in this greenlet, which never serves a call:
+        # do not hold its connection for the server's lifetime.
+        connections.close_all()
         if options["curve"] is None and not addrport.is_loopback:
             self.stderr.write(
                 f"Warning: {addrport.host} is reachable from other machines and CURVE is off: "
@@ -235,6 +237,20 @@ class Command(BaseCommand):
             f"Quit the server with {quit_command}.\n"
         )
         self.stdout.flush()
+
+
+def _heartbeat_warnings(heartbeat: float) -> list[str]:
+    """Warn of a heartbeat that stock zerorpc clients (5 s, lost after 10 s) cannot follow."""
+    from django_zrpc.core.protocol import PEER_HEARTBEAT
+
+    if heartbeat <= PEER_HEARTBEAT:
+        return []
+    return [
+        f"--heartbeat {heartbeat:g} is longer than zerorpc's default of {PEER_HEARTBEAT:g} s: "
+        f"a stock zerorpc client declares this server lost after {2 * PEER_HEARTBEAT:g} s "
+        "without a heartbeat, and fails every call that lasts longer. django_zrpc clients "
+        "follow the server's period."
+    ]
 
 
 def _curve_line(curve: Any) -> str:

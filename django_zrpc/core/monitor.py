@@ -1,14 +1,17 @@
-"""A socket's handshake events (CURVE or ZMTP failures), read from its ZeroMQ monitor, in words.
+"""A socket's connections and handshakes, from its ZeroMQ monitor, with failures in words.
 
-A client uses them to fail calls at once when the server refuses it, rather
-than after its timeout; a server, to log clients that fail the handshake
-before any key is known (no CURVE, or another server's key).
+A server learns from it that a caller's connection closed (and so that its
+calls can stop at once, rather than two heartbeats later) and which clients
+fail the CURVE handshake before showing a key; a client, that its connection
+to the server dropped (its calls in flight are lost) or that the server
+refused it (its calls fail at once, not at their timeout).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
@@ -18,41 +21,34 @@ FAILED_EVENTS = {
     int(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL),
     int(zmq.EVENT_HANDSHAKE_FAILED_AUTH),
 }
-_SUCCEEDED = int(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+SUCCEEDED = int(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+DISCONNECTED = int(zmq.EVENT_DISCONNECTED)
 _monitor_ids = itertools.count()
 
 #: Who watches a socket, for describe_failure().
 SERVER, CURVE_CLIENT, PLAIN_CLIENT = "server", "CURVE client", "plain client"
 
 
-class HandshakeMonitor:
-    """The handshake events of one socket, read without blocking."""
+class SocketMonitor:
+    """The connection and handshake events of one socket, as ``on_event(event, value)``.
 
-    def __init__(self, socket: zmq.Socket, side: str) -> None:
+    The owner reads ``pair`` with a ``SocketLoop`` whose ``on_frames`` is
+    ``self.on_frames``; it must be made before the socket connects or binds.
+    """
+
+    def __init__(self, socket: zmq.Socket, on_event: Callable[[int, int], None]) -> None:
         self._socket = socket
-        self._side = side
+        self._on_event = on_event
         address = f"inproc://django_zrpc.monitor.{os.getpid()}.{next(_monitor_ids)}"
-        socket.monitor(address, _SUCCEEDED | sum(FAILED_EVENTS))
+        socket.monitor(address, DISCONNECTED | SUCCEEDED | sum(FAILED_EVENTS))
         self.pair = socket.context.socket(zmq.PAIR)
         self.pair.setsockopt(zmq.LINGER, 0)
         self.pair.connect(address)
-        self.failure: str | None = None
-
-    def read(self) -> str | None:
-        """Read the events so far; return the last failure unless a handshake succeeded since."""
-        while True:
-            try:
-                frames = self.pair.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return self.failure
-            self.on_frames(frames)
 
     def on_frames(self, frames: list[bytes]) -> None:
         event, value = parse_event(frames)
-        if event == _SUCCEEDED:
-            self.failure = None
-        elif event in FAILED_EVENTS:
-            self.failure = describe_failure(event, value, self._side)
+        if event:
+            self._on_event(event, value)
 
     def close(self) -> None:
         try:
