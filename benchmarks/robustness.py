@@ -1,0 +1,577 @@
+"""Robustness: what runrpc does when the load, a peer or a stream goes wrong.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/test .venv/bin/python benchmarks/robustness.py
+
+Run by hand, not in CI (issue 13, items 1 to 4). Against real ``manage.py
+runrpc`` processes on 127.0.0.1 (free ports), from this process, it measures:
+
+1. database connections under light load: runrpc on its defaults (100
+   workers) and ``CONN_MAX_AGE=60``, 16 greenlets sharing one ``RPCClient``
+   call ``get_ticket`` for 10 s; the calls made and failed, the most backends
+   of runrpc's ``application_name`` in ``pg_stat_activity`` at once (polled
+   every 0.1 s), and what runrpc warned of about connections. Then a second
+   server with ``CONN_MAX_AGE=5`` under the same load: seconds from the end of
+   the load until none of its backends remains. Needs PostgreSQL
+   (``DATABASE_URL``); the database ``zrpc_bench`` of the benchmarks is made
+   and filled as ``benchmarks/run.py`` does;
+2. a caller SIGKILLed 0.5 s into a ``sleep 30`` call: seconds until runrpc
+   logs that the call lost its caller (default heartbeat, 5 s);
+3. a server SIGKILLed under 8 ``sleep 30`` calls of an ``RPCClient``: seconds
+   until all 8 raised ``LostRemote``;
+4. a stream closed after its first item, on runrpc ``--concurrency 1
+   --backlog 0``: seconds until another call is served (``ticket_list`` of
+   the benchmarks' settings on PostgreSQL, else the test project's
+   ``count_up``);
+5. runrpc ``--heartbeat 1`` with a stock ``zerorpc.Client`` (heartbeat 5 s)
+   and an ``RPCClient`` on its defaults each calling ``sleep 3``.
+
+Parts 2, 3 and 5 call ``sleep``, which ``benchmarks.settings`` does not
+serve: their servers run the test project's settings (its probes app).
+Parts 2 to 4 are repeated ``--repeat`` times (min/median/max). One line per
+figure on stdout, then the whole as one JSON line; progress on stderr.
+
+Bounded: every loop has a deadline and a most count of turns; every process
+it starts is stopped by its process id (SIGTERM, then SIGKILL), and only those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import SETTINGS, TICKET_IDS, free_port, log  # noqa: E402
+
+TEST_SETTINGS = "testproject.settings"  # serves sleep and count_up (its probes app)
+STARTUP_TIMEOUT = 60.0
+MAX_LINES = 10_000  # runrpc output kept per server; the rest is read and dropped
+LOAD_SECONDS = 10.0
+LOAD_CALLERS = 16
+DRAIN_TIMEOUT = 30.0  # for the backends of CONN_MAX_AGE=5 to close
+POLL = 0.1  # seconds between two looks at pg_stat_activity
+DETECT_TIMEOUT = 15.0  # for a dead caller or server to be noticed
+FREE_TIMEOUT = 10.0  # for the worker of an abandoned stream to be free again
+LONG_STREAM = 10**6  # items of count_up; ticket_list streams all TICKET_IDS tickets
+SLEEP_CALL_TIMEOUT = 60.0
+CALLS_IN_FLIGHT = 8  # when the server is killed
+
+CALLER = """
+import sys, time, msgpack, zmq
+sock = zmq.Context().socket(zmq.DEALER)
+sock.connect(sys.argv[1])
+header = {"message_id": b"c" * 32, "v": 3}
+sock.send_multipart([b"", msgpack.packb([header, "sleep", [30]], use_bin_type=True)])
+print("sent", flush=True)
+time.sleep(60)
+"""
+
+
+def report(label: str, value: Any) -> None:
+    print(f"{label}: {value}", flush=True)
+
+
+def spread(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    return {
+        "min": round(min(values), 3),
+        "median": round(statistics.median(values), 3),
+        "max": round(max(values), 3),
+    }
+
+
+def spread_text(values: list[float], of: int) -> str:
+    figures = spread(values)
+    if figures is None:
+        return f"none of {of} measured"
+    text = "min {min:.3f} s, median {median:.3f} s, max {max:.3f} s".format(**figures)
+    return text + (f" ({len(values)} of {of} measured)" if len(values) < of else "")
+
+
+# -- runrpc processes --------------------------------------------------------
+
+
+class Runrpc:
+    """A ``manage.py runrpc`` process we started, and its output, each line timed."""
+
+    def __init__(self, settings: str, args: list[str], env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.endpoint = f"tcp://127.0.0.1:{self.port}"
+        self.lines: list[tuple[float, str]] = []
+        command = ["manage.py", "runrpc", "--noreload", f"--settings={settings}", *args]
+        self.proc = subprocess.Popen(
+            [sys.executable, *command, f"127.0.0.1:{self.port}"],
+            cwd=ROOT,
+            env={**env, "PYTHONUNBUFFERED": "1"},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:  # to the end, so that a full pipe never blocks it
+            if len(self.lines) < MAX_LINES:
+                self.lines.append((time.monotonic(), line.rstrip()))
+
+    def wait_for(self, text: str, timeout: float, start: int = 0) -> tuple[float, str] | None:
+        """Return (when, line) of the first line from ``start`` on holding ``text``, or None."""
+        import gevent
+
+        deadline = time.monotonic() + timeout
+        seen = start
+        while time.monotonic() < deadline:
+            for when, line in self.lines[seen:]:
+                if text in line:
+                    return when, line
+            seen = max(seen, len(self.lines))
+            if self.proc.poll() is not None:
+                gevent.sleep(0.2)  # the reader may be behind
+                return next(((w, ln) for w, ln in self.lines[seen:] if text in ln), None)
+            gevent.sleep(0.02)
+        return None
+
+    def warnings(self) -> list[str]:
+        return [line for _, line in self.lines if line.startswith("Warning:")]
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@contextmanager
+def runrpc(settings: str, args: list[str], env: dict[str, str]) -> Iterator[Runrpc]:
+    """Start runrpc, wait until it serves, and stop it by its process id at the end."""
+    server = Runrpc(settings, args, env)
+    try:
+        if server.wait_for("Serving ", STARTUP_TIMEOUT) is None:
+            tail = "\n".join(line for _, line in server.lines[-20:])
+            raise RuntimeError(f"runrpc did not start within {STARTUP_TIMEOUT:.0f}s:\n{tail}")
+        yield server
+    finally:
+        server.stop()
+
+
+def base_env(database_url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env.pop("DATABASE_URL", None)
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    return env
+
+
+def rpc_client(endpoint: str, **options: Any) -> Any:
+    from django_zrpc import RPCClient
+
+    return RPCClient(endpoint, **options)
+
+
+# -- 1. database connections -------------------------------------------------
+
+
+class Backends:
+    """Counts, every POLL seconds in an OS thread, the backends of one application_name."""
+
+    QUERY = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+
+    def __init__(self, database_url: str, name: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(database_url, autocommit=True)
+        self.name = name
+        self.now = 0
+        self.most = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            row = self.conn.execute(self.QUERY, [self.name]).fetchone()
+            self.now = row[0] if row else 0
+            self.most = max(self.most, self.now)
+            self._stop.wait(POLL)
+
+    def reset(self) -> None:
+        self.most = self.now
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.conn.close()
+
+
+def load(endpoint: str, seconds: float) -> dict[str, Any]:
+    """LOAD_CALLERS greenlets sharing one RPCClient call get_ticket for ``seconds``."""
+    import gevent
+
+    client = rpc_client(endpoint, timeout=10)
+    calls = [0]
+    failed: Counter[str] = Counter()
+    examples: dict[str, str] = {}
+    deadline = time.monotonic() + seconds
+    most_calls = int(seconds * 100_000)  # far above what 2 cores serve: the deadline ends it
+
+    def caller(index: int) -> None:
+        for i in range(index, most_calls, LOAD_CALLERS):
+            if time.monotonic() >= deadline:
+                return
+            ticket = 1 + i % TICKET_IDS
+            calls[0] += 1
+            try:
+                row = client.get_ticket(ticket)
+                if not (isinstance(row, dict) and row.get("id") == ticket):
+                    raise AssertionError(f"wrong answer {str(row)[:80]!r} for {ticket}")
+            except Exception as err:
+                failed[type(err).__name__] += 1
+                examples.setdefault(type(err).__name__, str(err)[:200])
+
+    try:
+        greenlets = [gevent.spawn(caller, i) for i in range(LOAD_CALLERS)]
+        gevent.joinall(greenlets, timeout=seconds + 30)
+        gevent.killall(greenlets, timeout=5)
+    finally:
+        client.close()
+    return {"calls": calls[0], "failed": dict(failed), "errors": examples}
+
+
+def connections_part(database_url: str) -> dict[str, Any]:
+    name = f"zrpc-robust-{uuid.uuid4().hex[:12]}"
+    env = {**base_env(database_url), "DB_APPLICATION_NAME": name, "ZRPC_LOG_CALLS": "0"}
+    backends = Backends(database_url, name)
+    try:
+        log(f"1. {LOAD_CALLERS} callers of get_ticket for {LOAD_SECONDS:g} s, CONN_MAX_AGE=60 ...")
+        with runrpc(SETTINGS, [], {**env, "CONN_MAX_AGE": "60"}) as server:
+            backends.reset()
+            held = load(server.endpoint, LOAD_SECONDS)
+            held["most_backends"] = backends.most
+            time.sleep(1.0)
+            held["backends_1s_after"] = backends.now
+            held["warnings"] = [w for w in server.warnings() if "connection" in w]
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        while backends.now and time.monotonic() < deadline:  # the stopped server's
+            time.sleep(POLL)
+        log("1. the same load with CONN_MAX_AGE=5, then until no backend remains ...")
+        with runrpc(SETTINGS, [], {**env, "CONN_MAX_AGE": "5"}) as server:
+            backends.reset()
+            drained = load(server.endpoint, LOAD_SECONDS)
+            drained["most_backends"] = backends.most
+            drained["seconds_to_no_backend"] = wait_for_no_backend(backends)
+    finally:
+        backends.close()
+    return {"application_name": name, "conn_max_age_60": held, "conn_max_age_5": drained}
+
+
+def wait_for_no_backend(backends: Backends) -> float | None:
+    # Django ages a connection from when it opened, not from its last query:
+    # after a load longer than CONN_MAX_AGE, each closes within CONN_MAX_AGE
+    # (plus runrpc's idle check) of the load's end, often much sooner.
+    stopped = time.monotonic()
+    time.sleep(POLL * 1.5)  # a count taken after the load stopped
+    while time.monotonic() - stopped < DRAIN_TIMEOUT:
+        if backends.now == 0:
+            return round(time.monotonic() - stopped, 2)
+        time.sleep(POLL / 2)
+    return None
+
+
+def print_connections(result: dict[str, Any]) -> None:
+    held, drained = result["conn_max_age_60"], result["conn_max_age_5"]
+    under = f"{LOAD_SECONDS:g} s, {LOAD_CALLERS} callers"
+    report(f"1. get_ticket calls in {under} (CONN_MAX_AGE=60)", held["calls"])
+    report("1. calls failed (by error type)", held["failed"] or 0)
+    for kind, message in held["errors"].items():
+        report(f"1.   first {kind}", message)
+    report("1. most backends at once (CONN_MAX_AGE=60)", held["most_backends"])
+    report("1. backends 1 s after the load (CONN_MAX_AGE=60)", held["backends_1s_after"])
+    report("1. runrpc's warning about connections", " | ".join(held["warnings"]) or "none")
+    report(f"1. get_ticket calls in {under} (CONN_MAX_AGE=5)", drained["calls"])
+    report("1. calls failed (CONN_MAX_AGE=5)", drained["failed"] or 0)
+    report("1. most backends at once (CONN_MAX_AGE=5)", drained["most_backends"])
+    seconds = drained["seconds_to_no_backend"]
+    report(
+        "1. seconds from the end of the load to no backend (CONN_MAX_AGE=5)",
+        f"{seconds:.2f}" if seconds is not None else f"backends remain after {DRAIN_TIMEOUT:g} s",
+    )
+
+
+# -- 2. a caller killed mid-call ---------------------------------------------
+
+
+def killed_caller(server: Runrpc, env: dict[str, str]) -> tuple[float | None, str]:
+    """SIGKILL a caller 0.5 s into sleep 30; return (seconds until logged, the log line)."""
+    import gevent
+
+    start = len(server.lines)
+    caller = subprocess.Popen(
+        [sys.executable, "-c", CALLER, server.endpoint],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert caller.stdout is not None
+        ready, _, _ = select.select([caller.stdout], [], [], 10)
+        if not ready or caller.stdout.readline().strip() != "sent":
+            return None, "the caller did not send its call"
+        gevent.sleep(0.5)  # the call is running
+        caller.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        found = server.wait_for("rpc sleep lost its caller", DETECT_TIMEOUT, start)
+        if found is None:
+            return None, f"not logged within {DETECT_TIMEOUT:g} s"
+        return found[0] - killed, found[1]
+    finally:
+        caller.kill()
+        caller.wait(5)
+
+
+def killed_caller_part(env: dict[str, str], repeat: int) -> dict[str, Any]:
+    log(f"2. a caller killed mid-call, {repeat} times ...")
+    seconds: list[float] = []
+    lines: list[str] = []
+    with runrpc(TEST_SETTINGS, [], env) as server:
+        for _ in range(repeat):
+            took, line = killed_caller(server, env)
+            if took is not None:
+                seconds.append(took)
+            lines.append(line)
+    return {"seconds": [round(s, 3) for s in seconds], "spread": spread(seconds), "log": lines[0]}
+
+
+# -- 3. a server killed mid-call ---------------------------------------------
+
+
+def killed_server(env: dict[str, str]) -> tuple[float | None, dict[str, int]]:
+    """SIGKILL runrpc under 8 sleep 30 calls; return (seconds until all 8 raised, errors)."""
+    import gevent
+
+    from django_zrpc.exceptions import LostRemote
+
+    with runrpc(TEST_SETTINGS, [], env) as server:
+        client = rpc_client(server.endpoint, timeout=SLEEP_CALL_TIMEOUT)
+        ended: list[float] = []
+        raised: list[BaseException | None] = []
+
+        def call() -> None:
+            try:
+                client.sleep(30)
+                raised.append(None)
+            except Exception as err:  # kept, not printed by gevent as a failed greenlet
+                raised.append(err)
+            ended.append(time.monotonic())
+
+        try:
+            client.echo(1)  # connected before the calls
+            calls = [gevent.spawn(call) for _ in range(CALLS_IN_FLIGHT)]
+            gevent.sleep(0.5)
+            server.proc.send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            gevent.joinall(calls, timeout=DETECT_TIMEOUT)
+            gevent.killall(calls, timeout=5)
+        finally:
+            client.close()
+    errors = Counter(type(err).__name__ for err in raised)
+    errors["not ended"] = CALLS_IN_FLIGHT - len(raised)
+    lost = sum(isinstance(err, LostRemote) for err in raised)
+    errors = +errors  # drop the zero counts
+    return (max(ended) - killed if lost == CALLS_IN_FLIGHT else None), dict(errors)
+
+
+def killed_server_part(env: dict[str, str], repeat: int) -> dict[str, Any]:
+    log(f"3. a server killed under 8 calls, {repeat} times ...")
+    seconds: list[float] = []
+    errors: Counter[str] = Counter()
+    for _ in range(repeat):
+        took, raised = killed_server(env)
+        if took is not None:
+            seconds.append(took)
+        errors.update(raised)
+    return {"seconds": [round(s, 3) for s in seconds], "spread": spread(seconds), "raised": errors}
+
+
+# -- 4. an abandoned stream --------------------------------------------------
+
+
+def abandoned_stream(server: Runrpc, client: Any, stream_call: Callable[[], Any]) -> dict:
+    """Read one item of a long stream, close it; seconds until echo is served again."""
+    import gevent
+
+    from django_zrpc.exceptions import RemoteError
+
+    start = len(server.lines)
+    stream = stream_call()
+    next(stream)
+    stream.close()
+    closed = time.monotonic()
+    refused = 0
+    served = None
+    while time.monotonic() - closed < FREE_TIMEOUT and refused < 100_000:
+        try:
+            client.echo("free")
+            served = time.monotonic() - closed
+            break
+        except RemoteError as err:
+            if getattr(err, "name", "") != "ServerBusy":
+                raise
+            refused += 1
+            gevent.sleep(0.005)
+    logged = server.wait_for("lost its caller", 2.0, start)
+    return {
+        "seconds": served,
+        "refused_as_busy": refused,
+        "logged_after": None if logged is None else logged[0] - closed,
+        "log": None if logged is None else logged[1],
+    }
+
+
+def abandoned_stream_part(database_url: str | None, repeat: int) -> dict[str, Any]:
+    if database_url:
+        settings, name, args = SETTINGS, "ticket_list", (TICKET_IDS,)
+    else:
+        settings, name, args = TEST_SETTINGS, "count_up", (LONG_STREAM,)
+    log(f"4. {name} closed after one item, {repeat} times ...")
+    env = base_env(database_url)
+    runs = []
+    with runrpc(settings, ["--concurrency", "1", "--backlog", "0"], env) as server:
+        client = rpc_client(server.endpoint, timeout=10)
+        try:
+            for _ in range(repeat):
+                runs.append(abandoned_stream(server, client, lambda: client.call(name, *args)))
+        finally:
+            client.close()
+    seconds = [r["seconds"] for r in runs if r["seconds"] is not None]
+    return {
+        "stream": f"{name}{args}",
+        "seconds": [round(s, 4) for s in seconds],
+        "spread": spread(seconds),
+        "refused_as_busy": [r["refused_as_busy"] for r in runs],
+        "logged_after": [
+            None if r["logged_after"] is None else round(r["logged_after"], 4) for r in runs
+        ],
+        "log": runs[0]["log"],
+    }
+
+
+# -- 5. mismatched heartbeats -------------------------------------------------
+
+
+def heartbeats_part(env: dict[str, str]) -> dict[str, Any]:
+    import gevent
+    import zerorpc
+
+    log("5. sleep 3 on runrpc --heartbeat 1 from 5 s heartbeat clients ...")
+    with runrpc(TEST_SETTINGS, ["--heartbeat", "1"], env) as server:
+        stock = zerorpc.Client(server.endpoint, heartbeat=5, timeout=20)
+        ours = rpc_client(server.endpoint)
+        results: dict[str, Any] = {}
+
+        def timed(label: str, call: Callable[[], Any]) -> None:
+            started = time.monotonic()
+            try:
+                value = call()
+                results[label] = {"completed": value == 3, "result": value}
+            except Exception as err:
+                results[label] = {"completed": False, "error": f"{type(err).__name__}: {err}"}
+            results[label]["seconds"] = round(time.monotonic() - started, 3)
+
+        try:
+            calls = [
+                gevent.spawn(timed, "zerorpc.Client(heartbeat=5)", lambda: stock.sleep(3)),
+                gevent.spawn(timed, "RPCClient (defaults)", lambda: ours.sleep(3)),
+            ]
+            gevent.joinall(calls, timeout=30)
+            gevent.killall(calls, timeout=5)
+        finally:
+            stock.close()
+            ours.close()
+        lost = [line for _, line in server.lines if "lost its caller" in line]
+    return {"clients": results, "lost_its_caller_logged": lost}
+
+
+# -- the run -----------------------------------------------------------------
+
+
+def postgres_url() -> tuple[str | None, str]:
+    """Return (the benchmarks' database zrpc_bench on PostgreSQL, why not)."""
+    url = os.environ.get("DATABASE_URL", "")
+    if urlsplit(url).scheme not in ("postgres", "postgresql"):
+        return None, "DATABASE_URL is unset or not postgres://"
+    from benchmarks.database import prepare_database
+
+    env = base_env(None)
+    bench_url, _label, reason = prepare_database(TICKET_IDS, env)
+    return (None, reason) if reason else (bench_url, "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=5, help="runs of parts 2 to 4 (1..20)")
+    args = parser.parse_args()
+    if not 1 <= args.repeat <= 20:
+        parser.error("--repeat must be 1..20")
+    started = time.monotonic()
+    database_url, why_not = postgres_url()
+    env = base_env(database_url)
+    result: dict[str, Any] = {}
+    if database_url:
+        result["connections"] = connections_part(database_url)
+        print_connections(result["connections"])
+    else:
+        result["connections"] = {"skipped": why_not}
+        report("1. database connections", f"skipped: {why_not}")
+    result["killed_caller"] = killed_caller_part(env, args.repeat)
+    report(
+        "2. caller SIGKILLed mid-call -> runrpc logs 'lost its caller'",
+        spread_text(result["killed_caller"]["seconds"], args.repeat),
+    )
+    report("2. runrpc's line", result["killed_caller"]["log"])
+    result["killed_server"] = killed_server_part(env, args.repeat)
+    report(
+        f"3. server SIGKILLed -> all {CALLS_IN_FLIGHT} calls raised LostRemote",
+        spread_text(result["killed_server"]["seconds"], args.repeat),
+    )
+    report("3. errors raised (all runs)", dict(result["killed_server"]["raised"]))
+    result["abandoned_stream"] = part4 = abandoned_stream_part(database_url, args.repeat)
+    report(
+        f"4. {part4['stream']} closed after 1 item -> next call served",
+        spread_text(part4["seconds"], args.repeat),
+    )
+    report("4. calls refused as busy meanwhile, per run", part4["refused_as_busy"])
+    report("4. 'lost its caller' logged after (s), per run", part4["logged_after"])
+    result["heartbeats"] = heartbeats_part(env)
+    for label, outcome in result["heartbeats"]["clients"].items():
+        done = "completed" if outcome["completed"] else f"failed ({outcome.get('error')})"
+        report(f"5. sleep 3 on --heartbeat 1, {label}", f"{done} in {outcome['seconds']:.3f} s")
+    report("5. 'lost its caller' logged", len(result["heartbeats"]["lost_its_caller_logged"]))
+    result["seconds"] = round(time.monotonic() - started, 1)
+    print(json.dumps(result, default=str))
+
+
+if __name__ == "__main__":
+    main()
