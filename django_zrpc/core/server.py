@@ -225,8 +225,15 @@ class Server:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def bind(self, endpoint: str) -> str:
-        """Bind to ``endpoint``; return the endpoint actually bound (resolves port 0)."""
+    def bind(self, endpoint: str, fd: int | None = None) -> str:
+        """Bind to ``endpoint``; return the endpoint actually bound (resolves port 0).
+
+        ``fd``: a TCP socket already bound to ``endpoint`` and listening,
+        shared with other processes (``ZMQ_USE_FD``): each accepts the
+        connections the kernel gives it.
+        """
+        if fd is not None:
+            self._socket.setsockopt(zmq.USE_FD, fd)
         self._socket.bind(endpoint)
         return self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
@@ -278,11 +285,22 @@ class Server:
         while self._calls and time.monotonic() < deadline:
             gevent.sleep(0.05)
         for call in list(self._calls.values()):
-            if not (call.replied or call.lost):
+            if call.replied or call.lost:
+                continue
+            # ServerStopping only for a call that never started, so that a
+            # caller may retry it elsewhere; one that started may have done
+            # part of its work.
+            if call.worker is None:
                 self._reply_error(
-                    call, "ServerStopping", "The server stopped before the call ended."
+                    call, "ServerStopping", "The server stopped before the call started."
                 )
-                self._lose(call, "the server is stopping")
+            else:
+                self._reply_error(
+                    call,
+                    "CallInterrupted",
+                    "The server stopped during the call; it may have run in part.",
+                )
+            self._lose(call, "the server is stopping")
         self._stopped.set()
 
     def close(self) -> None:
