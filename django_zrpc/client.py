@@ -18,18 +18,44 @@ of the ones it inherited.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
+import random
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import gevent
 from gevent import monkey
 
 from django_zrpc.client_options import check_options, validate_endpoints
 from django_zrpc.core.client import CallByName, Client, Stream
 from django_zrpc.curve import client_keys
-from django_zrpc.exceptions import LostRemote, ServerUnavailable
+from django_zrpc.exceptions import LostRemote, RemoteError, ServerUnavailable
 from django_zrpc.pool import Pool
+
+logger = logging.getLogger("django_zrpc.client")
+
+#: Errors a server sends only for a call that never started.
+NEVER_STARTED = frozenset({"ServerBusy", "ServerStopping"})
+#: Errors that say the call started and may have done part of its work.
+MAY_HAVE_RUN = frozenset({"CallInterrupted", "LostRemote"})
+
+
+def _may_retry(error: BaseException, idempotent: bool) -> bool:
+    """Whether a call that failed with ``error`` may be sent again."""
+    if isinstance(error, ServerUnavailable):
+        return True  # never delivered (HandshakeFailed too); PoolExhausted is not one
+    if isinstance(error, RemoteError):
+        name = getattr(error, "name", None)
+        return name in NEVER_STARTED or (idempotent and name in MAY_HAVE_RUN)
+    return idempotent and isinstance(error, LostRemote)
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based): 20 ms doubling to 0.5 s, jittered."""
+    return min(0.02 * 2**attempt, 0.5) * random.uniform(0.5, 1.0)
+
 
 # Sockets inherited through fork are kept referenced, never used or closed:
 # closing them in the child could disturb the parent's.
@@ -69,6 +95,8 @@ class RPCClient(CallByName):
         calls_per_connection: int = 100,
         pool_timeout: float | None = None,
         down_for: float = 5.0,
+        connect_timeout: float = 1.0,
+        idempotent: bool = False,
         curve_secret: str | os.PathLike[str] | None = None,
         curve_server: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -81,6 +109,8 @@ class RPCClient(CallByName):
                 "calls_per_connection": calls_per_connection,
                 "pool_timeout": pool_timeout,
                 "down_for": down_for,
+                "connect_timeout": connect_timeout,
+                "idempotent": idempotent,
             }
         )
         self.curve = client_keys(curve_secret, curve_server)
@@ -90,6 +120,8 @@ class RPCClient(CallByName):
         self.pool_size = pool_size
         self.pool_timeout = timeout if pool_timeout is None else pool_timeout
         self.down_for = down_for
+        self.connect_timeout = connect_timeout
+        self.idempotent = idempotent
         self._local = _OSThreadLocal()
         self._down_until: dict[str, float] = {}
         self._turn = itertools.count()
@@ -103,18 +135,58 @@ class RPCClient(CallByName):
         /,
         *args: Any,
         timeout: float | None = None,
+        idempotent: bool | None = None,
         kwargs: dict[str, Any] | None = None,
         **more: Any,
     ) -> Any:
-        """Call ``name``; return its result, or an iterator for a stream."""
+        """Call ``name``; return its result, or an iterator for a stream.
+
+        A call that never ran (refused ``ServerBusy`` or ``ServerStopping``,
+        or never delivered: ``ServerUnavailable``, ``HandshakeFailed``) is
+        sent again, on another connection or endpoint, with a short backoff,
+        until ``timeout`` runs out. A call that may have run (``LostRemote``,
+        ``TimeoutExpired``, an error of the function) is not, unless it is
+        ``idempotent`` (default: the client's): then ``LostRemote`` and
+        ``CallInterrupted`` are retried too.
+        """
         if self._closed:
             raise RuntimeError(f"This RPCClient of {self.endpoints} is closed.")
         timeout = self.timeout if timeout is None else timeout
-        endpoint = self._choose_endpoint()
+        idempotent = self.idempotent if idempotent is None else idempotent
+        deadline = time.monotonic() + timeout
+        for attempt in itertools.count():
+            endpoint = self._choose_endpoint()
+            try:
+                return self._call_once(endpoint, name, args, kwargs, more, deadline)
+            except Exception as err:
+                pause = _backoff(attempt)
+                if not _may_retry(err, idempotent) or time.monotonic() + pause >= deadline:
+                    raise
+                logger.info(
+                    "Retrying rpc %s (attempt %d) after %s from %s: %s",
+                    name,
+                    attempt + 2,
+                    type(err).__name__,
+                    endpoint,
+                    err,
+                )
+                gevent.sleep(pause)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _call_once(
+        self,
+        endpoint: str,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        more: dict[str, Any],
+        deadline: float,
+    ) -> Any:
         pool = self._pool(endpoint)
-        connection = pool.acquire(self.pool_timeout)
+        remaining = max(deadline - time.monotonic(), 0.001)
+        connection = pool.acquire(min(self.pool_timeout, remaining))
         try:
-            result = connection.call(name, *args, timeout=timeout, kwargs=kwargs, **more)
+            result = connection.call(name, *args, timeout=remaining, kwargs=kwargs, **more)
         except (LostRemote, ServerUnavailable):
             # The server went silent, or was never reached: retire the
             # connection (its other calls end on their own) and avoid the
@@ -122,8 +194,18 @@ class RPCClient(CallByName):
             pool.discard(connection)
             self._down_until[endpoint] = time.monotonic() + self.down_for
             raise
+        except RemoteError as err:
+            if err.name == "ServerStopping":
+                # The process behind this connection is going away; a new
+                # connection reaches one that is not (--workers, a restart).
+                pool.discard(connection)
+                if len(self.endpoints) > 1:
+                    self._down_until[endpoint] = time.monotonic() + self.down_for
+            else:
+                pool.release(connection)  # a remote error: the connection is fine
+            raise
         except BaseException:
-            pool.release(connection)  # a remote error: the connection is fine
+            pool.release(connection)
             raise
         self._down_until.pop(endpoint, None)
         if isinstance(result, Stream):
@@ -165,7 +247,11 @@ class RPCClient(CallByName):
             pool = state.pools[endpoint] = Pool(
                 endpoint,
                 lambda: Client(
-                    endpoint, timeout=self.timeout, heartbeat=self.heartbeat, curve=self.curve
+                    endpoint,
+                    timeout=self.timeout,
+                    heartbeat=self.heartbeat,
+                    connect_timeout=self.connect_timeout,
+                    curve=self.curve,
                 ),
                 self.pool_size,
                 self.calls_per_connection,

@@ -20,11 +20,13 @@ OPTIONS = {
     "CALLS_PER_CONNECTION": "calls_per_connection",
     "POOL_TIMEOUT": "pool_timeout",
     "DOWN_FOR": "down_for",
+    "CONNECT_TIMEOUT": "connect_timeout",
+    "IDEMPOTENT": "idempotent",
     "CURVE_SECRET": "curve_secret",
     "CURVE_SERVER": "curve_server",
 }
 
-_SECONDS = ("timeout", "heartbeat", "pool_timeout", "down_for")
+_SECONDS = ("timeout", "heartbeat", "pool_timeout", "down_for", "connect_timeout")
 _MAY_BE_NONE = ("heartbeat", "pool_timeout")  # no heartbeats; the call's timeout
 _COUNTS = ("pool_size", "calls_per_connection")
 
@@ -62,6 +64,8 @@ def option_errors(options: dict[str, Any]) -> dict[str, str]:
             continue
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             errors[option] = f"must be a number of seconds above 0, not {value!r}."
+    if not isinstance(options.get("idempotent", False), bool):
+        errors["idempotent"] = f"must be True or False, not {options['idempotent']!r}."
     for option in _COUNTS:
         value = options.get(option, 1)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

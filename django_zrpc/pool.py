@@ -92,13 +92,22 @@ class Pool:
         if self._closed:
             raise RuntimeError(f"The pool of {self.endpoint} is closed.")
         if not self._waiting:
+            # The connection with the fewest calls in flight (the last
+            # released among equals); a new one while every open one is busy
+            # and there is room: calls spread over up to ``size`` connections,
+            # and so over the processes behind one address (runrpc --workers),
+            # which the kernel gives each new connection to in turn.
+            calls = self._calls
+            best = None
             for connection in reversed(self._lendable):
-                if self._calls[connection] < self.calls_per_connection:
-                    self._calls[connection] += 1
-                    return connection
-            if self.connections < self.size:
+                if best is None or calls[connection] < calls[best]:
+                    best = connection
+            if (best is None or calls[best] > 0) and self.connections < self.size:
                 self._opening += 1
                 return self._new()
+            if best is not None and calls[best] < self.calls_per_connection:
+                calls[best] += 1
+                return best
         item = self._wait(timeout)
         if item is _CLOSED:
             raise RuntimeError(f"The pool of {self.endpoint} was closed.")

@@ -208,10 +208,15 @@ class Client(CallByName):
         heartbeat: float | None = 5.0,
         unpacker: protocol.Unpacker | None = None,
         curve: ClientKeys | None = None,
+        connect_timeout: float | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
         self.heartbeat = heartbeat
+        # Seconds a call may wait for a connection before ServerUnavailable
+        # (None: its whole timeout); a caller with other endpoints to try, or
+        # time to try again, need not wait out its timeout on a dead server.
+        self.connect_timeout = connect_timeout
         self._unpacker = unpacker or protocol.Unpacker()
         self._new_id = protocol.MessageIds()
         # One context per process for every client (pyzmq makes a new one
@@ -510,7 +515,11 @@ class Client(CallByName):
                                 f"{self.endpoint} failed its handshake: {failure}",
                             )
                         )
-                    elif now >= pending.deadline:
+                    elif now >= pending.deadline or (
+                        not pending.sent
+                        and self.connect_timeout is not None
+                        and now - pending.last_seen >= self.connect_timeout
+                    ):
                         self._forget(pending)
                         pending.deliver(self._timeout_error(pending))
                     elif beat:
@@ -523,8 +532,11 @@ class Client(CallByName):
     def _timeout_error(self, pending: _Pending) -> TimeoutExpired:
         when = f"calling remote method {pending.name}"
         if not pending.sent:
+            waited = pending.timeout
+            if self.connect_timeout is not None:
+                waited = min(waited, self.connect_timeout)
             return ServerUnavailable(
-                pending.timeout, f"{when}: no connection to {self.endpoint} could be made"
+                waited, f"{when}: no connection to {self.endpoint} could be made"
             )
         return TimeoutExpired(pending.timeout, when)
 
