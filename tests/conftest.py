@@ -21,6 +21,7 @@ from django_zrpc import wire
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 30.0
+SETTINGS = "tests.settings"
 
 
 def free_port() -> int:
@@ -130,8 +131,10 @@ def slowest_failure(call, error: type[BaseException], count: int) -> float:
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment of a process the tests start: the tests' settings, unbuffered output."""
     env = dict(os.environ)
-    env.pop("DJANGO_SETTINGS_MODULE", None)  # manage.py sets its own
+    # manage.py and testproject.wsgi default to the demo's settings, without the probes.
+    env["DJANGO_SETTINGS_MODULE"] = SETTINGS
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
@@ -199,10 +202,10 @@ def server(start_server) -> ServerProcess:
 
 @pytest.fixture
 def project_settings(tmp_path):
-    """Write a settings module extending the test project's; return runrpc's args and env."""
+    """Write a settings module extending the tests' settings; return runrpc's args and env."""
 
     def make(**overrides: object) -> tuple[list[str], dict[str, str]]:
-        lines = ["from testproject.settings import *"]
+        lines = [f"from {SETTINGS} import *"]
         lines += [f"{name} = {value!r}" for name, value in overrides.items()]
         (tmp_path / "override_settings.py").write_text("\n".join(lines) + "\n")
         return ["--settings=override_settings"], {"PYTHONPATH": str(tmp_path)}

@@ -47,7 +47,7 @@ def settings_with(tmp_path):
     def make(*middleware: str) -> dict[str, str]:
         (tmp_path / "mw_settings.py").write_text(
             textwrap.dedent(f"""
-                from testproject.settings import *
+                from tests.settings import *
                 ZRPC_MIDDLEWARE = {list(middleware)!r}
             """)
         )

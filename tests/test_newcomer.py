@@ -31,6 +31,7 @@ def hello(name):
 @pytest.fixture
 def project(tmp_path):
     env = subprocess_env()
+    env.pop("DJANGO_SETTINGS_MODULE")  # the new project's manage.py names its own
     env.pop("DATABASE_URL", None)
     subprocess.run(
         [sys.executable, "-m", "django", "startproject", "mysite", str(tmp_path)],
