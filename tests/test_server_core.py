@@ -1,4 +1,7 @@
-"""The wire core in-process: what is easier to see from inside than over a process boundary."""
+"""The server core (django_zrpc.core.server) in-process: what is easier to see from inside.
+
+tests/test_runrpc_protocol.py calls the same engine in a runrpc process over TCP.
+"""
 
 from __future__ import annotations
 
@@ -75,27 +78,3 @@ def test_a_call_that_replied_is_neither_killed_nor_answered_again(core):
     finally:
         client.close()
     assert finished == ["echo"]  # the cleanup was not interrupted
-
-
-def test_an_error_sweeps_a_connection_whose_set_up_failed(django_db_blocker, monkeypatch):
-    import sys
-
-    from django.db import connection
-
-    from django_zrpc.middleware import CloseOldConnectionsMiddleware
-
-    middleware = CloseOldConnectionsMiddleware()
-    with django_db_blocker.unblock():
-        connection.close()
-
-        def broken(*args, **kwargs):
-            raise RuntimeError("set-up failed after connect")
-
-        monkeypatch.setattr(connection, "init_connection_state", broken)
-        try:
-            connection.ensure_connection()
-        except RuntimeError:
-            exc_info = sys.exc_info()
-        assert connection.connection is not None  # open, and no connection_created
-        middleware.server_after_call(None, exc_info)
-        assert connection.connection is None

@@ -1,4 +1,8 @@
-"""runrpc's own zerorpc core against stock zerorpc clients and hostile peers."""
+"""runrpc's side of the zerorpc protocol over TCP: stock clients, raw and hostile peers.
+
+Its engine, django_zrpc.core.server, in a real ``manage.py runrpc`` process;
+tests/test_server_core.py looks at the same engine in-process.
+"""
 
 from __future__ import annotations
 
