@@ -59,11 +59,22 @@ class ServerProcess:
     def output(self) -> str:
         return "\n".join(self.lines)
 
-    def wait_for(self, text: str, timeout: float = STARTUP_TIMEOUT) -> None:
-        """Wait until a printed line contains ``text``; fail if the process ends first."""
+    def mark(self) -> int:
+        """Return where the output is now, for ``wait_for(..., since=)`` and ``output_since``.
+
+        A server shared by a module's tests has printed for the tests before:
+        a test reads only what came after its mark.
+        """
+        return len(self.lines)
+
+    def output_since(self, mark: int) -> str:
+        return "\n".join(self.lines[mark:])
+
+    def wait_for(self, text: str, timeout: float = STARTUP_TIMEOUT, since: int = 0) -> None:
+        """Wait until a line printed after ``since`` contains ``text``; fail if the process ends."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if any(text in line for line in self.lines):
+            if any(text in line for line in self.lines[since:]):
                 return
             if self.proc.poll() is not None:
                 self._reader.join(2)
@@ -171,16 +182,16 @@ def live_database_url(django_db_setup, django_db_blocker) -> str:
     return f"sqlite:///{db['NAME']}"
 
 
-@pytest.fixture
-def start_server(live_database_url):
-    """Start ``manage.py runrpc --noreload`` on a free port; stop every one at teardown."""
+@contextmanager
+def _server_starter(database_url: str) -> Iterator:
+    """Yield ``start(*args, cwd=, wait=, port=, **env)``; stop every server it started on exit."""
     started: list[ServerProcess] = []
 
     def start(
         *args: str, cwd: Path = ROOT, wait: bool = True, port: int | None = None, **env: str
     ) -> ServerProcess:
         port = port or free_port()
-        env.setdefault("DATABASE_URL", live_database_url)
+        env.setdefault("DATABASE_URL", database_url)
         server = ServerProcess(
             ["--noreload", *args, f"127.0.0.1:{port}"], subprocess_env(**env), cwd, port
         )
@@ -189,15 +200,40 @@ def start_server(live_database_url):
             server.wait_for("Serving ")
         return server
 
-    yield start
-    for server in started:
-        server.stop()
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
 
 
 @pytest.fixture
-def server(start_server) -> ServerProcess:
-    """A runrpc server of the test project, with a 1 s heartbeat."""
-    return start_server("--heartbeat", "1")
+def start_server(live_database_url):
+    """Start ``manage.py runrpc --noreload`` on a free port, for this test only.
+
+    For a test that kills, stops or reconfigures its server; tests that only
+    call a server share the module's ``server``.
+    """
+    with _server_starter(live_database_url) as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def start_module_server(live_database_url):
+    """Start a runrpc server that the module's tests share; stop it after the module."""
+    with _server_starter(live_database_url) as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def server(start_module_server) -> ServerProcess:
+    """A runrpc server of the tests' settings with a 1 s heartbeat, shared by the module.
+
+    A process start costs about a second, so the module's tests share one:
+    use it only in tests that leave it as they found it (no signals, no
+    settings of their own), and read its log from ``server.mark()`` on.
+    """
+    return start_module_server("--heartbeat", "1")
 
 
 @pytest.fixture

@@ -40,9 +40,12 @@ class StockServer:
 STOCK_ENDPOINTS: set[str] = set()
 
 
-@pytest.fixture(params=["zerorpc", "runrpc"])
+@pytest.fixture(scope="module", params=["zerorpc", "runrpc"])
 def endpoint(request):
-    """The endpoint of a server with echo, sleep, fail and count_up, heartbeat 1 s."""
+    """The endpoint of a server with echo, sleep, fail and count_up, heartbeat 1 s.
+
+    One server of each kind for the module: the tests that use it only call it.
+    """
     if request.param == "zerorpc":
         server = StockServer()
         STOCK_ENDPOINTS.add(server.endpoint)

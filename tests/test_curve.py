@@ -57,7 +57,23 @@ def keys(tmp_path) -> Keys:
 
 @pytest.fixture
 def curve_server(start_server, keys):
+    """A CURVE server of the test's own.
+
+    For the tests that change its allow-list or read its log of refusals,
+    which it writes at most once a second.
+    """
     return start_server(*keys.server_args())
+
+
+@pytest.fixture(scope="module")
+def shared_keys(tmp_path_factory) -> Keys:
+    return Keys(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture(scope="module")
+def shared_curve_server(start_module_server, shared_keys):
+    """A CURVE server of ``shared_keys`` for the module's tests that are only admitted."""
+    return start_module_server(*shared_keys.server_args())
 
 
 def run_runrpc(*args: str) -> subprocess.CompletedProcess:
@@ -107,9 +123,9 @@ def test_a_file_that_is_not_a_key_is_a_clear_error(tmp_path):
 # -- admitting and refusing ----------------------------------------------------------
 
 
-def test_allowed_key_calls_and_its_name_reaches_the_function(curve_server, keys):
-    assert "CURVE on: admitting 1 client key(s)" in curve_server.output
-    client = keys.client(curve_server.endpoint)
+def test_allowed_key_calls_and_its_name_reaches_the_function(shared_curve_server, shared_keys):
+    assert "CURVE on: admitting 1 client key(s)" in shared_curve_server.output
+    client = shared_keys.client(shared_curve_server.endpoint)
     assert client.call_context()["client_key"] == "web"
     assert client.call_context_blocking()["client_key"] == "web"
     assert [item["client_key"] for item in client.call_context_stream(3)] == ["web"] * 3
@@ -196,11 +212,11 @@ def test_the_server_stops_with_an_error_if_its_zap_handler_dies(keys):
     assert "The CURVE ZAP handler stopped" in server.failure
 
 
-def test_named_client_takes_its_keys_from_zrpc_clients(curve_server, keys):
+def test_named_client_takes_its_keys_from_zrpc_clients(shared_curve_server, shared_keys):
     config = {
-        "ENDPOINTS": [curve_server.endpoint],
-        "CURVE_SECRET": str(keys.secret("web")),
-        "CURVE_SERVER": str(keys.server_public),
+        "ENDPOINTS": [shared_curve_server.endpoint],
+        "CURVE_SECRET": str(shared_keys.secret("web")),
+        "CURVE_SERVER": str(shared_keys.server_public),
     }
     with override_settings(ZRPC_CLIENTS={"secure": config}):
         assert clients["secure"].call_context()["client_key"] == "web"

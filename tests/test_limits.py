@@ -46,6 +46,7 @@ def test_builtins_can_be_switched_off(start_server, project_settings):
 
 
 def test_oversized_and_amplifying_frames_leave_memory_bounded(server):
+    mark = server.mark()
     with server.client() as client:
         client.echo("warm up")
     before = rss_kb(server.proc.pid)
@@ -72,4 +73,4 @@ def test_oversized_and_amplifying_frames_leave_memory_bounded(server):
     grown_mb = (rss_kb(server.proc.pid) - before) / 1024
     print(f"server RSS grew by {grown_mb:.1f} MB")
     assert grown_mb < 40, f"the server grew by {grown_mb:.0f} MB"
-    server.wait_for("Dropped ")
+    server.wait_for("Dropped ", since=mark)
