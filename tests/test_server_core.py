@@ -5,6 +5,8 @@ tests/test_runrpc_protocol.py calls the same engine in a runrpc process over TCP
 
 from __future__ import annotations
 
+import time
+
 import gevent
 import pytest
 import zerorpc
@@ -43,7 +45,10 @@ def test_every_worker_runs_its_exit_callback_when_the_server_stops(core):
     finally:
         client.close()
     server.stop()
-    gevent.sleep(STOP_LINGER + 0.5)  # the server answers ServerStopping meanwhile
+    # The server answers ServerStopping for STOP_LINGER, then its workers exit.
+    deadline = time.monotonic() + STOP_LINGER + 5
+    while len(exits) < 3 and time.monotonic() < deadline:
+        gevent.sleep(0.05)
     assert len(exits) == 3
 
 
@@ -74,7 +79,9 @@ def test_a_call_that_replied_is_neither_killed_nor_answered_again(core):
     try:
         assert client.echo("x") == "x"  # replied; its cleanup runs 0.5 s more
         server.stop(0)
-        gevent.sleep(1)
+        deadline = time.monotonic() + 5
+        while not finished and time.monotonic() < deadline:
+            gevent.sleep(0.05)
     finally:
         client.close()
     assert finished == ["echo"]  # the cleanup was not interrupted
