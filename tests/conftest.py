@@ -86,14 +86,22 @@ class ServerProcess:
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         """Send ``signum`` to the process we started and return its exit code."""
+        self.signal(signum)
+        return self.wait_stopped(timeout)
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        """Send ``signum`` if the process still runs; do not wait."""
         if self.proc.poll() is None:
             self.proc.send_signal(signum)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-                pytest.fail(f"runrpc ignored signal {signum} for {timeout}s:\n{self.output}")
+
+    def wait_stopped(self, timeout: float = 15.0) -> int:
+        """Wait for the process to exit after a signal; kill it and fail after ``timeout``."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            pytest.fail(f"runrpc did not stop within {timeout}s of a signal:\n{self.output}")
         self._reader.join(5)
         return self.proc.returncode
 
@@ -182,9 +190,23 @@ def live_database_url(django_db_setup, django_db_blocker) -> str:
     return f"sqlite:///{db['NAME']}"
 
 
+@pytest.fixture(scope="session")
+def _stopping_servers(django_db_setup) -> Iterator[list[ServerProcess]]:
+    """Servers sent SIGTERM at their fixture's teardown; wait for them at the session's end.
+
+    A server takes its 0.5 s linger and more to exit: the next tests run
+    meanwhile instead of waiting. This fixture depends on django_db_setup so
+    that every server has exited before the test database is dropped.
+    """
+    stopping: list[ServerProcess] = []
+    yield stopping
+    for server in stopping:
+        server.wait_stopped()
+
+
 @contextmanager
-def _server_starter(database_url: str) -> Iterator:
-    """Yield ``start(*args, cwd=, wait=, port=, **env)``; stop every server it started on exit."""
+def _server_starter(database_url: str, stopping: list[ServerProcess]) -> Iterator:
+    """Yield ``start(*args, cwd=, wait=, port=, **env)``; on exit, SIGTERM what it started."""
     started: list[ServerProcess] = []
 
     def start(
@@ -204,24 +226,25 @@ def _server_starter(database_url: str) -> Iterator:
         yield start
     finally:
         for server in started:
-            server.stop()
+            server.signal()
+        stopping.extend(started)
 
 
 @pytest.fixture
-def start_server(live_database_url):
+def start_server(live_database_url, _stopping_servers):
     """Start ``manage.py runrpc --noreload`` on a free port, for this test only.
 
     For a test that kills, stops or reconfigures its server; tests that only
     call a server share the module's ``server``.
     """
-    with _server_starter(live_database_url) as start:
+    with _server_starter(live_database_url, _stopping_servers) as start:
         yield start
 
 
 @pytest.fixture(scope="module")
-def start_module_server(live_database_url):
+def start_module_server(live_database_url, _stopping_servers):
     """Start a runrpc server that the module's tests share; stop it after the module."""
-    with _server_starter(live_database_url) as start:
+    with _server_starter(live_database_url, _stopping_servers) as start:
         yield start
 
 
