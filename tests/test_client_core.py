@@ -160,10 +160,10 @@ def test_a_call_given_up_on_never_runs_when_the_server_comes_back(start_server):
 def test_a_slow_stream_reader_is_not_timed_out_between_items(endpoint):
     with Client(endpoint, timeout=1, heartbeat=1) as client:
         items = []
-        for item in client.count_up(3):
+        for item in client.count_up(2):
             items.append(item)
             gevent.sleep(1.5)  # longer than the call's timeout, between items
-    assert items == [0, 1, 2]
+    assert items == [0, 1]
 
 
 def test_a_call_to_a_server_that_is_down_fails_at_its_timeout_not_its_heartbeat():
