@@ -1,4 +1,4 @@
-"""Settings of the test and demo project.
+"""Settings of the demo project, which the tests extend (``tests/settings.py``).
 
 The database comes from ``DATABASE_URL`` (``postgres://user@host:port/name``
 or ``sqlite:///path``) and is the embedded SQLite file otherwise. A few
@@ -23,7 +23,6 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django_zrpc",
     "testproject.tickets",
-    "testproject.probes",
 ]
 
 # Gives each request an id, sent with the RPC calls its view makes.

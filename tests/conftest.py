@@ -21,6 +21,7 @@ from django_zrpc.core import protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 30.0
+SETTINGS = "tests.settings"
 
 
 def free_port() -> int:
@@ -58,11 +59,22 @@ class ServerProcess:
     def output(self) -> str:
         return "\n".join(self.lines)
 
-    def wait_for(self, text: str, timeout: float = STARTUP_TIMEOUT) -> None:
-        """Wait until a printed line contains ``text``; fail if the process ends first."""
+    def mark(self) -> int:
+        """Return where the output is now, for ``wait_for(..., since=)`` and ``output_since``.
+
+        A server shared by a module's tests has printed for the tests before:
+        a test reads only what came after its mark.
+        """
+        return len(self.lines)
+
+    def output_since(self, mark: int) -> str:
+        return "\n".join(self.lines[mark:])
+
+    def wait_for(self, text: str, timeout: float = STARTUP_TIMEOUT, since: int = 0) -> None:
+        """Wait until a line printed after ``since`` contains ``text``; fail if the process ends."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if any(text in line for line in self.lines):
+            if any(text in line for line in self.lines[since:]):
                 return
             if self.proc.poll() is not None:
                 self._reader.join(2)
@@ -74,14 +86,22 @@ class ServerProcess:
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         """Send ``signum`` to the process we started and return its exit code."""
+        self.signal(signum)
+        return self.wait_stopped(timeout)
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        """Send ``signum`` if the process still runs; do not wait."""
         if self.proc.poll() is None:
             self.proc.send_signal(signum)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-                pytest.fail(f"runrpc ignored signal {signum} for {timeout}s:\n{self.output}")
+
+    def wait_stopped(self, timeout: float = 15.0) -> int:
+        """Wait for the process to exit after a signal; kill it and fail after ``timeout``."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            pytest.fail(f"runrpc did not stop within {timeout}s of a signal:\n{self.output}")
         self._reader.join(5)
         return self.proc.returncode
 
@@ -130,8 +150,10 @@ def slowest_failure(call, error: type[BaseException], count: int) -> float:
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment of a process the tests start: the tests' settings, unbuffered output."""
     env = dict(os.environ)
-    env.pop("DJANGO_SETTINGS_MODULE", None)  # manage.py sets its own
+    # manage.py and testproject.wsgi default to the demo's settings, without the probes.
+    env["DJANGO_SETTINGS_MODULE"] = SETTINGS
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
@@ -168,16 +190,30 @@ def live_database_url(django_db_setup, django_db_blocker) -> str:
     return f"sqlite:///{db['NAME']}"
 
 
-@pytest.fixture
-def start_server(live_database_url):
-    """Start ``manage.py runrpc --noreload`` on a free port; stop every one at teardown."""
+@pytest.fixture(scope="session")
+def _stopping_servers(django_db_setup) -> Iterator[list[ServerProcess]]:
+    """Servers sent SIGTERM at their fixture's teardown; wait for them at the session's end.
+
+    A server takes its 0.5 s linger and more to exit: the next tests run
+    meanwhile instead of waiting. This fixture depends on django_db_setup so
+    that every server has exited before the test database is dropped.
+    """
+    stopping: list[ServerProcess] = []
+    yield stopping
+    for server in stopping:
+        server.wait_stopped()
+
+
+@contextmanager
+def _server_starter(database_url: str, stopping: list[ServerProcess]) -> Iterator:
+    """Yield ``start(*args, cwd=, wait=, port=, **env)``; on exit, SIGTERM what it started."""
     started: list[ServerProcess] = []
 
     def start(
         *args: str, cwd: Path = ROOT, wait: bool = True, port: int | None = None, **env: str
     ) -> ServerProcess:
         port = port or free_port()
-        env.setdefault("DATABASE_URL", live_database_url)
+        env.setdefault("DATABASE_URL", database_url)
         server = ServerProcess(
             ["--noreload", *args, f"127.0.0.1:{port}"], subprocess_env(**env), cwd, port
         )
@@ -186,23 +222,49 @@ def start_server(live_database_url):
             server.wait_for("Serving ")
         return server
 
-    yield start
-    for server in started:
-        server.stop()
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.signal()
+        stopping.extend(started)
 
 
 @pytest.fixture
-def server(start_server) -> ServerProcess:
-    """A runrpc server of the test project, with a 1 s heartbeat."""
-    return start_server("--heartbeat", "1")
+def start_server(live_database_url, _stopping_servers):
+    """Start ``manage.py runrpc --noreload`` on a free port, for this test only.
+
+    For a test that kills, stops or reconfigures its server; tests that only
+    call a server share the module's ``server``.
+    """
+    with _server_starter(live_database_url, _stopping_servers) as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def start_module_server(live_database_url, _stopping_servers):
+    """Start a runrpc server that the module's tests share; stop it after the module."""
+    with _server_starter(live_database_url, _stopping_servers) as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def server(start_module_server) -> ServerProcess:
+    """A runrpc server of the tests' settings with a 1 s heartbeat, shared by the module.
+
+    A process start costs about a second, so the module's tests share one:
+    use it only in tests that leave it as they found it (no signals, no
+    settings of their own), and read its log from ``server.mark()`` on.
+    """
+    return start_module_server("--heartbeat", "1")
 
 
 @pytest.fixture
 def project_settings(tmp_path):
-    """Write a settings module extending the test project's; return runrpc's args and env."""
+    """Write a settings module extending the tests' settings; return runrpc's args and env."""
 
     def make(**overrides: object) -> tuple[list[str], dict[str, str]]:
-        lines = ["from testproject.settings import *"]
+        lines = [f"from {SETTINGS} import *"]
         lines += [f"{name} = {value!r}" for name, value in overrides.items()]
         (tmp_path / "override_settings.py").write_text("\n".join(lines) + "\n")
         return ["--settings=override_settings"], {"PYTHONPATH": str(tmp_path)}

@@ -17,7 +17,7 @@ APPS = [
     "django.contrib.auth",
     "django_zrpc",
     "testproject.tickets",
-    "testproject.probes",
+    "tests.probes",
 ]
 
 

@@ -175,6 +175,7 @@ def test_plain_zerorpc_clients_still_call_positionally(server):
 
 
 def test_the_request_id_user_and_language_travel_into_the_function_and_nested_calls(server, client):
+    mark = server.mark()
     seen = {}
 
     class User:
@@ -201,7 +202,7 @@ def test_the_request_id_user_and_language_travel_into_the_function_and_nested_ca
     assert seen["direct"]["function"] == "call_context"
     assert seen["yes"] == "Ja"
     # The server's log line names the request.
-    assert "rpc call_context [request req-123] OK" in server.output
+    server.wait_for("rpc call_context [request req-123] OK", since=mark)
 
 
 def test_a_request_without_an_id_gets_one(client):

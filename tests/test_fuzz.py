@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ROOT, ServerProcess, free_port, raw_dealer, subprocess_env
+from tests.conftest import raw_dealer
 
 scalars = (
     st.none()
@@ -36,14 +36,9 @@ frames = (
 
 
 @pytest.fixture(scope="module")
-def fuzzed_server(live_database_url):
+def fuzzed_server(start_module_server):
     # One server for every example: that the same process survives them all is the point.
-    port = free_port()
-    env = subprocess_env(DATABASE_URL=live_database_url, ZRPC_LOG_CALLS="0")
-    server = ServerProcess(["--noreload", "--heartbeat", "1", f"127.0.0.1:{port}"], env, ROOT, port)
-    server.wait_for("Serving ")
-    yield server
-    server.stop()
+    return start_module_server("--heartbeat", "1", ZRPC_LOG_CALLS="0")
 
 
 @pytest.fixture(scope="module")

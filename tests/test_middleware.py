@@ -47,7 +47,7 @@ def settings_with(tmp_path):
     def make(*middleware: str) -> dict[str, str]:
         (tmp_path / "mw_settings.py").write_text(
             textwrap.dedent(f"""
-                from testproject.settings import *
+                from tests.settings import *
                 ZRPC_MIDDLEWARE = {list(middleware)!r}
             """)
         )
@@ -114,3 +114,27 @@ def test_middleware_not_used_is_left_out():
     finally:
         del sys.modules["zrpc_tmp_off"]
     assert [type(m).__name__ for m in loaded] == ["CloseOldConnectionsMiddleware"]
+
+
+def test_an_error_sweeps_a_connection_whose_set_up_failed(django_db_blocker, monkeypatch):
+    import sys
+
+    from django.db import connection
+
+    from django_zrpc.middleware import CloseOldConnectionsMiddleware
+
+    middleware = CloseOldConnectionsMiddleware()
+    with django_db_blocker.unblock():
+        connection.close()
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("set-up failed after connect")
+
+        monkeypatch.setattr(connection, "init_connection_state", broken)
+        try:
+            connection.ensure_connection()
+        except RuntimeError:
+            exc_info = sys.exc_info()
+        assert connection.connection is not None  # open, and no connection_created
+        middleware.server_after_call(None, exc_info)
+        assert connection.connection is None

@@ -28,9 +28,10 @@ def hello(name):
 '''
 
 
-@pytest.fixture
-def project(tmp_path):
+def make_project(tmp_path):
+    """Make the README's project in ``tmp_path``; return the path and the environment to run it."""
     env = subprocess_env()
+    env.pop("DJANGO_SETTINGS_MODULE")  # the new project's manage.py names its own
     env.pop("DATABASE_URL", None)
     subprocess.run(
         [sys.executable, "-m", "django", "startproject", "mysite", str(tmp_path)],
@@ -57,6 +58,18 @@ def project(tmp_path):
     return tmp_path, env
 
 
+@pytest.fixture
+def project(tmp_path):
+    """A project of the test's own, for a test that edits it."""
+    return make_project(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def shared_project(tmp_path_factory):
+    """A project shared by the module's tests that only run it."""
+    return make_project(tmp_path_factory.mktemp("newcomer"))
+
+
 def assert_serves_hello(path, env) -> None:
     """Start `manage.py runrpc --noreload` in the project, call hello, stop it with exit 0."""
     port = free_port()
@@ -69,8 +82,8 @@ def assert_serves_hello(path, env) -> None:
         assert server.stop() == 0
 
 
-def test_newcomer_project_serves_its_rpcs_with_an_unedited_manage_py(project):
-    assert_serves_hello(*project)
+def test_newcomer_project_serves_its_rpcs_with_an_unedited_manage_py(shared_project):
+    assert_serves_hello(*shared_project)
 
 
 def test_autoreloader_restarts_the_server_when_rpcs_change(project):
@@ -114,10 +127,10 @@ def test_autoreloader_restarts_the_server_when_rpcs_change(project):
     ],
     ids=["python-m-django", "django-admin"],
 )
-def test_other_ways_to_start_runrpc(project, command):
+def test_other_ways_to_start_runrpc(shared_project, command):
     from pathlib import Path
 
-    path, env = project
+    path, env = shared_project
     port = free_port()
     replacements = {
         "{python}": sys.executable,

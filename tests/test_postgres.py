@@ -43,9 +43,18 @@ def app_name() -> str:
     return f"zrpc-test-{uuid.uuid4().hex[:12]}"
 
 
-def test_ten_pg_sleep_calls_run_concurrently_on_their_own_connections(start_server, pg):
+@pytest.fixture(scope="module")
+def default_server(start_module_server):
+    """``(application name, server)``: the default settings (CONN_MAX_AGE=0), shared.
+
+    For the tests that leave it with no call running and no connection open.
+    """
     name = app_name()
-    server = start_server(DB_APPLICATION_NAME=name)
+    return name, start_module_server(DB_APPLICATION_NAME=name)
+
+
+def test_ten_pg_sleep_calls_run_concurrently_on_their_own_connections(default_server, pg):
+    name, server = default_server
     with server.client(timeout=10) as client:
         started = time.monotonic()
         calls = [gevent.spawn(client.db_sleep, 2) for _ in range(10)]
@@ -58,9 +67,8 @@ def test_ten_pg_sleep_calls_run_concurrently_on_their_own_connections(start_serv
     assert len(during) == 10
 
 
-def test_no_connection_outlives_its_call_with_conn_max_age_0(start_server, pg):
-    name = app_name()
-    server = start_server(DB_APPLICATION_NAME=name, CONN_MAX_AGE="0")
+def test_no_connection_outlives_its_call_with_conn_max_age_0(default_server, pg):
+    name, server = default_server
     with server.client(timeout=10) as client:
         calls = [
             gevent.spawn(lambda: [client.db_backend_pid() for _ in range(10)]) for _ in range(20)

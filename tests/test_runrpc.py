@@ -31,29 +31,32 @@ def test_stream_of_250_items(server):
 
 
 def test_remote_error_has_name_and_message_and_server_keeps_serving(server):
+    mark = server.mark()
     with server.client() as client:
         with pytest.raises(zerorpc.RemoteError) as caught:
             client.fail("x")
         assert caught.value.name == "ValueError"
         assert caught.value.msg == "x"
         assert client.echo(42) == 42
-    server.wait_for("ERROR rpc fail failed in")
-    assert "ValueError: x" in server.output  # the traceback went to the log
+    server.wait_for("ERROR rpc fail failed in", since=mark)
+    assert "ValueError: x" in server.output_since(mark)  # the traceback went to the log
 
 
 def test_unknown_function_is_a_remote_name_error(server):
+    mark = server.mark()
     with server.client() as client:
         with pytest.raises(zerorpc.RemoteError) as caught:
             client.no_such_function()
         assert caught.value.name == "NameError"
         assert client.echo("still up") == "still up"
-    server.wait_for("rpc no_such_function: no such function is registered")
+    server.wait_for("rpc no_such_function: no such function is registered", since=mark)
 
 
 def test_one_log_line_per_call_with_method_duration_outcome(server):
+    mark = server.mark()
     with server.client() as client:
         client.echo(1)
-    server.wait_for("INFO rpc echo OK in ")
+    server.wait_for("INFO rpc echo OK in ", since=mark)
 
 
 def test_call_log_can_be_switched_off_but_errors_are_still_logged(start_server):
@@ -112,7 +115,8 @@ def test_call_longer_than_three_heartbeats_succeeds(server):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_stops_the_server_with_exit_code_0(server, signum):
+def test_signal_stops_the_server_with_exit_code_0(start_server, signum):
+    server = start_server()
     with server.client() as client:
         assert client.echo(1) == 1
     assert server.stop(signum) == 0

@@ -13,7 +13,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -62,44 +64,67 @@ def get(url: str, timeout: float = 20) -> tuple[int, bytes]:
         return err.code, err.read()
 
 
-@pytest.fixture
-def start_web():
-    started: list[subprocess.Popen] = []
+@contextmanager
+def running_webs(kinds: list[str], rpc_endpoint: str, **env: str) -> Iterator[dict[str, str]]:
+    """Run web servers of ``kinds`` whose views call ``rpc_endpoint``; yield their base URLs.
 
-    def start(kind: str, rpc_endpoint: str, **env: str) -> str:
-        port = free_port()
-        proc = subprocess.Popen(
-            WEB_SERVERS[kind](port),
-            cwd=ROOT,
-            env=subprocess_env(ZRPC_ENDPOINT=rpc_endpoint, **env),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        started.append(proc)
-        base = f"http://127.0.0.1:{port}"
+    They start together, and are stopped together.
+    """
+    procs: dict[str, tuple[subprocess.Popen, str]] = {}
+    try:
+        for kind in kinds:
+            port = free_port()
+            proc = subprocess.Popen(
+                WEB_SERVERS[kind](port),
+                cwd=ROOT,
+                env=subprocess_env(ZRPC_ENDPOINT=rpc_endpoint, **env),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            procs[kind] = proc, f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
-        while True:
+        for kind, (proc, base) in procs.items():
+            while True:
+                try:
+                    get(f"{base}/tickets/0/", timeout=2)
+                    break
+                except OSError:
+                    assert proc.poll() is None, f"{kind} exited with {proc.returncode}"
+                    assert time.monotonic() < deadline, f"{kind} did not answer within 30 s"
+                    time.sleep(0.1)
+        yield {kind: base for kind, (_, base) in procs.items()}
+    finally:
+        for proc, _ in procs.values():
+            proc.terminate()
+        for proc, _ in procs.values():
             try:
-                get(f"{base}/tickets/0/", timeout=2)
-                return base
-            except OSError:
-                assert proc.poll() is None, f"{kind} exited with {proc.returncode}"
-                assert time.monotonic() < deadline, f"{kind} did not answer within 30 s"
-                time.sleep(0.1)
-
-    yield start
-    for proc in started:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
 
 
-@pytest.mark.parametrize("kind", list(WEB_SERVERS))
-def test_ticket_views_end_to_end(kind, server, start_web):
-    base = start_web(kind, server.endpoint)
+@pytest.fixture(scope="module", params=list(WEB_SERVERS))
+def web(request, server) -> Iterator[tuple[str, str]]:
+    """``(kind, base URL)`` of a web server in front of the module's runrpc server.
+
+    One of each kind for the module, one at a time (test_concurrent_requests
+    counts the connections to the RPC server): the tests only request pages.
+    """
+    with running_webs([request.param], server.endpoint) as bases:
+        yield request.param, bases[request.param]
+
+
+@pytest.fixture(scope="module")
+def webs_without_rpc() -> Iterator[dict[str, str]]:
+    """A web server of each kind whose RPC server is down, by kind."""
+    dead = f"tcp://127.0.0.1:{free_port()}"
+    with running_webs(list(WEB_SERVERS), dead, ZRPC_TIMEOUT="0.5") as bases:
+        yield bases
+
+
+def test_ticket_views_end_to_end(web):
+    _, base = web
     status, body = get(f"{base}/tickets/7/")
     assert status == 200
     assert json.loads(body)["title"] == "Ticket 7"
@@ -109,9 +134,8 @@ def test_ticket_views_end_to_end(kind, server, start_web):
     assert [json.loads(line)["id"] for line in body.splitlines()] == list(range(1, 251))
 
 
-@pytest.mark.parametrize("kind", list(WEB_SERVERS))
-def test_concurrent_requests(kind, server, start_web):
-    base = start_web(kind, server.endpoint)
+def test_concurrent_requests(web, server):
+    kind, base = web
     ids = [1 + i % 200 for i in range(120)]
     peak = 0
     with ThreadPoolExecutor(24) as executor:
@@ -132,10 +156,9 @@ def test_concurrent_requests(kind, server, start_web):
 
 
 @pytest.mark.parametrize("kind", list(WEB_SERVERS))
-def test_a_dead_rpc_server_is_a_quick_503(kind, start_web):
-    base = start_web(kind, f"tcp://127.0.0.1:{free_port()}", ZRPC_TIMEOUT="0.5")
+def test_a_dead_rpc_server_is_a_quick_503(kind, webs_without_rpc):
     started = time.monotonic()
-    status, body = get(f"{base}/tickets/1/")
+    status, body = get(f"{webs_without_rpc[kind]}/tickets/1/")
     assert status == 503
     assert "did not answer" in json.loads(body)["error"]
     assert time.monotonic() - started < 3

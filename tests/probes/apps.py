@@ -2,5 +2,5 @@ from django.apps import AppConfig
 
 
 class ProbesConfig(AppConfig):
-    name = "testproject.probes"
+    name = "tests.probes"
     label = "probes"

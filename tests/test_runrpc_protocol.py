@@ -1,4 +1,8 @@
-"""runrpc's own zerorpc core against stock zerorpc clients and hostile peers."""
+"""runrpc's side of the zerorpc protocol over TCP: stock clients, raw and hostile peers.
+
+Its engine, django_zrpc.core.server, in a real ``manage.py runrpc`` process;
+tests/test_server_core.py looks at the same engine in-process.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +25,17 @@ def test_sixty_four_concurrent_calls_from_one_stock_client(server):
     assert [call.value for call in calls] == list(range(64))
 
 
-def test_a_caller_that_stops_heartbeating_has_its_call_cancelled(start_server):
-    server = start_server("--heartbeat", "1", "--concurrency", "1")
+@pytest.fixture(scope="module")
+def one_worker_server(start_module_server):
+    """A server with one worker and room for one more call, for the tests that fill it.
+
+    Each test leaves it idle, as it found it.
+    """
+    return start_module_server("--heartbeat", "1", "--concurrency", "1")
+
+
+def test_a_caller_that_stops_heartbeating_has_its_call_cancelled(one_worker_server):
+    server = one_worker_server
     abandon_call(server, "sleep", 30)
     # The only worker is free again: a new call does not wait 30 s.
     with server.client(timeout=5, heartbeat=1) as client:
@@ -88,6 +101,7 @@ def hostile_frames(count: int, seed: int = 1234) -> list[list[bytes]]:
 
 
 def test_thousands_of_hostile_frames_leave_the_server_answering(server):
+    mark = server.mark()
     sock = raw_dealer(server.endpoint)
     try:
         for frames in hostile_frames(5000):
@@ -108,12 +122,12 @@ def test_thousands_of_hostile_frames_leave_the_server_answering(server):
         assert answers[-1] == "alive", "still busy 10 s after the flood"
         assert set(answers) <= {"ServerBusy", "alive"}
         assert list(client.count_up(3)) == [0, 1, 2]
-    server.wait_for("Dropped ")
+    server.wait_for("Dropped ", since=mark)
     assert server.proc.poll() is None
 
 
-def test_calls_past_concurrency_and_backlog_are_refused_at_once(start_server):
-    server = start_server("--heartbeat", "1", "--concurrency", "1")
+def test_calls_past_concurrency_and_backlog_are_refused_at_once(one_worker_server):
+    server = one_worker_server
     with server.client(timeout=15, heartbeat=1) as client:
         running = gevent.spawn(client.sleep, 2.5)  # the one worker
         waiting = gevent.spawn(client.sleep, 0.1)  # the backlog (= concurrency)
@@ -128,7 +142,8 @@ def test_calls_past_concurrency_and_backlog_are_refused_at_once(start_server):
     assert (running.value, waiting.value) == (2.5, 0.1)
 
 
-def test_sigterm_lets_a_running_call_finish_and_refuses_new_ones(server):
+def test_sigterm_lets_a_running_call_finish_and_refuses_new_ones(start_server):
+    server = start_server("--heartbeat", "1")
     with server.client(timeout=10, heartbeat=1) as client:
         running = gevent.spawn(client.sleep, 1.5)
         gevent.sleep(0.5)
