@@ -59,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import SETTINGS, TICKET_IDS, free_port, log  # noqa: E402
 
-TEST_SETTINGS = "testproject.settings"  # serves sleep and count_up (its probes app)
+TEST_SETTINGS = "tests.settings"  # serves sleep and count_up (the test probes app)
 STARTUP_TIMEOUT = 60.0
 MAX_LINES = 10_000  # runrpc output kept per server; the rest is read and dropped
 LOAD_SECONDS = 10.0

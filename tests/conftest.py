@@ -129,11 +129,23 @@ def request(name: str, args: list, message_id: bytes = b"m" * 32) -> bytes:
 
 
 def abandon_call(server: ServerProcess, name: str, *args: object) -> None:
-    """Call ``name`` and never heartbeat; return once the server has given the call up."""
+    """Call ``name``, then go silent; return once the server has given the call up.
+
+    Two heartbeats 0.2 s apart first: the server judges a caller by the
+    longer of its own period and the caller's, zerorpc's 5 s until the
+    caller's heartbeats show it, so a caller that never beat would be lost
+    only after 10 s.
+    """
+    mark = server.mark()
+    message_id = b"a" * 32
     sock = raw_dealer(server.endpoint)
     try:
-        sock.send_multipart([b"", request(name, list(args))])
-        server.wait_for(f"rpc {name} lost its caller", timeout=15)
+        sock.send_multipart([b"", request(name, list(args), message_id)])
+        for number in range(2):
+            beat = {"message_id": b"b%031d" % number, "v": 3, "response_to": message_id}
+            sock.send_multipart([b"", protocol.pack(protocol.HEARTBEAT, [0], beat)])
+            time.sleep(0.2)
+        server.wait_for(f"rpc {name} lost its caller", timeout=15, since=mark)
     finally:
         sock.close()
 
