@@ -31,7 +31,7 @@ from gevent import monkey
 from django_zrpc.client_options import check_options, validate_endpoints
 from django_zrpc.core.client import CallByName, Client, Stream
 from django_zrpc.curve import client_keys
-from django_zrpc.exceptions import LostRemote, RemoteError, ServerUnavailable
+from django_zrpc.exceptions import HandshakeFailed, LostRemote, RemoteError, ServerUnavailable
 from django_zrpc.pool import Pool
 
 logger = logging.getLogger("django_zrpc.client")
@@ -154,11 +154,18 @@ class RPCClient(CallByName):
         timeout = self.timeout if timeout is None else timeout
         idempotent = self.idempotent if idempotent is None else idempotent
         deadline = time.monotonic() + timeout
+        # Endpoints that refused this client's handshake: the same keys would
+        # be refused again, so only the others are tried.
+        refused: set[str] = set()
         for attempt in itertools.count():
-            endpoint = self._choose_endpoint()
+            endpoint = self._choose_endpoint(refused)
             try:
                 return self._call_once(endpoint, name, args, kwargs, more, deadline)
             except Exception as err:
+                if isinstance(err, HandshakeFailed):
+                    refused.add(endpoint)
+                    if refused.issuperset(self.endpoints):
+                        raise
                 pause = _backoff(attempt)
                 if not _may_retry(err, idempotent) or time.monotonic() + pause >= deadline:
                     raise
@@ -231,13 +238,14 @@ class RPCClient(CallByName):
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    def _choose_endpoint(self) -> str:
+    def _choose_endpoint(self, refused: set[str]) -> str:
         if len(self.endpoints) == 1:
             return self.endpoints[0]
         now = time.monotonic()
-        up = [e for e in self.endpoints if self._down_until.get(e, 0.0) <= now]
+        candidates = [e for e in self.endpoints if e not in refused]
+        up = [e for e in candidates if self._down_until.get(e, 0.0) <= now]
         if not up:  # all down: try the one that failed longest ago
-            up = [min(self.endpoints, key=lambda e: self._down_until.get(e, 0.0))]
+            up = [min(candidates, key=lambda e: self._down_until.get(e, 0.0))]
         return up[next(self._turn) % len(up)]
 
     def _pool(self, endpoint: str) -> Pool:
