@@ -105,11 +105,13 @@ def test_a_busy_pool_serves_every_caller_in_turn():
     assert pool.connections == 2
 
 
-def test_calls_share_the_last_used_connection_up_to_the_limit():
+def test_calls_spread_over_up_to_size_connections_then_share_the_least_busy():
     made = []
     pool = Pool("tcp://127.0.0.1:1", lambda: made.append(Connection()) or made[-1], 2, 3)
     held = [pool.acquire(1) for _ in range(6)]
-    assert held == [made[0]] * 3 + [made[1]] * 3
+    # A second connection as soon as the first is busy; then the least busy.
+    assert held[:2] == made
+    assert held == [made[0], made[1], made[1], made[0], made[1], made[0]]
     with pytest.raises(PoolExhausted, match=r"All 2 connections .* \(3 calls each at most\)"):
         pool.acquire(0.05)
     pool.release(made[0])

@@ -84,21 +84,27 @@ def test_fifty_greenlets_share_a_pool_of_five_connections_one_call_each(server):
     assert 1 <= peak <= 5
 
 
-def test_sixty_four_greenlets_share_one_connection_by_default(server):
+def test_sixty_four_greenlets_spread_over_the_pools_ten_connections(server):
     with RPCClient(server.endpoint, timeout=10) as client:
         workers = [
             gevent.spawn(lambda i=i: [client.echo([i, n]) for n in range(20)]) for i in range(64)
         ]
         gevent.joinall(workers, timeout=60, raise_error=True)
-        # 64 calls at once fit the default 100 per connection: one socket.
-        assert client.connections() == 1
-        assert settle_established_to(server.port, 1) == 1
+        # Spread over POOL_SIZE (10) connections, so over the processes behind
+        # one address (runrpc --workers); about 6 calls share each.
+        assert client.connections() == 10
+        assert settle_established_to(server.port, 10) == 10
     assert [w.value for w in workers] == [[[i, n] for n in range(20)] for i in range(64)]
 
 
-def test_past_calls_per_connection_a_second_connection_is_made(server):
-    with RPCClient(server.endpoint, timeout=10, calls_per_connection=4) as client:
-        sleepers = [gevent.spawn(client.sleep, 0.5) for _ in range(6)]
+def test_calls_share_connections_up_to_calls_per_connection(server):
+    with RPCClient(
+        server.endpoint, timeout=10, pool_size=2, calls_per_connection=3, pool_timeout=0.2
+    ) as client:
+        sleepers = [gevent.spawn(client.sleep, 1) for _ in range(6)]
+        gevent.sleep(0.3)
+        with pytest.raises(PoolExhausted):
+            client.echo("a seventh call")  # 2 connections x 3 calls are taken
         gevent.joinall(sleepers, timeout=30, raise_error=True)
         assert client.connections() == 2
 
