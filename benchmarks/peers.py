@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import SETTINGS, free_port, log, status_kb  # noqa: E402
+from benchmarks.servers import serve_raw  # noqa: E402
 
 CALL_TIMEOUT = 30.0  # seconds for one batch of calls to be answered
 SETTLE_TIMEOUT = 60.0  # seconds for the server to close the sockets of gone peers
@@ -213,7 +214,7 @@ def serve(kind: str, port: int) -> None:
                     trim_once()
 
             threading.Thread(target=trimmer, daemon=True).start()
-        serve_raw(port)
+        serve_raw(port, max_message_bytes=16 * 1024 * 1024)  # as runrpc sets it
         return
     from gevent import monkey
 
@@ -237,22 +238,6 @@ def serve(kind: str, port: int) -> None:
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(["manage.py", "runrpc", *RUNRPC_ARGS, f"127.0.0.1:{port}"])
-
-
-def serve_raw(port: int) -> None:
-    """benchmarks.servers' raw ROUTER, with runrpc's socket options."""
-    import msgpack
-    import zmq
-
-    sock = zmq.Context().socket(zmq.ROUTER)
-    sock.setsockopt(zmq.MAXMSGSIZE, 16 * 1024 * 1024)
-    sock.bind(f"tcp://127.0.0.1:{port}")
-    print("ready", flush=True)
-    while True:
-        *identity, _, blob = sock.recv_multipart()
-        header, _name, args = msgpack.unpackb(blob, raw=False)
-        reply = {"message_id": b"x" * 32, "v": 3, "response_to": header["message_id"]}
-        sock.send_multipart([*identity, b"", msgpack.packb((reply, "OK", args), use_bin_type=True)])
 
 
 # -- the client side ---------------------------------------------------------

@@ -33,11 +33,14 @@ READY_TIMEOUT = 60.0
 DB_CONCURRENCY = 32
 
 
-def serve_raw(port: int) -> None:
+def serve_raw(port: int, max_message_bytes: int | None = None) -> None:
+    """A bare pyzmq ROUTER echo; ``max_message_bytes``: with runrpc's MAXMSGSIZE option."""
     import msgpack
     import zmq
 
     sock = zmq.Context().socket(zmq.ROUTER)
+    if max_message_bytes is not None:
+        sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
     sock.bind(f"tcp://127.0.0.1:{port}")
     print("ready", flush=True)
     while True:
