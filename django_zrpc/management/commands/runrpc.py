@@ -32,6 +32,8 @@ from django_zrpc.addrport import AddrPort, parse_addrport
 from django_zrpc.worker import WorkerHandles, end_with_supervisor
 
 LAUNCHER = "django_zrpc.launcher"
+# Seconds a draining worker may keep refusing calls until none come (Server.quiet_linger).
+WORKER_QUIET_LINGER = 5.0
 
 
 class Command(BaseCommand):
@@ -191,6 +193,8 @@ class Command(BaseCommand):
             concurrency=options["concurrency"],
             backlog=options["backlog"],
             curve=options["curve"],
+            # Callers told ServerStopping reconnect, and may land here again.
+            quiet_linger=WORKER_QUIET_LINGER if worker is not None else 0.0,
         )
         if worker is None:
             self._warn(options, server.concurrency, server.heartbeat)
