@@ -21,13 +21,15 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 PAYLOAD = "x" * 10_240  # the 10 KB workload: one string, so that JSON (nameko) carries it too
 TICKET_IDS = 1_000  # get_ticket cycles through ids 1..TICKET_IDS
-METHOD = {"echo": "echo", "payload": "echo", "get_ticket": "get_ticket"}  # what each calls
+METHOD = {"echo": "echo", "payload": "echo", "get_ticket": "get_ticket", "burn": "burn"}
+BURN_MS = 2  # the CPU each call of the burn workload costs the server  # what each calls
 MAX_CALLS = 50_000_000  # every measuring loop also stops after this many calls
 
 WORKLOADS = {
     "echo": "echo of a small int",
     "payload": "echo of a 10 KB string",
     "get_ticket": "get_ticket: a PostgreSQL read by primary key",
+    "burn": f"burn: {BURN_MS} ms of the server's CPU per call",
 }
 
 
@@ -98,6 +100,8 @@ def argument(workload: str, i: int) -> Any:
         return PAYLOAD
     if workload == "get_ticket":
         return 1 + i % TICKET_IDS
+    if workload == "burn":
+        return BURN_MS
     raise ValueError(f"unknown workload {workload!r}")
 
 

@@ -21,6 +21,13 @@ RAW = "raw pyzmq -> raw pyzmq"
 BASELINE = "zerorpc -> zerorpc"
 TARGET_PAIR = "RPCClient -> runrpc, no call log"
 NAMEKO_REUSED = "nameko proxy reused -> nameko"
+# runrpc --workers (issue 14): the 2 ms CPU function on 1 and 2 processes, and
+# echo on --workers 1 against the single process of before. Each label says
+# "workers", so that `run.py --pairs workers` runs these alone.
+SINGLE_PROCESS = "RPCClient -> runrpc (no --workers), no call log"
+WORKERS_1 = "RPCClient -> runrpc --workers 1, no call log"
+SPREAD_WORKERS_1 = "RPCClient, 16 connections -> runrpc --workers 1, no call log"
+SPREAD_WORKERS_2 = "RPCClient, 16 connections -> runrpc --workers 2, no call log"
 
 PAIRS = [
     Pair(RAW, "raw", "raw", ("echo", "payload")),
@@ -60,6 +67,10 @@ PAIRS = [
     ),
     Pair(NAMEKO_REUSED, "nameko-reused", "nameko", ("echo", "payload")),
     Pair("nameko proxy per call -> nameko", "nameko-per-call", "nameko", ("echo", "payload")),
+    Pair(SINGLE_PROCESS, "rpcclient", "runrpc-quiet", ("echo",)),
+    Pair(WORKERS_1, "rpcclient", "runrpc-workers-1", ("echo",)),
+    Pair(SPREAD_WORKERS_1, "rpcclient-spread", "runrpc-workers-1", ("burn",)),
+    Pair(SPREAD_WORKERS_2, "rpcclient-spread", "runrpc-workers-2", ("burn",)),
 ]
 # (label, client kind of benchmarks.clients, server kind) of the ticket_list streams.
 STREAM_PAIRS = [

@@ -79,6 +79,11 @@ def start_servers(
         for kind, log_calls in (("runrpc", "1"), ("runrpc-quiet", "0")):
             if kind in wanted or (kind == "runrpc-quiet" and "web" in wanted):
                 servers[kind] = runrpc(kind, {**env, "ZRPC_LOG_CALLS": log_calls})
+        for workers in (1, 2):
+            kind = f"runrpc-workers-{workers}"
+            if kind in wanted:
+                quiet = {**env, "ZRPC_LOG_CALLS": "0"}
+                servers[kind] = runrpc(kind, quiet, ["--workers", str(workers)])
         if "nameko" in wanted and nameko_python is not None:
             args = [
                 str(nameko_python.parent / "nameko"),
@@ -99,9 +104,9 @@ def start_servers(
     return servers
 
 
-def runrpc(name: str, env: dict[str, str]) -> Server:
+def runrpc(name: str, env: dict[str, str], extra: list[str] | None = None) -> Server:
     port = free_port()
-    args = [sys.executable, "manage.py", "runrpc", *RUNRPC_ARGS, str(port)]
+    args = [sys.executable, "manage.py", "runrpc", *RUNRPC_ARGS, *(extra or []), str(port)]
     return Server(name, args, env, port, "Serving ")
 
 

@@ -43,6 +43,7 @@ _SIMPLE: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "MAX_CONTAINER_LEN": (lambda v: _integer(v) and v > 0, "a positive integer", "E010"),
     "MAX_CONTAINERS": (lambda v: _integer(v) and v > 0, "a positive integer", "E010"),
     "BUILTINS": (lambda v: isinstance(v, bool), "True or False", "E011"),
+    "WORKERS": (lambda v: _integer(v) and v > 0, "a positive integer", "E013"),
 }
 
 

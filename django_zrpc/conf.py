@@ -19,6 +19,8 @@ DEFAULTS: dict[str, Any] = {
     "HEARTBEAT": 5.0,
     # The most calls served at once; each may hold one database connection.
     "CONCURRENCY": 100,
+    # Processes serving the address; past 1, runrpc supervises them (issue 14).
+    "WORKERS": 1,
     # Calls that may wait for a worker; past them a call gets ServerBusy at
     # once. None: as many as CONCURRENCY.
     "BACKLOG": None,

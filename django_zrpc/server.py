@@ -68,18 +68,21 @@ def idle_check() -> float | None:
     return max(0.5, min(5.0, min(positive) / 4))
 
 
-def connection_limits(server: Server, registry: Registry = rpc) -> list[str]:
+def connection_limits(concurrency: int, registry: Registry = rpc, processes: int = 1) -> list[str]:
     """Return a warning for each PostgreSQL database the server could ask too many connections of.
 
     Each worker may hold a connection, and a ``blocking=True`` function runs
     in a thread with one of its own, beside its worker's: ``concurrency``, or
-    twice that with blocking functions. The database admits
-    ``max_connections`` less ``superuser_reserved_connections``, shared with
-    every other process that uses it.
+    twice that with blocking functions, in each of ``processes`` (``runrpc
+    --workers``). The database admits ``max_connections`` less
+    ``superuser_reserved_connections``, shared with every other process that uses it.
     """
     blocking = any(entry.blocking for entry in registry)
-    most = server.concurrency * (2 if blocking else 1)
+    most = concurrency * processes * (2 if blocking else 1)
     threads = " and as many threads for blocking functions" if blocking else ""
+    workers = f"{concurrency} workers{threads}"
+    if processes > 1:
+        workers = f"{processes} processes of {workers}"
     warnings = []
     for alias in connections:
         connection = connections[alias]
@@ -98,7 +101,7 @@ def connection_limits(server: Server, registry: Registry = rpc) -> list[str]:
         if most > admitted:
             warnings.append(
                 f"runrpc may open up to {most} connections to database {alias!r} "
-                f"({server.concurrency} workers{threads}), and it admits {admitted} "
+                f"({workers}), and it admits {admitted} "
                 f"(max_connections {allowed}, {reserved} reserved), shared with every other "
                 "process: lower --concurrency (ZRPC_CONCURRENCY) or raise max_connections."
             )

@@ -158,6 +158,7 @@ class Server:
         stall_after: float = 1.0,
         curve: ServerKeys | None = None,
         stop_linger: float = STOP_LINGER,
+        quiet_linger: float = 0.0,
         trim_every: float | None = 10.0,
     ) -> None:
         self.name = name
@@ -172,6 +173,13 @@ class Server:
         self._send_tracebacks = send_tracebacks
         self.stall_after = stall_after
         self.stop_linger = stop_linger
+        # A worker of runrpc --workers keeps refusing calls (ServerStopping)
+        # until none came for stop_linger, for up to quiet_linger seconds: its
+        # listener accepts connections until the socket closes (unbinding
+        # would close the connections it accepted, calls in flight and all),
+        # and a call that arrives once it is closed is lost to its caller.
+        self.quiet_linger = quiet_linger
+        self._last_refused = 0.0
         self._hooks = Hooks(middleware)
         self._unpacker = unpacker or protocol.Unpacker()
         self._new_id = protocol.MessageIds()
@@ -264,6 +272,12 @@ class Server:
             # arrives after the socket closes is lost to its caller, who only
             # learns of it from heartbeats, and cannot tell whether it ran.
             gevent.sleep(self.stop_linger)
+            quiet_by = time.monotonic() + self.quiet_linger
+            while time.monotonic() < quiet_by:
+                quiet_for = time.monotonic() - self._last_refused
+                if quiet_for >= self.stop_linger:
+                    break
+                gevent.sleep(self.stop_linger - quiet_for)
         finally:
             gevent.killall(self._greenlets)
             self._io.flush()  # the last replies, ServerStopping errors among them
@@ -377,6 +391,7 @@ class Server:
         if not isinstance(event.args, list | tuple):
             self._reply_error(call, "TypeError", "The call's arguments are not an array.")
         elif not self._accepting:
+            self._last_refused = time.monotonic()
             self._reply_error(call, "ServerStopping", "The server is stopping; call again later.")
         elif len(self._calls) >= self.concurrency + self.backlog:
             self._reply_error(

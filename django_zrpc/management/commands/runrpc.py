@@ -6,7 +6,9 @@ Shaped like runserver: ``handle`` parses and validates (``CommandError``),
 
 from __future__ import annotations
 
+import argparse
 import errno
+import functools
 import logging
 import os
 import signal
@@ -27,8 +29,11 @@ from gevent import monkey
 import django_zrpc
 from django_zrpc import conf
 from django_zrpc.addrport import AddrPort, parse_addrport
+from django_zrpc.worker import WorkerHandles, end_with_supervisor
 
 LAUNCHER = "django_zrpc.launcher"
+# Seconds a draining worker may keep refusing calls until none come (Server.quiet_linger).
+WORKER_QUIET_LINGER = 5.0
 
 
 class Command(BaseCommand):
@@ -80,6 +85,14 @@ class Command(BaseCommand):
             "(default: ZRPC_CURVE_ALLOW).",
         )
         parser.add_argument(
+            "--workers",
+            type=int,
+            help="Serve with N processes on the one address, supervised: each with every "
+            "option above (default: ZRPC_WORKERS, 1). See 'Several processes'.",
+        )
+        # How the supervisor starts a worker (django_zrpc.worker): not for people.
+        parser.add_argument("--worker", help=argparse.SUPPRESS)
+        parser.add_argument(
             "--noreload",
             action="store_false",
             dest="use_reloader",
@@ -88,7 +101,11 @@ class Command(BaseCommand):
         parser.add_argument("--skip-checks", action="store_true", help="Skip system checks.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["worker"] is not None:
+            options["worker"] = self._as_worker(options["worker"])
+            options["use_reloader"] = False  # the supervisor's to do
         options["addrport"] = self._parse_addrport(options["addrport"])
+        options["workers"] = _workers(options["workers"])
         for name in ("heartbeat", "concurrency"):
             value = options[name]
             if value is not None and not value > 0:
@@ -114,6 +131,14 @@ class Command(BaseCommand):
         except CurveKeyError as err:
             raise CommandError(str(err)) from err
         self.run(**options)
+
+    def _as_worker(self, value: str) -> WorkerHandles:
+        try:
+            handles = WorkerHandles.parse(value)
+        except ValueError as err:
+            raise CommandError(str(err)) from err
+        end_with_supervisor(handles)
+        return handles
 
     def _parse_addrport(self, value: str | None) -> AddrPort:
         try:
@@ -150,56 +175,116 @@ class Command(BaseCommand):
     def inner_run(self, *args: Any, **options: Any) -> None:
         # Errors raised before the reloader's first run, e.g. in rpcs.py.
         autoreload.raise_last_exception()
-        from django_zrpc.server import build_server, connection_limits
+        from django_zrpc.server import build_server
 
         _ensure_log_handler()
-        if not options["skip_checks"]:
-            self.stdout.write("Performing system checks...\n\n")
-            self.check(display_num_errors=True)
-        self.check_migrations()
+        worker: WorkerHandles | None = options["worker"]
+        if worker is None:  # a worker's supervisor checked
+            if not options["skip_checks"]:
+                self.stdout.write("Performing system checks...\n\n")
+                self.check(display_num_errors=True)
+            self.check_migrations()
+        if options["workers"] > 1:
+            self._supervise(options)
+            return
 
-        addrport: AddrPort = options["addrport"]
         server = build_server(
             heartbeat=options["heartbeat"],
             concurrency=options["concurrency"],
             backlog=options["backlog"],
             curve=options["curve"],
+            # Callers told ServerStopping reconnect, and may land here again.
+            quiet_linger=WORKER_QUIET_LINGER if worker is not None else 0.0,
         )
-        for warning in [*connection_limits(server), *_heartbeat_warnings(server.heartbeat)]:
-            self.stderr.write(f"Warning: {warning}")
+        if worker is None:
+            self._warn(options, server.concurrency, server.heartbeat)
         # The checks ran queries in this greenlet, which never serves a call:
         # do not hold its connection for the server's lifetime.
         connections.close_all()
-        if options["curve"] is None and not addrport.is_loopback:
-            self.stderr.write(
-                f"Warning: {addrport.host} is reachable from other machines and CURVE is off: "
-                "anyone who reaches the port can call every function. See 'Securing a "
-                "deployment' in django-zrpc's README."
-            )
         try:
-            endpoint = self._bind(server, addrport)
+            endpoint = self._bind(server, options["addrport"], worker)
         except CommandError as err:
             server.close()
             self._fail(str(err), options["use_reloader"])
         for signum in (signal.SIGTERM, signal.SIGINT):
             _install_stop_handler(signum, server, options["graceful_timeout"])
-        self._print_banner(endpoint, server, options)
+        if worker is None:
+            limits = _limits(server.heartbeat, server.concurrency, server.backlog)
+            self._print_banner(endpoint, len(server.function_names), limits, options)
+        else:
+            _report_to_supervisor(worker, server, options["graceful_timeout"])
         try:
             server.run()
         finally:
             server.close()
         if server.failure:
             self._fail(server.failure, options["use_reloader"])
+        if worker is None:
+            self._stopped(options["use_reloader"])
+
+    def _stopped(self, use_reloader: bool) -> None:
         self.stdout.write("Server stopped.\n")
         self.stdout.flush()
-        if options["use_reloader"]:
+        if use_reloader:
             # Under the autoreloader the server runs beside the file watcher,
             # which never returns; leave the process ourselves.
             os._exit(0)
 
-    def _bind(self, server: Any, addrport: AddrPort) -> str:
-        import zmq
+    def _warn(self, options: dict[str, Any], concurrency: int, heartbeat: float) -> None:
+        """Warn of database connections past the limit, a long heartbeat, and CURVE off."""
+        from django_zrpc.server import connection_limits
 
+        limits = connection_limits(concurrency, processes=options["workers"])
+        for warning in [*limits, *_heartbeat_warnings(heartbeat)]:
+            self.stderr.write(f"Warning: {warning}")
+        addrport: AddrPort = options["addrport"]
+        if options["curve"] is None and not addrport.is_loopback:
+            self.stderr.write(
+                f"Warning: {addrport.host} is reachable from other machines and CURVE is off: "
+                "anyone who reaches the port can call every function. See 'Securing a "
+                "deployment' in django-zrpc's README."
+            )
+
+    def _supervise(self, options: dict[str, Any]) -> None:
+        """Listen once and keep ``--workers`` processes serving there (issue 14)."""
+        from django_zrpc.registry import rpc
+        from django_zrpc.supervisor import Supervisor, WorkersFailed, listen
+
+        heartbeat, concurrency, backlog = _per_worker(options)
+        self._warn(options, concurrency, heartbeat)
+        # No worker may share a connection with the supervisor, which holds none.
+        connections.close_all()
+        use_reloader = options["use_reloader"]
+        addrport = self._resolve(options["addrport"])
+        try:
+            # Under the autoreloader the previous workers may still be draining.
+            grace = options["graceful_timeout"] + 5 if use_reloader else 0.0
+            listener = listen(addrport.host, addrport.port, retry_for=grace)
+        except OSError as err:
+            self._fail(_listen_error(addrport, err), use_reloader)
+        count = options["workers"]
+        banner = functools.partial(
+            self._print_banner,
+            addrport.endpoint,
+            len(list(rpc)),
+            _limits(heartbeat, concurrency, backlog),
+            options,
+        )
+        supervisor = Supervisor(
+            listener, count, _worker_argv(), options["graceful_timeout"], self._log, banner
+        )
+        try:
+            supervisor.run()
+        except WorkersFailed as err:
+            self._fail(str(err), use_reloader)
+        self._stopped(use_reloader)
+
+    def _log(self, message: str) -> None:
+        self.stderr.write(f"[{datetime.now().strftime('%Y-%m-%d %H:%M:%S')}] {message}")
+        self.stderr.flush()
+
+    def _resolve(self, addrport: AddrPort) -> AddrPort:
+        """Return ``addrport`` with its host name resolved to an address."""
         host = addrport.host
         if not addrport.ipv6 and not _is_ip(host):
             try:
@@ -207,14 +292,22 @@ class Command(BaseCommand):
                 host = str(address[0])
             except OSError as err:
                 raise CommandError(f"Cannot resolve host {addrport.host!r}: {err}.") from err
-        endpoint = AddrPort(host, addrport.port, ipv6=":" in host).endpoint
+        return AddrPort(host, addrport.port, ipv6=":" in host)
+
+    def _bind(self, server: Any, addrport: AddrPort, worker: WorkerHandles | None = None) -> str:
+        import zmq
+
+        if worker is not None:
+            # The supervisor's socket, bound and listening: accept on it.
+            from django_zrpc.worker import endpoint_of
+
+            return server.bind(endpoint_of(worker.listen), fd=worker.listen)
+        resolved = self._resolve(addrport)
         try:
-            server.bind(endpoint)
+            server.bind(resolved.endpoint)
         except zmq.ZMQError as err:
-            if err.errno == errno.EADDRINUSE:
-                raise CommandError(f"Port {addrport.port} on {host} is already in use.") from err
-            raise CommandError(f"Cannot listen on {endpoint}: {err}.") from err
-        return endpoint
+            raise CommandError(_listen_error(resolved, err)) from err
+        return resolved.endpoint
 
     def _fail(self, message: str, use_reloader: bool) -> None:
         if not use_reloader:
@@ -224,19 +317,81 @@ class Command(BaseCommand):
         self.stderr.write(f"Error: {message}")
         os._exit(1)
 
-    def _print_banner(self, endpoint: str, server: Any, options: dict[str, Any]) -> None:
+    def _print_banner(
+        self, endpoint: str, functions: int, limits: str, options: dict[str, Any]
+    ) -> None:
         quit_command = "CTRL-BREAK" if sys.platform == "win32" else "CONTROL-C"
+        workers = options["workers"]
+        serving = f"{endpoint} ({limits})"
+        if workers > 1:
+            serving = f"{endpoint} with {workers} workers (each: {limits})"
         self.stdout.write(
             f"{datetime.now().strftime('%B %d, %Y - %X')}\n"
             f"Django version {django.get_version()}, django-zrpc {django_zrpc.__version__}, "
             f"using settings {settings.SETTINGS_MODULE!r}\n"
-            f"Serving {len(server.function_names)} RPC functions at {endpoint} "
-            f"(heartbeat {server.heartbeat}s, concurrency {server.concurrency}, "
-            f"backlog {server.backlog})\n"
-            f"{_curve_line(server.curve)}"
+            f"Serving {functions} RPC functions at {serving}\n"
+            f"{_curve_line(options['curve'])}"
             f"Quit the server with {quit_command}.\n"
         )
         self.stdout.flush()
+
+
+def _workers(value: int | None) -> int:
+    """Return how many processes serve: ``--workers``, else ``ZRPC_WORKERS``."""
+    if value is None:
+        value = conf.get("WORKERS")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise CommandError(f"ZRPC_WORKERS must be a positive integer, not {value!r}.")
+    elif value < 1:
+        raise CommandError(f"--workers must be 1 or more, not {value!r}.")
+    return value
+
+
+def _per_worker(options: dict[str, Any]) -> tuple[float, int, int]:
+    """Return the heartbeat, concurrency and backlog each worker serves with."""
+    heartbeat = options["heartbeat"] if options["heartbeat"] is not None else conf.get("HEARTBEAT")
+    concurrency = options["concurrency"] or conf.get("CONCURRENCY")
+    backlog = options["backlog"] if options["backlog"] is not None else conf.get("BACKLOG")
+    return heartbeat, concurrency, concurrency if backlog is None else backlog
+
+
+def _limits(heartbeat: float, concurrency: int, backlog: int) -> str:
+    return f"heartbeat {heartbeat}s, concurrency {concurrency}, backlog {backlog}"
+
+
+def _listen_error(addrport: AddrPort, err: Exception) -> str:
+    """Say why listening failed (``err``: an ``OSError`` or a ``zmq.ZMQError``)."""
+    if getattr(err, "errno", None) == errno.EADDRINUSE:
+        return f"Port {addrport.port} on {addrport.host} is already in use."
+    return f"Cannot listen on {addrport.endpoint}: {err}."
+
+
+def _worker_argv() -> list[str]:
+    """Return the command that starts one worker: this command, patched, as one process."""
+    flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
+    return [
+        sys.executable,
+        *flags,
+        "-m",
+        LAUNCHER,
+        *_main_target(),
+        *sys.argv[1:],
+        # The last of a repeated option wins: each worker is one server.
+        "--workers",
+        "1",
+        "--noreload",
+    ]
+
+
+def _report_to_supervisor(worker: WorkerHandles, server: Any, grace: float) -> None:
+    """Say that this worker serves, and stop it should its supervisor end."""
+    import gevent
+
+    from django_zrpc.worker import hand_back_stderr, say_ready, watch_supervisor
+
+    hand_back_stderr(worker)
+    say_ready(worker)
+    gevent.spawn(watch_supervisor, worker, functools.partial(server.stop, grace))
 
 
 def _heartbeat_warnings(heartbeat: float) -> list[str]:

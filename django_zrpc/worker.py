@@ -1,0 +1,110 @@
+"""The worker's side of ``runrpc --workers N``: what a worker process owes its supervisor.
+
+A worker is ``manage.py runrpc`` started by the supervisor (``supervisor.py``)
+with the hidden option ``--worker listen=FD,ready=FD,stderr=FD,supervisor=PID``:
+it serves on the listening socket the supervisor made (``listen``), sends its
+start-up errors to the supervisor (which shows them, and quotes them if the
+worker never gets to serve), gives its stderr back (``stderr``) and says
+``ready`` (``ready``) once it serves, and stops when the supervisor is gone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django_zrpc.addrport import AddrPort
+
+READY = b"ready\n"
+# Linux's prctl(PR_SET_PDEATHSIG): the kernel signals us when our parent ends.
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class WorkerHandles:
+    """The descriptors a worker inherits, and the supervisor that started it."""
+
+    listen: int
+    ready: int
+    stderr: int
+    supervisor: int
+
+    def format(self) -> str:
+        return (
+            f"listen={self.listen},ready={self.ready},stderr={self.stderr},"
+            f"supervisor={self.supervisor}"
+        )
+
+    @classmethod
+    def parse(cls, text: str) -> WorkerHandles:
+        """Read ``format()``'s text; raise ``ValueError`` saying what is wrong."""
+        try:
+            fields = dict(item.split("=", 1) for item in text.split(","))
+            return cls(**{name: int(value) for name, value in fields.items()})
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"--worker {text!r} is not 'listen=FD,ready=FD,stderr=FD,supervisor=PID'; "
+                "only runrpc --workers starts workers."
+            ) from err
+
+
+def endpoint_of(fd: int) -> str:
+    """Return the ``tcp://host:port`` endpoint the listening socket ``fd`` is bound to."""
+    # A socket object of our own on a copy: closing it leaves ``fd`` open.
+    with socket.socket(fileno=os.dup(fd)) as sock:
+        host, port = sock.getsockname()[:2]
+    return AddrPort(host, port, ipv6=":" in host).endpoint
+
+
+def end_with_supervisor(handles: WorkerHandles) -> None:
+    """Have SIGTERM sent to this process when the supervisor ends (Linux), and ignore SIGHUP.
+
+    SIGTERM drains the worker as it drains a lone server. A terminal's hangup
+    is the supervisor's to act on (it replaces the workers), not the workers'.
+    """
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return
+    try:
+        prctl = ctypes.CDLL(libc_name, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return  # not Linux: watch_supervisor() alone notices
+    prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+
+def watch_supervisor(handles: WorkerHandles, on_gone: Callable[[], None]) -> None:
+    """Call ``on_gone`` once this process's parent is no longer the supervisor; run forever.
+
+    Covers what PR_SET_PDEATHSIG cannot: a supervisor that ended before the
+    worker asked for the signal, and systems without prctl. Run it in a greenlet.
+    """
+    import gevent
+
+    while os.getppid() == handles.supervisor:
+        gevent.sleep(1.0)
+    on_gone()
+
+
+def hand_back_stderr(handles: WorkerHandles) -> None:
+    """Write to the supervisor's own stderr from now on, not to the pipe it reads.
+
+    Until the worker serves, its stderr is a pipe the supervisor reads, so that
+    it can quote why a worker that never served ended; after, the call log
+    goes straight to the terminal or journal, at no cost to the supervisor.
+    """
+    sys.stderr.flush()
+    os.dup2(handles.stderr, 2)
+    os.close(handles.stderr)
+
+
+def say_ready(handles: WorkerHandles) -> None:
+    """Tell the supervisor that this worker serves."""
+    os.write(handles.ready, READY)
+    os.close(handles.ready)
