@@ -86,20 +86,6 @@ def rpcclient(endpoint: str) -> Callable[[str], Callable[[int], None]]:
     return _by_name(lambda name, arg: client(name, arg))
 
 
-def rpcclient_spread(endpoint: str) -> Callable[[str], Callable[[int], None]]:
-    """RPCClient with at most 2 calls per connection: 32 callers use 16 connections.
-
-    Today RPCClient puts up to 100 calls on one connection, so one process's
-    calls would all land on one worker of ``runrpc --workers`` (issue 14's
-    client half spreads them); 16 connections land on every worker.
-    """
-    _django()
-    from django_zrpc import RPCClient
-
-    client = RPCClient(endpoint, timeout=30, pool_size=16, calls_per_connection=2)
-    return _by_name(lambda name, arg: client(name, arg))
-
-
 def _by_name(call: Callable[[str, Any], Any]) -> Callable[[str], Callable[[int], None]]:
     def for_workload(workload: str) -> Callable[[int], None]:
         def one(i: int) -> None:
@@ -177,7 +163,6 @@ CALLERS = {
     "zerorpc-per-call": zerorpc_per_call,
     "core": core,
     "rpcclient": rpcclient,
-    "rpcclient-spread": rpcclient_spread,
     "http": http,
 }
 

@@ -26,8 +26,8 @@ NAMEKO_REUSED = "nameko proxy reused -> nameko"
 # "workers", so that `run.py --pairs workers` runs these alone.
 SINGLE_PROCESS = "RPCClient -> runrpc (no --workers), no call log"
 WORKERS_1 = "RPCClient -> runrpc --workers 1, no call log"
-SPREAD_WORKERS_1 = "RPCClient, 16 connections -> runrpc --workers 1, no call log"
-SPREAD_WORKERS_2 = "RPCClient, 16 connections -> runrpc --workers 2, no call log"
+BURN_WORKERS_1 = "RPCClient -> runrpc --workers 1, no call log (burn)"
+BURN_WORKERS_2 = "RPCClient -> runrpc --workers 2, no call log (burn)"
 
 PAIRS = [
     Pair(RAW, "raw", "raw", ("echo", "payload")),
@@ -69,8 +69,8 @@ PAIRS = [
     Pair("nameko proxy per call -> nameko", "nameko-per-call", "nameko", ("echo", "payload")),
     Pair(SINGLE_PROCESS, "rpcclient", "runrpc-quiet", ("echo",)),
     Pair(WORKERS_1, "rpcclient", "runrpc-workers-1", ("echo",)),
-    Pair(SPREAD_WORKERS_1, "rpcclient-spread", "runrpc-workers-1", ("burn",)),
-    Pair(SPREAD_WORKERS_2, "rpcclient-spread", "runrpc-workers-2", ("burn",)),
+    Pair(BURN_WORKERS_1, "rpcclient", "runrpc-workers-1", ("burn",)),
+    Pair(BURN_WORKERS_2, "rpcclient", "runrpc-workers-2", ("burn",)),
 ]
 # (label, client kind of benchmarks.clients, server kind) of the ticket_list streams.
 STREAM_PAIRS = [

@@ -23,11 +23,11 @@ from benchmarks import venvs
 from benchmarks.common import ROOT, WORKLOADS
 from benchmarks.pairs import (
     BASELINE,
+    BURN_WORKERS_1,
+    BURN_WORKERS_2,
     NAMEKO_REUSED,
     RAW,
     SINGLE_PROCESS,
-    SPREAD_WORKERS_1,
-    SPREAD_WORKERS_2,
     STREAM_PAIRS,
     TARGET_PAIR,
     WORKERS_1,
@@ -196,7 +196,7 @@ def targets(report: dict) -> list[str]:
 def _workers_targets(rate: Callable[..., float | None]) -> list[str]:
     """runrpc --workers 2 against 1 on the 2 ms function; --workers 1 against no --workers."""
     lines = []
-    ratio = _ratio(rate(SPREAD_WORKERS_2, 32, "burn"), rate(SPREAD_WORKERS_1, 32, "burn"))
+    ratio = _ratio(rate(BURN_WORKERS_2, 32, "burn"), rate(BURN_WORKERS_1, 32, "burn"))
     what = "burn (2 ms CPU), 32 callers, --workers 2 vs --workers 1"
     if ratio is None:
         lines.append(f"{what}: not measured in this run (target >= {WORKERS_TARGET}x)")

@@ -2,7 +2,8 @@
 
 A worker is ``manage.py runrpc`` started by the supervisor (``supervisor.py``)
 with the hidden option ``--worker listen=FD,ready=FD,stderr=FD,supervisor=PID``:
-it serves on the listening socket the supervisor made (``listen``), sends its
+it listens on the port the supervisor holds (``listen``: a socket bound there,
+not listening), with a socket of its own and ``SO_REUSEPORT``, sends its
 start-up errors to the supervisor (which shows them, and quotes them if the
 worker never gets to serve), gives its stderr back (``stderr``) and says
 ``ready`` (``ready``) once it serves, and stops when the supervisor is gone.
@@ -54,12 +55,32 @@ class WorkerHandles:
             ) from err
 
 
-def endpoint_of(fd: int) -> str:
-    """Return the ``tcp://host:port`` endpoint the listening socket ``fd`` is bound to."""
-    # A socket object of our own on a copy: closing it leaves ``fd`` open.
-    with socket.socket(fileno=os.dup(fd)) as sock:
+def reuseport_socket(host: str, port: int) -> socket.socket:
+    """Return a TCP socket bound to ``host:port`` with ``SO_REUSEPORT``, not listening yet."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def listener(held: int) -> tuple[str, int]:
+    """Listen on the address of the supervisor's socket ``held``: return its endpoint and our fd.
+
+    Our own socket with ``SO_REUSEPORT`` beside every other worker's (see
+    ``supervisor.py``), listening; ZeroMQ takes the descriptor (``ZMQ_USE_FD``).
+    """
+    # A socket object of our own on a copy: closing it leaves ``held`` open.
+    with socket.socket(fileno=os.dup(held)) as sock:
         host, port = sock.getsockname()[:2]
-    return AddrPort(host, port, ipv6=":" in host).endpoint
+    os.close(held)  # the supervisor's: this process needs it no more
+    own = reuseport_socket(host, port)
+    own.listen(socket.SOMAXCONN)
+    return AddrPort(host, port, ipv6=":" in host).endpoint, own.detach()
 
 
 def end_with_supervisor(handles: WorkerHandles) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import signal
 import time
@@ -14,17 +15,17 @@ import gevent.event
 import pytest
 from django.test import override_settings
 
+from django_zrpc import RPCClient
 from django_zrpc.checks import check_settings
 from django_zrpc.core.client import Client
-from django_zrpc.exceptions import RemoteError
 from tests.conftest import ROOT, ServerProcess, free_port, requires_postgres, subprocess_env
 
-TESTPROJECT_APPS = [
+TEST_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django_zrpc",
     "testproject.tickets",
-    "testproject.probes",
+    "tests.probes",
 ]
 
 
@@ -72,24 +73,6 @@ def pids_over_new_connections(endpoint: str, count: int) -> list[int]:
         finally:
             client.close()
     return pids
-
-
-def call_retrying_stopping(state: dict, name: str, *args, attempts: int = 100):
-    """Call on the caller's own connection; after ServerStopping (never ran), on a new one.
-
-    Only until django_zrpc's client retries by itself (issue 14, the client half).
-    """
-    for attempt in range(attempts):
-        try:
-            return state["client"].call(name, *args)
-        except RemoteError as err:
-            if err.name != "ServerStopping":
-                raise
-        state["client"].close()
-        state["client"] = Client(state["endpoint"], timeout=10)
-        state["retries"] += 1
-        gevent.sleep(min(0.01 * attempt, 0.2))
-    raise AssertionError(f"{name} got ServerStopping {attempts} times")
 
 
 def test_workers_setting_and_option_are_checked(start_server):
@@ -176,30 +159,26 @@ def test_sigterm_drains_every_worker_and_leaves_no_process(start_server):
     wait_until(lambda: not any(running(pid) for pid in workers), 5, "a worker is left")
 
 
-def test_sighup_twice_under_64_callers_fails_no_call_and_gives_new_workers(start_server):
+def test_sighup_twice_under_64_callers_fails_no_call_and_gives_new_workers(start_server, caplog):
     server = start_server("--workers", "2", "--heartbeat", "1")
     first = worker_pids(server)
     results: list[tuple[str, object]] = []
     errors: list[str] = []
-    states: list[dict] = []
     stop = gevent.event.Event()
+    # One Django process's client, which retries what never ran (ServerStopping).
+    client = RPCClient(server.endpoint, timeout=10)
 
     def caller(index: int) -> None:
-        state = {"client": Client(server.endpoint, timeout=10), "endpoint": server.endpoint}
-        state["retries"] = 0
-        states.append(state)
-        try:
-            for n in itertools.count():
-                if stop.is_set():
-                    return
-                value = f"{index}-{n}-{uuid.uuid4().hex}"
-                try:
-                    results.append((value, call_retrying_stopping(state, "echo", value)))
-                except Exception as err:
-                    errors.append(f"{type(err).__name__}: {err}")
-        finally:
-            state["client"].close()
+        for n in itertools.count():
+            if stop.is_set():
+                return
+            value = f"{index}-{n}-{uuid.uuid4().hex}"
+            try:
+                results.append((value, client.echo(value)))
+            except Exception as err:
+                errors.append(f"{type(err).__name__}: {err}")
 
+    caplog.set_level(logging.INFO, logger="django_zrpc.client")
     callers = [gevent.spawn(caller, i) for i in range(64)]
     try:
         wait_until(lambda: len(results) > 500, 20, "64 callers made no 500 calls")
@@ -218,13 +197,15 @@ def test_sighup_twice_under_64_callers_fails_no_call_and_gives_new_workers(start
     finally:
         stop.set()
         gevent.joinall(callers, timeout=30)
+        client.close()
     assert all(c.dead for c in callers)
     assert errors == []
     assert all(value == answer for value, answer in results)
     assert len({value for value, _ in results}) == len(results)  # none answered twice
     assert len(set().union(*seen)) == 6
     assert server.output.count("SIGHUP: workers replaced") == 2
-    print(f"{len(results)} calls, {sum(s['retries'] for s in states)} retried after ServerStopping")
+    retried = caplog.text.count("Retrying rpc echo")
+    print(f"{len(results)} calls, {retried} retries")
 
 
 BROKEN_LATER = """
@@ -243,7 +224,7 @@ def hello():
 
 
 def test_workers_that_cannot_start_stop_the_supervisor_with_their_error(project_settings, tmp_path):
-    args, env = project_settings(INSTALLED_APPS=[*TESTPROJECT_APPS, "flaky"])
+    args, env = project_settings(INSTALLED_APPS=[*TEST_APPS, "flaky"])
     (tmp_path / "flaky").mkdir()
     (tmp_path / "flaky" / "__init__.py").write_text("")
     (tmp_path / "flaky" / "rpcs.py").write_text(BROKEN_LATER)
@@ -269,7 +250,7 @@ def test_workers_that_cannot_start_stop_the_supervisor_with_their_error(project_
 
 
 def test_a_broken_rpcs_py_stops_the_supervisor_at_once(project_settings, tmp_path):
-    args, env = project_settings(INSTALLED_APPS=[*TESTPROJECT_APPS, "flaky"])
+    args, env = project_settings(INSTALLED_APPS=[*TEST_APPS, "flaky"])
     (tmp_path / "flaky").mkdir()
     (tmp_path / "flaky" / "__init__.py").write_text("")
     (tmp_path / "flaky" / "rpcs.py").write_text(BROKEN_LATER)

@@ -298,10 +298,11 @@ class Command(BaseCommand):
         import zmq
 
         if worker is not None:
-            # The supervisor's socket, bound and listening: accept on it.
-            from django_zrpc.worker import endpoint_of
+            # A listener of our own on the supervisor's port (SO_REUSEPORT).
+            from django_zrpc.worker import listener
 
-            return server.bind(endpoint_of(worker.listen), fd=worker.listen)
+            endpoint, fd = listener(worker.listen)
+            return server.bind(endpoint, fd=fd)
         resolved = self._resolve(addrport)
         try:
             server.bind(resolved.endpoint)
