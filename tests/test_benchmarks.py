@@ -23,6 +23,16 @@ PAIRS = [
     "HTTP -> gunicorn gevent view -> RPCClient -> runrpc, no call log",
 ]
 NO_RAW = PAIRS[1:]
+# runrpc --workers: echo on one process with and without --workers; the 2 ms
+# function on --workers 1 and 2.
+WORKERS_ECHO = [
+    "RPCClient -> runrpc (no --workers), no call log",
+    "RPCClient -> runrpc --workers 1, no call log",
+]
+WORKERS_BURN = [
+    "RPCClient -> runrpc --workers 1, no call log (burn)",
+    "RPCClient -> runrpc --workers 2, no call log (burn)",
+]
 
 
 def cells(line: str) -> list[str]:
@@ -46,8 +56,9 @@ def test_benchmark_runner_smoke_pass():
         assert float(calls_per_second.replace(",", "")) > 0, (workload, pair, callers)
         by_workload.setdefault((workload, callers), []).append(pair)
     for callers in ("1", "4"):
-        assert by_workload[("echo", callers)] == PAIRS
+        assert by_workload[("echo", callers)] == PAIRS + WORKERS_ECHO
         assert by_workload[("payload", callers)] == PAIRS
+        assert by_workload[("burn", callers)] == WORKERS_BURN
         if any(line.startswith("skipped: get_ticket rows:") for line in lines):
             assert ("get_ticket", callers) not in by_workload
         else:
