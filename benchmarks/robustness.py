@@ -441,7 +441,7 @@ def abandoned_stream(server: Runrpc, client: Any, stream_call: Callable[[], Any]
                 raise
             refused += 1
             gevent.sleep(0.005)
-    logged = server.wait_for("lost its caller", 2.0, start)
+    logged = server.wait_for("stopped: its caller cancelled it", 2.0, start)
     return {
         "seconds": served,
         "refused_as_busy": refused,
@@ -563,7 +563,7 @@ def main() -> None:
         spread_text(part4["seconds"], args.repeat),
     )
     report("4. calls refused as busy meanwhile, per run", part4["refused_as_busy"])
-    report("4. 'lost its caller' logged after (s), per run", part4["logged_after"])
+    report("4. 'stopped: its caller cancelled it' logged after (s), per run", part4["logged_after"])
     result["heartbeats"] = heartbeats_part(env)
     for label, outcome in result["heartbeats"]["clients"].items():
         done = "completed" if outcome["completed"] else f"failed ({outcome.get('error')})"

@@ -36,9 +36,7 @@ from django_zrpc.pool import Pool
 
 logger = logging.getLogger("django_zrpc.client")
 
-#: Errors a server sends only for a call that never started.
-NEVER_STARTED = frozenset({"ServerBusy", "ServerStopping"})
-#: Errors that say the call started and may have done part of its work.
+#: Errors of a server that say the call started and may have done part of its work.
 MAY_HAVE_RUN = frozenset({"CallInterrupted", "LostRemote"})
 
 
@@ -47,8 +45,11 @@ def _may_retry(error: BaseException, idempotent: bool) -> bool:
     if isinstance(error, ServerUnavailable):
         return True  # never delivered (HandshakeFailed too); PoolExhausted is not one
     if isinstance(error, RemoteError):
-        name = getattr(error, "name", None)
-        return name in NEVER_STARTED or (idempotent and name in MAY_HAVE_RUN)
+        # Refusals (ServerBusy, ServerStopping) are marked as such by the
+        # server: a function's own exception of the same name is not one.
+        if getattr(error, "never_started", False):
+            return True
+        return idempotent and getattr(error, "name", None) in MAY_HAVE_RUN
     return idempotent and isinstance(error, LostRemote)
 
 
@@ -202,7 +203,7 @@ class RPCClient(CallByName):
             self._down_until[endpoint] = time.monotonic() + self.down_for
             raise
         except RemoteError as err:
-            if err.name == "ServerStopping":
+            if err.name in ("ServerStopping", "CallInterrupted"):
                 # The process behind this connection is going away; a new
                 # connection reaches one that is not (--workers, a restart).
                 pool.discard(connection)

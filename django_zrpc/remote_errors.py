@@ -45,6 +45,9 @@ logger = logging.getLogger("django_zrpc.client")
 
 #: The header key of an ERR event that says which class to raise.
 HEADER = "error"
+#: Its type for a refusal of a call that never started (ServerBusy,
+#: ServerStopping): the caller may send the call again.
+NEVER_STARTED = "django_zrpc.never_started"
 
 _registry: dict[str, type[BaseException]] = {}
 
@@ -124,6 +127,10 @@ def decode(name: str, message: Any, traceback: Any, detail: Any) -> RemoteError:
     """Return the exception to raise for an ERR event and its header's ``error`` entry."""
     remote: Any = None
     kind = detail.get("type") if isinstance(detail, dict) else None
+    if kind == NEVER_STARTED:
+        refused = RemoteError(name, message, traceback)
+        refused.never_started = True
+        return refused
     try:
         if kind in _registry:
             args = detail.get("args")

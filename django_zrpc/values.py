@@ -57,6 +57,7 @@ class Kwargs(dict[str, Any]):
     """A call's keyword arguments, sent as the last item of its args."""
 
 
+_MSGPACK_INT_RANGE = "Integer value out of range"  # msgpack's own OverflowError
 _INT_RANGE = (
     "an integer out of msgpack's range (-2**63 to 2**64 - 1) cannot be sent over RPC: "
     "send it as a str or a Decimal"
@@ -69,7 +70,9 @@ def pack(obj: Any, rich: bool) -> bytes:
         if rich:
             return msgpack.packb(obj, use_bin_type=True, strict_types=True, default=_rich)
         return msgpack.packb(obj, use_bin_type=True, default=_plain)
-    except OverflowError:
+    except OverflowError as err:
+        if str(err) != _MSGPACK_INT_RANGE:
+            raise
         raise TypeError(_INT_RANGE) from None
 
 
@@ -90,7 +93,9 @@ def pack_detected(obj: Any) -> tuple[bytes, bool]:
 
     try:
         blob = msgpack.packb(obj, use_bin_type=True, strict_types=True, default=default)
-    except OverflowError:
+    except OverflowError as err:
+        if str(err) != _MSGPACK_INT_RANGE:
+            raise
         raise TypeError(_INT_RANGE) from None
     return blob, extended
 

@@ -132,3 +132,16 @@ def test_a_client_on_1_s_heartbeats_finishes_a_3_s_call_on_a_stock_5_s_server():
     finally:
         stock.kill()
         stock.wait(5)
+
+
+def test_a_server_restarted_between_two_calls_fails_neither(start_server):
+    port = free_port()
+    first = start_server(port=port)
+    with Client(first.endpoint, timeout=10) as client:
+        assert client.echo(1) == 1
+        first.stop(signal.SIGKILL)
+        start_server(port=port)
+        # This thread's hub does not run meanwhile: the old connection's
+        # DISCONNECTED is still waiting when the next call goes out on the new.
+        time.sleep(1)
+        assert client.echo(2) == 2

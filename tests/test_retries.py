@@ -10,7 +10,7 @@ import gevent
 import pytest
 
 from django_zrpc import RPCClient
-from django_zrpc.exceptions import LostRemote
+from django_zrpc.exceptions import LostRemote, RemoteError
 from tests.conftest import free_port
 
 
@@ -84,3 +84,29 @@ def test_an_endpoint_nobody_listens_on_is_given_up_after_connect_timeout(server)
         assert 0.5 <= time.monotonic() - started < 2
     finally:
         client.close()
+
+
+def test_a_functions_own_exception_named_like_a_refusal_is_not_retried():
+    from django_zrpc.registry import Registry
+    from django_zrpc.testing import LiveRPCServer
+
+    class ServerBusy(Exception):
+        pass
+
+    runs = []
+    registry = Registry()
+
+    @registry.register()
+    def book() -> None:
+        runs.append(1)
+        raise ServerBusy("the function's own")
+
+    with LiveRPCServer(registry) as live:
+        client = live.client()
+        try:
+            with pytest.raises(RemoteError) as raised:
+                client.book()
+        finally:
+            client.close()
+    assert raised.value.name == "ServerBusy"
+    assert runs == [1]  # it ran: not sent again

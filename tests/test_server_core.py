@@ -22,6 +22,7 @@ def core():
         functions = {
             "echo": ServedFunction(lambda x: x),
             "nap": ServedFunction(lambda s: gevent.sleep(s) or s),
+            "repeat": ServedFunction(lambda text, times: text * times),
         }
         server = Server(functions, heartbeat=1, **kwargs)
         endpoint = server.bind("tcp://127.0.0.1:0")
@@ -85,3 +86,70 @@ def test_a_call_that_replied_is_neither_killed_nor_answered_again(core):
     finally:
         client.close()
     assert finished == ["echo"]  # the cleanup was not interrupted
+
+
+class RaisesWhenIdle:
+    """Middleware whose server_worker_idle hook raises the first time."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def server_worker_idle(self) -> bool:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("the idle hook failed")
+        return True
+
+
+def test_a_failing_idle_hook_leaves_every_worker_serving(core):
+    hook = RaisesWhenIdle()
+    _, endpoint = core(concurrency=2, middleware=[hook], idle_check=0.05)
+    client = zerorpc.Client(endpoint, timeout=5, heartbeat=1)
+    try:
+        assert client.echo(1) == 1
+        deadline = time.monotonic() + 5
+        while hook.calls < 3 and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        assert hook.calls >= 3  # it went on after raising
+        both = [gevent.spawn(client.nap, 0.2), gevent.spawn(client.nap, 0.2)]
+        gevent.joinall(both, timeout=5, raise_error=True)
+        assert [call.value for call in both] == [0.2, 0.2]
+    finally:
+        client.close()
+
+
+def test_a_result_past_the_message_limit_fails_that_call_alone(core):
+    from django_zrpc.core.client import Client
+    from django_zrpc.core.protocol import Unpacker
+
+    _, endpoint = core(unpacker=Unpacker(max_event_bytes=100_000))
+    with Client(endpoint, timeout=5, unpacker=Unpacker(max_event_bytes=100_000)) as client:
+        napping = gevent.spawn(client.nap, 0.5)
+        gevent.sleep(0.1)
+        with pytest.raises(zerorpc.RemoteError, match="more than a message may hold") as big:
+            client.repeat("x", 200_000)
+        assert big.value.name == "ValueError"
+        assert napping.get(timeout=5) == 0.5  # the connection, and its other call, go on
+
+
+def test_calls_cancelled_while_queued_leave_the_queue(core):
+    from django_zrpc.core import protocol
+    from tests.conftest import raw_dealer, request
+
+    server, endpoint = core(concurrency=1, backlog=5)
+    client = zerorpc.Client(endpoint, timeout=5, heartbeat=1)
+    sock = raw_dealer(endpoint)
+    try:
+        busy = gevent.spawn(client.nap, 1)
+        gevent.sleep(0.2)
+        for number in range(200):
+            message_id = b"q%031d" % number
+            cancel = {"message_id": b"c%031d" % number, "v": 3, "response_to": message_id}
+            sock.send_multipart([b"", request("echo", [number], message_id)])
+            sock.send_multipart([b"", protocol.pack(protocol.CANCEL, [], cancel)])
+        gevent.sleep(0.3)
+        assert len(server._waiting) <= 5
+        assert busy.get(timeout=5) == 1
+    finally:
+        sock.close()
+        client.close()

@@ -163,7 +163,10 @@ class Stream(Iterator[Any]):
             self._client._cancel(pending)
 
     def __del__(self) -> None:
-        self.close()
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
 
 
 class CallByName:
@@ -250,9 +253,8 @@ class Client(CallByName):
             self._socket, self._on_frames, logger, wanted=self._is_pending, on_sent=self._on_sent
         )
         self._reader = gevent.spawn(self._io.run)
-        self._watcher = gevent.spawn(
-            SocketLoop(self._monitor.pair, self._monitor.on_frames, logger).run
-        )
+        self._monitor_io = SocketLoop(self._monitor.pair, self._monitor.on_frames, logger)
+        self._watcher = gevent.spawn(self._monitor_io.run)
         # Runs only while calls are in flight (see _tick).
         self._ticker: gevent.Greenlet | None = None
 
@@ -302,6 +304,10 @@ class Client(CallByName):
         self._pending[pending.message_id] = pending
         if self._ticker is None:
             self._ticker = gevent.spawn(self._tick)
+        # A connection that closed since the last call has its DISCONNECTED
+        # waiting: handle it before this call is sent on the next connection,
+        # which it must not fail (a thread whose hub did not run meanwhile).
+        self._monitor_io.receive_now()
         try:
             # Queued until a connection exists; dropped unsent if the call
             # ends first (see _is_pending).
@@ -357,6 +363,7 @@ class Client(CallByName):
 
     def _close_sockets(self) -> None:
         self._io.stop_watching()
+        self._monitor_io.stop_watching()
         self._monitor.close()
         self._socket.close(linger=0)
 

@@ -241,7 +241,7 @@ def request_header(blob: bytes) -> dict[str, Any] | None:
     unpacker = msgpack.Unpacker(
         raw=False,
         strict_map_key=False,
-        max_buffer_size=max(len(blob), 1),
+        max_buffer_size=_COUNT_ABOVE_BYTES,
         max_str_len=MAX_ID_LEN * 4,
         max_bin_len=MAX_ID_LEN * 4,
         max_array_len=16,
@@ -249,7 +249,7 @@ def request_header(blob: bytes) -> dict[str, Any] | None:
         max_ext_len=MAX_ID_LEN * 4,
     )
     try:
-        unpacker.feed(blob)
+        unpacker.feed(blob[:_COUNT_ABOVE_BYTES])  # a header is short
         if unpacker.read_array_header() != 3:
             return None
         header = unpacker.unpack()

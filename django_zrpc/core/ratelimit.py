@@ -35,8 +35,13 @@ class RateLimitedLog:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._since:
-            self._log(time.monotonic())
+        now = time.monotonic()
+        if now < self._next_log:  # logged again meanwhile: its second is not over
+            if self._since:
+                self._flush_scheduled = True
+                gevent.spawn_later(self._next_log - now, self._flush)
+        elif self._since:
+            self._log(now)
 
     def _log(self, now: float) -> None:
         self.logger.warning(self.template, self._since, self._latest)

@@ -51,6 +51,9 @@ from django_zrpc.exceptions import LostRemote
 
 logger = logging.getLogger("django_zrpc.server")
 
+#: Why a call the caller cancelled (a stream it closed) is stopped.
+CANCELLED = "the caller cancelled the call"
+
 #: Seconds a stopped server keeps refusing calls before it closes its socket.
 STOP_LINGER = 0.5
 
@@ -306,7 +309,7 @@ class Server:
             # part of its work.
             if call.worker is None:
                 self._reply_error(
-                    call, "ServerStopping", "The server stopped before the call started."
+                    call, "ServerStopping", "The server stopped before the call started.", True
                 )
             else:
                 self._reply_error(
@@ -379,7 +382,7 @@ class Server:
             elif name == protocol.HEARTBEAT:
                 self._send(call, protocol.HEARTBEAT, [0], spend=False)
             elif name == protocol.CANCEL:
-                self._lose(call, "the caller cancelled the call")
+                self._lose(call, CANCELLED)
             return
         if event.name.startswith("_zpc_"):
             return  # a heartbeat for a call we never had or already ended
@@ -392,13 +395,16 @@ class Server:
             self._reply_error(call, "TypeError", "The call's arguments are not an array.")
         elif not self._accepting:
             self._last_refused = time.monotonic()
-            self._reply_error(call, "ServerStopping", "The server is stopping; call again later.")
+            self._reply_error(
+                call, "ServerStopping", "The server is stopping; call again later.", True
+            )
         elif len(self._calls) >= self.concurrency + self.backlog:
             self._reply_error(
                 call,
                 "ServerBusy",
                 f"The server is busy: {self.concurrency} calls are running and "
                 f"{self.backlog} are waiting; call again later.",
+                True,
             )
         else:
             self._calls[key] = call
@@ -474,8 +480,13 @@ class Server:
             return
         call.lost = True
         if call.worker is None:
-            # Still queued: the worker that takes it will skip it.
+            # Still queued: out of the queue and the bound at once (a caller
+            # that cancels queued calls must not grow the queue past it).
             self._calls.pop((call.identity, call.request.message_id), None)
+            try:
+                self._waiting.remove(call)
+            except ValueError:
+                pass  # handed to a worker already, which will skip it
         elif not call.kill_pending:
             # Running: it stays counted against the bound until its worker is
             # free, even if the function swallows the exception.
@@ -499,14 +510,25 @@ class Server:
         # Whether the worker may hold something to let go of (a database
         # connection past CONN_MAX_AGE): only then does it wake now and then.
         holding = self.idle_check is not None
-        while True:
-            worker.wake.wait(self.idle_check if holding else None)
-            call = worker.call
-            if call is not None:
-                worker.call = None
-                worker.wake.clear()
-                return call
-            holding = self._hooks.call_any("server_worker_idle")
+        try:
+            while True:
+                worker.wake.wait(self.idle_check if holding else None)
+                call = worker.call
+                if call is not None:
+                    worker.call = None
+                    worker.wake.clear()
+                    return call
+                try:
+                    holding = self._hooks.call_any("server_worker_idle")
+                except Exception:
+                    # A worker that died here would take calls and run none.
+                    logger.exception("A server_worker_idle hook raised; the worker goes on.")
+        except BaseException:
+            # Killed while idle (the server stopping): no call may be handed
+            # to it any more.
+            if worker in self._idle:
+                self._idle.remove(worker)
+            raise
 
     def _work_on(self, call: Call) -> None:
         if call.lost:
@@ -515,7 +537,7 @@ class Server:
         try:
             self._execute(call)
         except _CallLost as lost:
-            self._log(call, 0.0, "lost", lost)
+            self._log(call, 0.0, "cancelled" if str(lost) == CANCELLED else "lost", lost)
         except Exception:
             logger.exception("Call %s failed outside its function.", call.request)
         finally:
@@ -618,10 +640,16 @@ class Server:
             event.header[remote_errors.HEADER] = detail
         return event
 
-    def _reply_error(self, call: Call, name: str, message: str) -> None:
+    def _reply_error(
+        self, call: Call, name: str, message: str, never_started: bool = False
+    ) -> None:
         # Sent even without a credit (a stream may be waiting for one): the
         # caller reads it before its buffer of 100 events could be full.
         event = self._event(call, protocol.ERR, [name, message, None])
+        if never_started:
+            # What lets a django_zrpc caller retry it: the name alone could be
+            # a function's own exception.
+            event.header[remote_errors.HEADER] = {"type": remote_errors.NEVER_STARTED}
         self._emit(call, event, spend=call.credits > 0)
 
     def _send(self, call: Call, name: str, args: Any, spend: bool = True) -> None:
@@ -632,6 +660,14 @@ class Server:
             blob = protocol.pack(event.name, event.args, event.header, call.rich)
         except TypeError as err:  # before a credit is spent
             raise TypeError(f"rpc {call.request.name} cannot send its result: {err}") from None
+        limit = self._unpacker.max_event_bytes
+        if len(blob) > limit:
+            # The caller's socket would drop the connection, and every other
+            # call on it: refuse this one alone.
+            raise ValueError(
+                f"rpc {call.request.name} cannot send its result: {len(blob)} bytes, more "
+                f"than a message may hold ({limit}, ZRPC_MAX_MESSAGE_BYTES)"
+            )
         if spend:
             call.take_credit()
         assert call.identity is not None
@@ -655,6 +691,9 @@ class Server:
                 logger.info("rpc %s OK in %.1f ms", name, elapsed_ms)
         elif outcome == "lost":
             logger.warning("rpc %s lost its caller: %s", name, error)
+        elif outcome == "cancelled":
+            # A caller that stops reading a stream early: routine, not a fault.
+            logger.info("rpc %s stopped: its caller cancelled it", name)
         elif outcome == "unknown":
             logger.warning("rpc %s: no such function is registered", name)
         else:

@@ -88,6 +88,7 @@ class SocketLoop:
         self._wake = gevent.event.Event()
         self._sleeping = False
         self._watcher: Any = None
+        self._flushing = False
         self.inherited = False
         _LOOPS.add(self)
 
@@ -104,9 +105,18 @@ class SocketLoop:
         again soon, as in a thread that gevent did not patch.
         """
         self.send(frames)
-        self.flush()
+        # Not inside a flush under way (a garbage collection can close a
+        # stream in the middle of one), nor on a socket a fork inherited.
+        if not (self._flushing or self.inherited):
+            self.flush()
         # A send can take the descriptor's edge: make the loop check the state.
         self._wake.set()
+
+    def receive_now(self) -> None:
+        """Handle what the socket has received so far, from this greenlet."""
+        if int(self.socket.getsockopt(_EVENTS)) & _POLLIN and not self.inherited:
+            self._receive_burst()
+            self._wake.set()  # as in send_now
 
     def run(self) -> None:
         """Serve the socket until killed or the socket is closed."""
@@ -148,6 +158,13 @@ class SocketLoop:
 
     def flush(self) -> bool:
         """Send queued frames now; return True if the socket would block."""
+        self._flushing = True
+        try:
+            return self._send_queued()
+        finally:
+            self._flushing = False
+
+    def _send_queued(self) -> bool:
         send = self.socket.send
         outbox = self._outbox
         wanted = self._wanted
