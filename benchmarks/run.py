@@ -312,7 +312,7 @@ def _reachable(host: str, port: int) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, help="per measurement (default 5; quick 0.3)")
+    parser.add_argument("--seconds", type=float, help="per measurement (default 5; quick 0.1)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; quick 1)")
     parser.add_argument(
         "--callers", type=int, nargs="+", help="concurrent callers; 1 is sequential (1 16 64)"
@@ -337,12 +337,12 @@ def main() -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a seconds-long smoke pass: 0.3 s, 1 round, callers 1 4, rows 500 1000, no nameko",
+        help="a seconds-long smoke pass: 0.1 s, 1 round, callers 1 4, rows 500 1000, no nameko",
     )
     args = parser.parse_args()
     quick = args.quick
     defaults = {
-        "seconds": 0.3 if quick else 5.0,
+        "seconds": 0.1 if quick else 5.0,
         "rounds": 1 if quick else 3,
         "callers": [1, 4] if quick else [1, 16, 64],
         "rows": [500, 1000] if quick else [10_000, 100_000],
