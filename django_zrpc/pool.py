@@ -36,6 +36,15 @@ from gevent.hub import Waiter, get_hub
 from django_zrpc.core.client import Client
 from django_zrpc.exceptions import PoolExhausted
 
+#: Calls in flight on the least busy connection before another is opened (while
+#: there is room). Calls in flight on one socket go out and come back in
+#: batches; spread over a connection each they cost a wake-up each. Measured
+#: (echo, 16 callers, pool of 10): 1 call a connection before the next made
+#: 7,200 calls/s, 4 made 10,400, 8 made 12,400 on 2 connections; 4 still
+#: spreads 32 callers over 8 connections, and so over the processes of
+#: ``runrpc --workers``.
+SPREAD_AT = 4
+
 # Handed to a waiter instead of a connection: a place is free, make a new one.
 _PLACE = object()
 # Handed to waiters when the pool is closed.
@@ -93,16 +102,20 @@ class Pool:
             raise RuntimeError(f"The pool of {self.endpoint} is closed.")
         if not self._waiting:
             # The connection with the fewest calls in flight (the last
-            # released among equals); a new one while every open one is busy
-            # and there is room: calls spread over up to ``size`` connections,
-            # and so over the processes behind one address (runrpc --workers),
-            # which the kernel gives each new connection to in turn.
+            # released among equals); a new one while every open one has
+            # SPREAD_AT calls and there is room: calls spread over up to
+            # ``size`` connections, and so over the processes behind one
+            # address (runrpc --workers), which the kernel hands connections.
             calls = self._calls
             best = None
             for connection in reversed(self._lendable):
                 if best is None or calls[connection] < calls[best]:
                     best = connection
-            if (best is None or calls[best] > 0) and self.connections < self.size:
+            busy = min(SPREAD_AT, self.calls_per_connection)
+            if best is not None and calls[best] < busy:
+                calls[best] += 1
+                return best
+            if self.connections < self.size:
                 self._opening += 1
                 return self._new()
             if best is not None and calls[best] < self.calls_per_connection:

@@ -6,7 +6,7 @@ import gevent
 import pytest
 
 from django_zrpc.exceptions import PoolExhausted
-from django_zrpc.pool import Pool
+from django_zrpc.pool import SPREAD_AT, Pool
 
 
 class Connection:
@@ -107,11 +107,21 @@ def test_a_busy_pool_serves_every_caller_in_turn():
 
 def test_calls_spread_over_up_to_size_connections_then_share_the_least_busy():
     made = []
+    pool = Pool("tcp://127.0.0.1:1", lambda: made.append(Connection()) or made[-1], 2, 8)
+    held = [pool.acquire(1) for _ in range(16)]
+    # SPREAD_AT calls on the first, then a second connection, then the least busy.
+    assert held[:SPREAD_AT] == [made[0]] * SPREAD_AT
+    assert held[SPREAD_AT] is made[1]
+    assert held.count(made[0]) == held.count(made[1]) == 8
+    with pytest.raises(PoolExhausted, match=r"All 2 connections .* \(8 calls each at most\)"):
+        pool.acquire(0.05)
+
+
+def test_a_full_connection_makes_way_for_a_new_one_before_spread_at():
+    made = []
     pool = Pool("tcp://127.0.0.1:1", lambda: made.append(Connection()) or made[-1], 2, 3)
     held = [pool.acquire(1) for _ in range(6)]
-    # A second connection as soon as the first is busy; then the least busy.
-    assert held[:2] == made
-    assert held == [made[0], made[1], made[1], made[0], made[1], made[0]]
+    assert held == [made[0]] * 3 + [made[1]] * 3
     with pytest.raises(PoolExhausted, match=r"All 2 connections .* \(3 calls each at most\)"):
         pool.acquire(0.05)
     pool.release(made[0])
