@@ -12,7 +12,7 @@ import pytest
 
 from django_zrpc.core.client import Client
 from django_zrpc.exceptions import LostRemote, RemoteError, TimeoutExpired
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, subprocess_env
 
 
 class StockServer:
@@ -226,3 +226,33 @@ def test_django_values_go_plain_to_a_stock_server_and_as_themselves_to_runrpc(cl
         with pytest.raises(TypeError, match="not a django_zrpc server"):
             client.echo(value=1)
     assert client.server_reads_values is (endpoint not in STOCK_ENDPOINTS)
+
+
+MANY_CONNECTIONS = """
+import os, resource, sys
+import django
+django.setup()
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if hard != resource.RLIM_INFINITY and hard < 4096:
+    sys.exit(f"skip: the hard limit of open files is {hard}; 600 connections need about 2,400")
+resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+from django_zrpc.core.client import Client
+clients = [Client("tcp://127.0.0.1:1") for _ in range(600)]
+print(len(clients))
+"""
+
+
+def test_one_process_holds_600_connections():
+    # Three sockets each (the DEALER and its monitor's pair): past libzmq's
+    # default of 1,023 sockets a context.
+    done = subprocess.run(
+        [sys.executable, "-c", MANY_CONNECTIONS],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.stderr.startswith("skip: "):
+        pytest.skip(done.stderr.strip().removeprefix("skip: "))
+    assert done.stdout.strip() == "600", done.stderr[-2000:]

@@ -65,6 +65,26 @@ HANDSHAKE_GRACE = 0.1
 MAX_ERROR_TEXT = 16 * 1024
 
 
+#: Sockets the clients' shared context may hold: each connection takes three
+#: (its DEALER and the two ends of its monitor), and libzmq's default, 1,023,
+#: would cap a process at about 340 connections.
+MAX_SOCKETS = 8192
+
+
+def _context() -> zmq.Context:
+    """Return the process's one ZeroMQ context for every client, made roomy enough.
+
+    One context per process (pyzmq makes a new one after fork): a context of
+    their own would cost each connection two I/O threads. ``MAX_SOCKETS``
+    counts only if set before the context's first socket; a context someone
+    else started (zerorpc's, say) keeps its own bound.
+    """
+    context: zmq.Context = zmq.Context.instance()
+    if context.get(zmq.MAX_SOCKETS) < MAX_SOCKETS:
+        context.set(zmq.MAX_SOCKETS, MAX_SOCKETS)
+    return context
+
+
 class _Pending(protocol.Heard):
     """One call waiting for its reply, or a stream being read."""
 
@@ -222,10 +242,7 @@ class Client(CallByName):
         self.connect_timeout = connect_timeout
         self._unpacker = unpacker or protocol.Unpacker()
         self._new_id = protocol.MessageIds()
-        # One context per process for every client (pyzmq makes a new one
-        # after fork): a context of their own would cost each connection two
-        # I/O threads.
-        self._socket: zmq.Socket = zmq.Context.instance().socket(zmq.DEALER)
+        self._socket: zmq.Socket = _context().socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.IMMEDIATE, 1)
         self._socket.setsockopt(zmq.IPV6, 1)
