@@ -5,8 +5,9 @@ What is here, one job a module:
 - ``protocol``: events, frames and the bounded unpacker (msgpack, no sockets);
 - ``socket_loop``: ``SocketLoop``, the one greenlet that owns a ZeroMQ socket;
 - ``server``: ``Server``, which serves calls on a ROUTER socket with
-  persistent workers; ``builtins`` (``_zerorpc_*``), ``stall`` (the blocked
-  loop warning), ``hooks`` (zerorpc-style middleware), ``ratelimit``;
+  persistent workers; ``calls`` (what one call is, and the steps of running
+  it), ``builtins`` (``_zerorpc_*``), ``stall`` (the blocked loop warning),
+  ``hooks`` (zerorpc-style middleware), ``ratelimit``;
 - ``client``: ``Client``, one DEALER connection that carries many calls;
 - ``zap`` (the CURVE ZAP handler), ``monitor`` (a socket's closed connections
   and handshake failures) and ``heap`` (memory of departed peers given back).

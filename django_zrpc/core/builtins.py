@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from django_zrpc.core.server import ServedFunction
+    from django_zrpc.core.calls import ServedFunction
 
 _WIRE_SAFE = (type(None), bool, int, float, str, bytes)
 

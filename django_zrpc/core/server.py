@@ -25,7 +25,6 @@ from typing import Any
 import gevent
 import gevent.event
 import zmq
-from django.conf import settings
 from django.utils import translation
 from gevent.hub import Waiter
 
@@ -34,6 +33,17 @@ from django_zrpc.context import CallContext
 from django_zrpc.context import _current as _current_call
 from django_zrpc.core import protocol
 from django_zrpc.core.builtins import builtins as builtin_functions
+from django_zrpc.core.calls import (
+    CANCELLED,
+    Call,
+    CallLost,
+    IdleWorker,
+    ServedFunction,
+    absorb_pending_kill,
+    activate_language,
+    run_unless_lost,
+    split_kwargs,
+)
 from django_zrpc.core.heap import HeapTrimmer
 from django_zrpc.core.hooks import Hooks
 from django_zrpc.core.monitor import (
@@ -48,103 +58,11 @@ from django_zrpc.core.socket_loop import SocketLoop
 from django_zrpc.core.stall import StallWatch
 from django_zrpc.core.zap import Authenticator
 from django_zrpc.curve import ServerKeys
-from django_zrpc.exceptions import LostRemote
 
 logger = logging.getLogger("django_zrpc.server")
 
-#: Why a call the caller cancelled (a stream it closed) is stopped.
-CANCELLED = "the caller cancelled the call"
-
 #: Seconds a stopped server keeps refusing calls before it closes its socket.
 STOP_LINGER = 0.5
-
-
-class ServedFunction:
-    """What the server calls for one name: a function, and whether it streams."""
-
-    __slots__ = ("blocking", "func", "stream")
-
-    def __init__(
-        self, func: Callable[..., Any], stream: bool = False, blocking: bool = False
-    ) -> None:
-        self.func = func
-        self.stream = stream
-        self.blocking = blocking
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        # The frame raven's zerorpc middleware looks for: it hides the frames
-        # above the one named __call__ and keeps the function's own.
-        return self.func(*args, **kwargs)
-
-
-class _CallLost(LostRemote):
-    """Thrown into a worker whose caller stopped heartbeating."""
-
-    def __init__(self, call: Call, message: str) -> None:
-        super().__init__(message)
-        self.call = call
-
-
-class Call(protocol.Heard):
-    """One call in flight: queued, running, or streaming."""
-
-    __slots__ = (
-        "credit_event",
-        "credits",
-        "identity",
-        "kill_pending",
-        "lost",
-        "replied",
-        "request",
-        "rich",
-        "worker",
-    )
-
-    def __init__(self, request: protocol.Event, now: float) -> None:
-        super().__init__(now)
-        self.request = request
-        self.identity = request.identity
-        # Each side may send one event before the other grants more (_zpc_more).
-        self.credits = 1
-        self.credit_event: gevent.event.Event | None = None
-        self.worker: gevent.Greenlet | None = None
-        self.lost = False
-        # Set once the final reply (OK, STREAM_DONE or ERR) is sent: from then
-        # on the call is only cleaning up and is never killed or answered again.
-        self.replied = False
-        # Whether the caller reads django_zrpc's value types (see values.py).
-        self.rich = request.header.get(values.HEADER) == values.VERSION
-        self.kill_pending = False
-
-    def add_credits(self, count: int) -> None:
-        self.credits += count
-        if self.credit_event is not None:
-            self.credit_event.set()
-
-    def take_credit(self) -> None:
-        """Wait until the caller can take one more event, then spend a credit."""
-        while self.credits <= 0:
-            if self.credit_event is None:
-                self.credit_event = gevent.event.Event()
-            self.credit_event.clear()
-            self.credit_event.wait()
-        self.credits -= 1
-
-
-class _Worker:
-    """An idle worker's mailbox: the call handed to it, and the waiter that wakes it.
-
-    A gevent ``Waiter``, switched to from the hub: the cheapest hand-off
-    between greenlets (a gevent ``Event`` cost 3-4 us more per call). A fresh
-    one for each idle spell, so that a wake-up that comes late (the idle
-    timer and a call at once) lands in one nobody waits on any more.
-    """
-
-    __slots__ = ("call", "waiter")
-
-    def __init__(self) -> None:
-        self.call: Call | None = None
-        self.waiter: Waiter = Waiter()
 
 
 class Server:
@@ -225,7 +143,7 @@ class Server:
         # become idle on top: a light load keeps going to the same few workers
         # (and their database connections) instead of waking every one in turn.
         self._waiting: deque[Call] = deque()
-        self._idle: list[_Worker] = []
+        self._idle: list[IdleWorker] = []
         # Seconds between an idle worker's calls of the server_worker_idle
         # hooks (closing connections past CONN_MAX_AGE); None: never.
         self.idle_check = idle_check if self._hooks.has("server_worker_idle") else None
@@ -500,12 +418,12 @@ class Server:
             # Running: it stays counted against the bound until its worker is
             # free, even if the function swallows the exception.
             call.kill_pending = True
-            call.worker.kill(_CallLost(call, reason), block=False)
+            call.worker.kill(CallLost(call, reason), block=False)
 
     # -- running calls -------------------------------------------------------
 
     def _work(self) -> None:
-        worker = _Worker()
+        worker = IdleWorker()
         try:
             while True:
                 self._work_on(self._waiting.popleft() if self._waiting else self._wait(worker))
@@ -513,7 +431,7 @@ class Server:
             if self._on_worker_exit is not None:
                 self._on_worker_exit()
 
-    def _wait(self, worker: _Worker) -> Call:
+    def _wait(self, worker: IdleWorker) -> Call:
         """Wait on top of the idle workers for a call; between calls, let go of what is idle."""
         worker.waiter = Waiter()
         self._idle.append(worker)
@@ -553,7 +471,7 @@ class Server:
         call.worker = gevent.getcurrent()
         try:
             self._execute(call)
-        except _CallLost as lost:
+        except CallLost as lost:
             self._log(call, 0.0, "cancelled" if str(lost) == CANCELLED else "lost", lost)
         except Exception:
             logger.exception("Call %s failed outside its function.", call.request)
@@ -561,7 +479,7 @@ class Server:
             call.worker = None
             self._calls.pop((call.identity, call.request.message_id), None)
             if call.kill_pending:
-                _absorb_pending_kill()
+                absorb_pending_kill()
 
     def _execute(self, call: Call) -> None:
         request = call.request
@@ -571,7 +489,7 @@ class Server:
         error: BaseException | None = None
         context = CallContext.from_header(request.name, request.header, request.client_key)
         token = _current_call.set(context)
-        language = _activate(context.language)
+        language = activate_language(context.language)
         try:
             self._hooks.call("load_task_context", request.header)
             served = self._functions.get(request.name)
@@ -579,7 +497,7 @@ class Server:
                 outcome = "unknown"
                 raise NameError(request.name)
             self._hooks.call("server_before_exec", request)
-            args, kwargs = _split_kwargs(request.args)
+            args, kwargs = split_kwargs(request.args)
             if served.stream:
                 self._stream(call, served(*args, **kwargs))
                 reply = self._event(call, protocol.STREAM_DONE, None)
@@ -588,7 +506,7 @@ class Server:
                 # caller cannot stop a thread that started; its result is dropped.
                 result = gevent.get_hub().threadpool.apply(
                     contextvars.copy_context().run,
-                    (_run_unless_lost, call, served, args, kwargs),
+                    (run_unless_lost, call, served, args, kwargs),
                 )
                 reply = self._event(call, protocol.OK, [result])
             else:
@@ -598,7 +516,7 @@ class Server:
             call.replied = True
         except BaseException as err:
             exc_info = sys.exc_info()
-            if not isinstance(err, Exception) or isinstance(err, _CallLost):
+            if not isinstance(err, Exception) or isinstance(err, CallLost):
                 raise  # the call was interrupted: lost caller, or the server stopping
             outcome = "unknown" if outcome == "unknown" else "error"
             error = err
@@ -722,45 +640,3 @@ class Server:
                 error,
                 exc_info=(type(error), error, error.__traceback__),
             )
-
-
-def _run_unless_lost(call: Call, served: ServedFunction, args: Any, kwargs: dict[str, Any]) -> Any:
-    """Run a blocking function in its thread, unless its caller was lost while it queued."""
-    if call.lost:
-        raise LostRemote("The caller was lost before the call started.")
-    return served(*args, **kwargs)
-
-
-def _activate(language: str | None) -> bool:
-    """Activate the caller's language for the call, if the project has it; return whether.
-
-    A worker between calls speaks ``LANGUAGE_CODE``: a caller in that language
-    (most of them) costs nothing, where activating and deactivating would cost
-    a sixth of the server's time per call.
-    """
-    if not language or language == settings.LANGUAGE_CODE:
-        return False
-    try:
-        # Only the project's languages: translation catalogues are cached
-        # per language, and a hostile peer could name endless ones.
-        translation.activate(translation.get_supported_language_variant(language))
-    except LookupError:
-        return False
-    return True
-
-
-def _split_kwargs(args: list[Any] | tuple[Any, ...]) -> tuple[Any, dict[str, Any]]:
-    """Split a django_zrpc caller's keyword arguments (the last item) from the positional ones."""
-    if args and type(args[-1]) is values.Kwargs:
-        return args[:-1], args[-1]
-    return args, {}
-
-
-def _absorb_pending_kill() -> None:
-    # The lost-caller exception was scheduled with kill(block=False) and may
-    # not have landed yet; let it land here, between calls, rather than in the
-    # worker's next call.
-    try:
-        gevent.sleep(0)
-    except _CallLost:
-        pass
