@@ -1,17 +1,20 @@
-"""A bounded, blocking, LIFO pool of client connections to one endpoint, shared by calls.
+"""A bounded, blocking pool of client connections to one endpoint, shared by calls.
 
 The design follows redis-py's ``BlockingConnectionPool``: at most ``size``
 connections, made lazily; a caller that finds them all full waits up to
-``timeout`` and then gets ``PoolExhausted``; the connection used last is lent
-first, so idle ones stay idle. A connection that saw a timeout or a lost
+``timeout`` and then gets ``PoolExhausted``. A connection that saw a lost
 server is retired: lent no more, and closed when its last call ends.
 
 Unlike a socket of redis-py, a django_zrpc connection carries many calls at
 once (ZeroMQ multiplexes them, and each call has its own message id), so up
-to ``calls_per_connection`` calls share one. Many calls in flight on one
-socket are sent and received in batches; the same calls spread one per
-socket cost a wake-up each. With ``calls_per_connection=1`` the pool lends
-each connection to one call at a time.
+to ``calls_per_connection`` calls share one. A call goes to the connection
+with the fewest calls in flight (the last released among equals), and a new
+connection is made once each open one carries ``SPREAD_AT``: calls spread
+over the processes behind one address (``runrpc --workers``), yet calls in
+flight on one socket still go out and come back in batches, where the same
+calls spread one per socket cost a wake-up each. With
+``calls_per_connection=1`` the pool lends each connection to one call at a
+time.
 
 Waiters are served first come, first served: a place freed while callers wait
 is handed to the first of them directly (a connection, or room for a new
