@@ -422,6 +422,11 @@ class Client(CallByName):
     def _forget(self, pending: _Pending) -> None:
         self._pending.pop(pending.message_id, None)
 
+    def _fail(self, pending: _Pending, error: BaseException) -> None:
+        """End a waiting call with ``error``, raised in its caller."""
+        self._forget(pending)
+        pending.deliver(error)
+
     def _cancel(self, pending: _Pending) -> None:
         """Give a call up; tell a django_zrpc server, from any thread, to stop it."""
         if self._pending.pop(pending.message_id, None) is None or self._closed:
@@ -436,14 +441,9 @@ class Client(CallByName):
     def _send_cancel(self, pending: _Pending) -> None:
         if self._closed:
             return
-        header = {
-            "message_id": self._new_id(),
-            "v": protocol.PROTOCOL_VERSION,
-            "response_to": pending.message_id,
-        }
         # At once: in a thread that gevent did not patch, the hub runs only
         # while a call waits, and the server would go on streaming till then.
-        self._io.send_now([b"", protocol.pack(protocol.CANCEL, [], header)])
+        self._io.send_now(self._follow_up(pending, protocol.CANCEL, []))
 
     # -- the socket --------------------------------------------------------------
 
@@ -457,12 +457,17 @@ class Client(CallByName):
             pending.last_seen = time.monotonic()
 
     def _send(self, pending: _Pending, name: str, args: Any) -> None:
+        # Owned by the call: dropped unsent if the call ends first.
+        self._io.send(self._follow_up(pending, name, args), pending)
+
+    def _follow_up(self, pending: _Pending, name: str, args: Any) -> list[bytes]:
+        """Return the frames of a later event of ``pending``'s call (heartbeat, credit, cancel)."""
         header = {
             "message_id": self._new_id(),
             "v": protocol.PROTOCOL_VERSION,
             "response_to": pending.message_id,
         }
-        self._io.send([b"", protocol.pack(name, args, header)], pending)
+        return [b"", protocol.pack(name, args, header)]
 
     def _on_frames(self, frames: list[bytes]) -> None:
         try:
@@ -504,12 +509,12 @@ class Client(CallByName):
             # replies for a connection that is gone, even if it comes back.
             for pending in list(self._pending.values()):
                 if pending.sent:
-                    self._forget(pending)
-                    pending.deliver(
+                    self._fail(
+                        pending,
                         LostRemote(
                             f"The connection to {self.endpoint} closed while {pending.name} "
                             "was in flight; it may or may not have run."
-                        )
+                        ),
                     )
         elif event == SUCCEEDED:
             self._handshake_failure = None
@@ -532,20 +537,19 @@ class Client(CallByName):
                         and not pending.sent
                         and now - pending.last_seen >= HANDSHAKE_GRACE
                     ):
-                        self._forget(pending)
-                        pending.deliver(
+                        self._fail(
+                            pending,
                             HandshakeFailed(
                                 f"Calling remote method {pending.name}: the connection to "
                                 f"{self.endpoint} failed its handshake: {failure}",
-                            )
+                            ),
                         )
                     elif now >= pending.deadline or (
                         not pending.sent
                         and self.connect_timeout is not None
                         and now - pending.last_seen >= self.connect_timeout
                     ):
-                        self._forget(pending)
-                        pending.deliver(self._timeout_error(pending))
+                        self._fail(pending, self._timeout_error(pending))
                     elif beat:
                         self._beat(pending, now, heartbeat or 0.0)
                 if beat:
@@ -569,8 +573,7 @@ class Client(CallByName):
             return  # still waiting for a connection; its timeout applies
         patience = pending.patience(heartbeat)
         if now - pending.last_seen > patience:
-            self._forget(pending)
-            pending.deliver(LostRemote(f"Lost remote after {patience:g}s without a heartbeat"))
+            self._fail(pending, LostRemote(f"Lost remote after {patience:g}s without a heartbeat"))
         else:
             self._send(pending, protocol.HEARTBEAT, [0])
 
