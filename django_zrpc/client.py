@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import random
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -33,30 +32,9 @@ from django_zrpc.core.client import CallByName, Client, Stream
 from django_zrpc.curve import client_keys
 from django_zrpc.exceptions import HandshakeFailed, LostRemote, RemoteError, ServerUnavailable
 from django_zrpc.pool import Pool
+from django_zrpc.retry import backoff, may_retry
 
 logger = logging.getLogger("django_zrpc.client")
-
-#: Errors of a server that say the call started and may have done part of its work.
-MAY_HAVE_RUN = frozenset({"CallInterrupted", "LostRemote"})
-
-
-def _may_retry(error: BaseException, idempotent: bool) -> bool:
-    """Whether a call that failed with ``error`` may be sent again."""
-    if isinstance(error, ServerUnavailable):
-        return True  # never delivered (HandshakeFailed too); PoolExhausted is not one
-    if isinstance(error, RemoteError):
-        # Refusals (ServerBusy, ServerStopping) are marked as such by the
-        # server: a function's own exception of the same name is not one.
-        if getattr(error, "never_started", False):
-            return True
-        return idempotent and getattr(error, "name", None) in MAY_HAVE_RUN
-    return idempotent and isinstance(error, LostRemote)
-
-
-def _backoff(attempt: int) -> float:
-    """Seconds to wait before retry ``attempt`` (0-based): 20 ms doubling to 0.5 s, jittered."""
-    return min(0.02 * 2**attempt, 0.5) * random.uniform(0.5, 1.0)
-
 
 # Sockets inherited through fork are kept referenced, never used or closed:
 # closing them in the child could disturb the parent's.
@@ -167,8 +145,8 @@ class RPCClient(CallByName):
                     refused.add(endpoint)
                     if refused.issuperset(self.endpoints):
                         raise
-                pause = _backoff(attempt)
-                if not _may_retry(err, idempotent) or time.monotonic() + pause >= deadline:
+                pause = backoff(attempt)
+                if not may_retry(err, idempotent) or time.monotonic() + pause >= deadline:
                     raise
                 logger.info(
                     "Retrying rpc %s (attempt %d) after %s from %s: %s",
