@@ -1,4 +1,4 @@
-"""The retry rule every client follows: send again only what never ran, unless told it is idempotent.
+"""The retry rule of every client: send again only what never ran, unless it is idempotent.
 
 Free of gevent and sockets, so that ``RPCClient`` and an asyncio client share it.
 """
