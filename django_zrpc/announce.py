@@ -109,7 +109,6 @@ def build_announcer(
     address, which must then be one they can reach. Raises
     ``ZRPCConfigurationError`` with a sentence saying what is wrong.
     """
-    from django_zrpc.client_options import validate_endpoints
     from django_zrpc.exceptions import ZRPCConfigurationError
 
     if address is None:
@@ -120,13 +119,7 @@ def build_announcer(
                 "(or ZRPC_ANNOUNCE_ADDRESS)."
             )
         address = f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
-    try:
-        redis_registry.split(source)
-        if not address.startswith("tcp://"):
-            raise ValueError(f"{address!r} is not a tcp:// address.")
-        validate_endpoints(address)
-    except ValueError as err:
-        raise ZRPCConfigurationError(f"Cannot announce this server: {err}") from err
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl >= 1:
-        raise ZRPCConfigurationError(f"ZRPC_ANNOUNCE_TTL must be 1 second or more, not {ttl!r}.")
+    errors = redis_registry.announcement_errors(source, address, ttl)
+    if errors:
+        raise ZRPCConfigurationError(" ".join(errors))
     return Announcer(source, address, float(ttl))

@@ -64,7 +64,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="django_zrpc.E011",
             )
         )
-    return [*errors, *_check_middleware(), *_check_clients(), *_check_curve()]
+    return [
+        *errors,
+        *_check_middleware(),
+        *_check_clients(),
+        *_check_curve(),
+        *_check_announce(),
+    ]
 
 
 def _check_addrport() -> list[CheckMessage]:
@@ -74,6 +80,17 @@ def _check_addrport() -> list[CheckMessage]:
     except ValueError as err:
         return [Error(f"ZRPC_ADDRPORT is invalid: {err}", id="django_zrpc.E001")]
     return []
+
+
+def _check_announce() -> list[CheckMessage]:
+    source = conf.get("ANNOUNCE")
+    if source is None:
+        return []
+    from django_zrpc.discovery.redis_registry import announcement_errors
+
+    found = announcement_errors(source, conf.get("ANNOUNCE_ADDRESS"), conf.get("ANNOUNCE_TTL"))
+    hint = "See ZRPC_ANNOUNCE in the README ('Many hosts')."
+    return [Error(message, hint=hint, id="django_zrpc.E014") for message in found]
 
 
 def _check_curve() -> list[CheckMessage]:

@@ -16,6 +16,7 @@ calls the instances that are ``up``. Uses redis-py (the ``redis`` extra).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -29,6 +30,9 @@ logger = logging.getLogger("django_zrpc.discovery")
 REREAD = 2.0
 #: Seconds a Redis command may take before the source counts as unreachable.
 SOCKET_TIMEOUT = 2.0
+
+# A tcp:// endpoint a caller can dial: a host name or address, and a port.
+_ADDRESS = re.compile(r"^tcp://(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]*]+):\d{1,5}$")
 
 UP = b"up"
 DRAINING = b"draining"
@@ -63,6 +67,29 @@ def split(source: str) -> tuple[str, str]:
         raise ValueError(f"The service name {service!r} in {source!r} may not hold ' :*?[]'.")
     url = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
     return url, service
+
+
+def announcement_errors(source: Any, address: Any, ttl: Any) -> list[str]:
+    """Say, in sentences, what is wrong with what ``runrpc --announce`` was given."""
+    errors = []
+    try:
+        split(source if isinstance(source, str) else repr(source))
+    except ValueError as err:
+        errors.append(f"Cannot announce this server: {err}")
+    else:
+        try:
+            redis_module()
+        except ZRPCConfigurationError as err:
+            errors.append(str(err))
+    if address is not None and not (
+        isinstance(address, str) and address.startswith("tcp://") and _ADDRESS.match(address)
+    ):
+        errors.append(
+            f"The address to announce must be like 'tcp://10.0.0.5:4242', not {address!r}."
+        )
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl >= 1:
+        errors.append(f"ZRPC_ANNOUNCE_TTL must be 1 second or more, not {ttl!r}.")
+    return errors
 
 
 class Keys:
