@@ -308,6 +308,8 @@ class RPCClient(CallByName):
         if state is None or state.pid != os.getpid():
             if state is not None:
                 _INHERITED.append(state)  # made before fork: never to be used
+                # The directory's thread did not come through the fork either.
+                self._directory = directory_for(self.endpoints, self.refresh)
             state = self._local.state = _ThreadState()
         return state
 

@@ -9,6 +9,7 @@ calling ``server_pid``, so each answer says which instance served it.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -234,3 +235,35 @@ def test_runrpc_on_every_interface_asks_for_the_address_to_announce(redis_server
     )
     assert done.returncode == 1
     assert "give the address they should use with --announce-address" in done.stderr
+
+
+def test_a_child_made_by_fork_follows_redis_with_a_lookup_of_its_own(redis_server, start_server):
+    server = announced(redis_server, start_server)
+    client = RPCClient(redis_server.url(SERVICE), timeout=10)
+    assert client.echo("parent") == "parent"
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report through the pipe, never return into pytest
+        code = 1
+        try:
+            assert client.echo("child") == "child"
+            # Announce a second address: only a lookup running in the child sees it.
+            newcomer = "tcp://127.0.0.1:1"
+            registry = redis_server.client()
+            registry.sadd(f"zrpc:{SERVICE}:instances", newcomer)
+            registry.set(f"zrpc:{SERVICE}:instance:{newcomer}", "up", px=60_000)
+            registry.publish(f"zrpc:{SERVICE}:changes", newcomer)
+            deadline = time.monotonic() + 5
+            while newcomer not in client._directory.addresses and time.monotonic() < deadline:
+                time.sleep(0.02)
+            os.write(write, repr(client._directory.addresses).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    answer = os.read(read, 1000).decode()
+    os.close(read)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert answer == repr(("tcp://127.0.0.1:1", server.endpoint))
+    client.close()
