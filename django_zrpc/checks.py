@@ -64,7 +64,33 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="django_zrpc.E011",
             )
         )
-    return [*errors, *_check_middleware(), *_check_clients(), *_check_curve()]
+    return [
+        *errors,
+        *_check_opentelemetry(),
+        *_check_middleware(),
+        *_check_clients(),
+        *_check_curve(),
+    ]
+
+
+def _check_opentelemetry() -> list[CheckMessage]:
+    value = conf.get("OPENTELEMETRY")
+    if value is not None and not isinstance(value, bool):
+        return [
+            Error(
+                f"ZRPC_OPENTELEMETRY must be None, True or False, not {value!r}.",
+                id="django_zrpc.E014",
+            )
+        ]
+    if value and not conf.opentelemetry_installed():
+        return [
+            Error(
+                "ZRPC_OPENTELEMETRY is True, but opentelemetry-api is not installed.",
+                hint='pip install "django-zrpc[opentelemetry]", or set ZRPC_OPENTELEMETRY = None.',
+                id="django_zrpc.E015",
+            )
+        ]
+    return []
 
 
 def _check_addrport() -> list[CheckMessage]:
