@@ -219,3 +219,24 @@ def finished_spans():
 def nested_echo(endpoint, value):
     """Call echo on endpoint from inside this call and return what it returned."""
     return RPCClient(endpoint, timeout=10).echo(value)
+
+
+def _query_in_a_span():
+    # What a database instrumentation does: a span around the query, the
+    # current span its parent.
+    from opentelemetry import trace
+
+    with trace.get_tracer("tests.probes").start_as_current_span("query"):
+        return Ticket.objects.count() >= 0
+
+
+@rpc.register()
+def query_in_a_span():
+    """Run a query inside a span of its own, as an instrumented database driver would."""
+    return _query_in_a_span()
+
+
+@rpc.register(blocking=True)
+def query_in_a_span_blocking():
+    """The same, from a blocking function's thread."""
+    return _query_in_a_span()
