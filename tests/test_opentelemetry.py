@@ -197,3 +197,12 @@ def test_without_the_api_nothing_is_traced_or_imported(traced):
     assert seen["loaded"] == []
     assert "django_zrpc.contrib.opentelemetry.OpenTelemetryMiddleware" not in seen["middleware"]
     assert seen["errors"] == ["django_zrpc.E015"]
+
+
+@pytest.mark.parametrize("value", ["yes", 1])
+def test_a_bad_setting_is_a_check_error(settings, value):
+    from django_zrpc.checks import check_settings
+
+    settings.ZRPC_OPENTELEMETRY = value
+    (error,) = [e for e in check_settings() if e.id == "django_zrpc.E014"]
+    assert repr(value) in error.msg
