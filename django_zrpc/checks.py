@@ -66,11 +66,32 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         )
     return [
         *errors,
+        *_check_opentelemetry(),
         *_check_middleware(),
         *_check_clients(),
         *_check_curve(),
         *_check_announce(),
     ]
+
+
+def _check_opentelemetry() -> list[CheckMessage]:
+    value = conf.get("OPENTELEMETRY")
+    if value is not None and not isinstance(value, bool):
+        return [
+            Error(
+                f"ZRPC_OPENTELEMETRY must be None, True or False, not {value!r}.",
+                id="django_zrpc.E015",
+            )
+        ]
+    if value and not conf.opentelemetry_installed():
+        return [
+            Error(
+                "ZRPC_OPENTELEMETRY is True, but opentelemetry-api is not installed.",
+                hint='pip install "django-zrpc[opentelemetry]", or set ZRPC_OPENTELEMETRY = None.',
+                id="django_zrpc.E016",
+            )
+        ]
+    return []
 
 
 def _check_addrport() -> list[CheckMessage]:

@@ -33,6 +33,7 @@ from typing import Any
 import gevent
 from gevent import monkey
 
+from django_zrpc import context, tracing
 from django_zrpc.client_options import check_options, validate_endpoints
 from django_zrpc.core.client import CallByName, Client, Stream
 from django_zrpc.curve import client_keys
@@ -121,6 +122,7 @@ class RPCClient(CallByName):
 
     # -- calling ---------------------------------------------------------------
 
+    @tracing.traced
     def call(
         self,
         name: str,
@@ -139,11 +141,12 @@ class RPCClient(CallByName):
         until ``timeout`` runs out. A call that may have run (``LostRemote``,
         ``TimeoutExpired``, an error of the function) is not, unless it is
         ``idempotent`` (default: the client's): then ``LostRemote`` and
-        ``CallInterrupted`` are retried too.
+        ``CallInterrupted`` are retried too. Inside an RPC function, the call
+        waits no longer than what is left of that function's caller's deadline.
         """
         if self._closed:
             raise RuntimeError(f"This RPCClient of {self.endpoints} is closed.")
-        timeout = self.timeout if timeout is None else timeout
+        timeout = context.inherited_timeout(self.timeout if timeout is None else timeout)
         idempotent = self.idempotent if idempotent is None else idempotent
         deadline = time.monotonic() + timeout
         # Endpoints that refused this client's handshake: the same keys would
@@ -188,6 +191,7 @@ class RPCClient(CallByName):
         more: dict[str, Any],
         deadline: float,
     ) -> Any:
+        tracing.attempt(endpoint)
         pool = self._pool(endpoint)
         remaining = max(deadline - time.monotonic(), 0.001)
         connection = pool.acquire(min(self.pool_timeout, remaining))

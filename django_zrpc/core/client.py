@@ -305,7 +305,7 @@ class Client(CallByName):
         timeout = self.timeout if timeout is None else timeout
         header = {"message_id": self._new_id(), "v": protocol.PROTOCOL_VERSION}
         header[values.HEADER] = values.VERSION
-        header.update(context.outgoing())
+        header.update(context.outgoing(timeout))  # the time left travels with the call
         if more:
             kwargs = {**(kwargs or {}), **more}
         request = protocol.Event(
