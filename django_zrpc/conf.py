@@ -87,7 +87,7 @@ def default_middleware() -> list[str]:
     ``RAVEN_CONFIG`` is set.
     """
     middleware = [DB_MIDDLEWARE]
-    if opentelemetry_enabled() and opentelemetry_installed():  # else check E015 says why
+    if opentelemetry_enabled() and opentelemetry_installed():  # else check E016 says why
         middleware.append(OPENTELEMETRY_MIDDLEWARE)
     if importlib.util.find_spec("sentry_sdk") is not None:
         middleware.append(SENTRY_MIDDLEWARE)
