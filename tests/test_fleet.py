@@ -113,12 +113,13 @@ def test_a_killed_server_fails_only_its_calls_in_flight(redis_server, start_serv
     finally:
         load.stop()
         client.close()
-    # At most one call per caller failed, each within a second of the kill.
+    # At most the calls in flight failed (one per caller), soon after the kill.
     assert len(load.failures) <= 64
     for at, error in load.failures:
         assert isinstance(error, LostRemote | ServerUnavailable), error
-        assert at - killed_at < 1.0
-    assert load.shares(since=killed_at + 1.0)[pid_of(staying)] > 100
+        assert at - killed_at < 2.0
+    later = load.shares(since=killed_at + 1.0)
+    assert later[pid_of(staying)] > 0 and later[pid_of(killed)] == 0
 
 
 def test_servers_and_clients_ride_out_a_redis_outage(
