@@ -10,6 +10,7 @@ import time
 
 import gevent
 import msgpack
+import pytest
 
 from django_zrpc import RPCClient
 from django_zrpc.core import protocol
@@ -145,3 +146,44 @@ def test_a_server_restarted_between_two_calls_fails_neither(start_server):
         # DISCONNECTED is still waiting when the next call goes out on the new.
         time.sleep(1)
         assert client.echo(2) == 2
+
+
+def test_a_call_sent_to_a_server_gone_silent_fails_within_two_of_its_heartbeats(start_server):
+    # SIGSTOP: the connection stays open and the server says nothing (as when
+    # its host is cut off). The call never hears a heartbeat of its own: the
+    # period the server announced on the connection's first reply judges it,
+    # not zerorpc's 5 s (which took 10 s).
+    server = start_server("--heartbeat", "1")
+    client = RPCClient(server.endpoint, timeout=30, heartbeat=1)
+    try:
+        assert client.echo("first") == "first"
+        server.proc.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        try:
+            with pytest.raises(LostRemote, match="after 2s without a heartbeat"):
+                client.echo("unanswered")
+            assert time.monotonic() - started < 2.3
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+    finally:
+        client.close()
+
+
+def test_a_caller_gone_silent_is_judged_by_the_period_it_announced(start_server):
+    server = start_server("--heartbeat", "1")
+    sock = raw_dealer(server.endpoint)
+    try:
+        # Says it beats every 0.5 s, then never does: lost after 2 x 1 s.
+        header = {"message_id": b"s" * 32, "v": 3, protocol.HEARTBEAT_PERIOD: 0.5}
+        sock.send_multipart([b"", protocol.pack("sleep", [30], header)])
+        started = time.monotonic()
+        while True:
+            _, blob = sock.recv_multipart()  # RCVTIMEO: 10 s
+            _, name, args = msgpack.unpackb(blob, raw=False)
+            if name != protocol.HEARTBEAT:
+                break
+        assert (name, args[0]) == ("ERR", "LostRemote")
+        # Checked every second: between 2 s and 3 s, where zerorpc's 5 s took 10 s.
+        assert time.monotonic() - started < 3.5
+    finally:
+        sock.close()

@@ -69,7 +69,9 @@ class Call(protocol.Heard):
     )
 
     def __init__(self, request: protocol.Event, now: float) -> None:
-        super().__init__(now)
+        # A django_zrpc caller says its heartbeat period; a stock one is
+        # judged by zerorpc's until its heartbeats show its own.
+        super().__init__(now, protocol.announced_period(request.header))
         self.request = request
         self.identity = request.identity
         # Each side may send one event before the other grants more (_zpc_more).

@@ -100,8 +100,10 @@ class _Pending(protocol.Heard):
         "waiter",
     )
 
-    def __init__(self, request: protocol.Event, now: float, timeout: float) -> None:
-        super().__init__(now)
+    def __init__(
+        self, request: protocol.Event, now: float, timeout: float, server_period: float | None
+    ) -> None:
+        super().__init__(now, server_period)
         self.request = request
         self.name = request.name
         self.message_id = request.message_id
@@ -266,6 +268,8 @@ class Client(CallByName):
         #: Whether the server reads django_zrpc's value types (None: not known
         #: yet; its replies say, in their header).
         self.server_reads_values: bool | None = None
+        # The heartbeat period the server announced (None: not yet, or a stock server).
+        self._server_period: float | None = None
         self._io = SocketLoop(
             self._socket, self._on_frames, logger, wanted=self._is_pending, on_sent=self._on_sent
         )
@@ -305,6 +309,8 @@ class Client(CallByName):
         timeout = self.timeout if timeout is None else timeout
         header = {"message_id": self._new_id(), "v": protocol.PROTOCOL_VERSION}
         header[values.HEADER] = values.VERSION
+        if self.heartbeat is not None:
+            header[protocol.HEARTBEAT_PERIOD] = self.heartbeat
         header.update(context.outgoing(timeout))  # the time left travels with the call
         if more:
             kwargs = {**(kwargs or {}), **more}
@@ -317,7 +323,7 @@ class Client(CallByName):
                 f"Cannot call {name}: the request is {len(blob)} bytes, more than the "
                 f"{self._unpacker.max_event_bytes} a message may hold (ZRPC_MAX_MESSAGE_BYTES)."
             )
-        pending = _Pending(request, time.monotonic(), timeout)
+        pending = _Pending(request, time.monotonic(), timeout, self._server_period)
         self._pending[pending.message_id] = pending
         if self._ticker is None:
             self._ticker = gevent.spawn(self._tick)
@@ -482,6 +488,10 @@ class Client(CallByName):
             return  # for a call that timed out or was abandoned
         if self.server_reads_values is None:
             self.server_reads_values = event.header.get(values.HEADER) == values.VERSION
+            # A django_zrpc server says its heartbeat period: every later call
+            # on this connection judges the server by it from its start.
+            self._server_period = protocol.announced_period(event.header)
+            pending.peer_period = pending.peer_period or self._server_period
         name = event.name
         pending.heard(time.monotonic(), name == protocol.HEARTBEAT)
         if name == protocol.HEARTBEAT or name == protocol.MORE:
@@ -550,8 +560,8 @@ class Client(CallByName):
                         and now - pending.last_seen >= self.connect_timeout
                     ):
                         self._fail(pending, self._timeout_error(pending))
-                    elif beat:
-                        self._beat(pending, now, heartbeat or 0.0)
+                    elif heartbeat is not None and pending.sent:
+                        self._beat(pending, now, heartbeat, beat)
                 if beat:
                     next_beat = now + (heartbeat or 0.0)
         finally:
@@ -568,13 +578,12 @@ class Client(CallByName):
             )
         return TimeoutExpired(pending.timeout, when)
 
-    def _beat(self, pending: _Pending, now: float, heartbeat: float) -> None:
-        if not pending.sent:
-            return  # still waiting for a connection; its timeout applies
+    def _beat(self, pending: _Pending, now: float, heartbeat: float, beat: bool) -> None:
+        """Fail a call whose server went silent (checked every tick), else beat if due."""
         patience = pending.patience(heartbeat)
         if now - pending.last_seen > patience:
             self._fail(pending, LostRemote(f"Lost remote after {patience:g}s without a heartbeat"))
-        else:
+        elif beat:
             self._send(pending, protocol.HEARTBEAT, [0])
 
 

@@ -39,6 +39,10 @@ PEER_HEARTBEAT = 5.0
 #: The longest heartbeat period a peer is judged by; a peer that beats more
 #: slowly is lost after twice this.
 MAX_PEER_HEARTBEAT = 60.0
+#: Header key of django_zrpc's events: the sender's heartbeat period in
+#: seconds. A peer judges a call by it from the call's first event, where it
+#: would otherwise wait for two heartbeats (and a short call never sees two).
+HEARTBEAT_PERIOD = "heartbeat"
 
 #: Hard limits on what one event may hold; larger is a hostile or broken peer.
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
@@ -89,10 +93,10 @@ class Heard:
 
     __slots__ = ("last_beat", "last_seen", "peer_period")
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, peer_period: float | None = None) -> None:
         self.last_seen = now
         self.last_beat: float | None = None
-        self.peer_period: float | None = None
+        self.peer_period = peer_period
 
     def heard(self, now: float, heartbeat: bool) -> None:
         """Note an event from the peer; ``heartbeat``: it was a heartbeat."""
@@ -106,6 +110,14 @@ class Heard:
         """Return the seconds of silence after which the peer is lost."""
         period = PEER_HEARTBEAT if self.peer_period is None else self.peer_period
         return 2 * max(own, period)
+
+
+def announced_period(header: dict[Any, Any]) -> float | None:
+    """Return the heartbeat period a peer's header announces, if it is a sane one."""
+    period = header.get(HEARTBEAT_PERIOD)
+    if isinstance(period, int | float) and not isinstance(period, bool) and 0 < period < 1e9:
+        return min(float(period), MAX_PEER_HEARTBEAT)
+    return None
 
 
 class MessageIds:

@@ -608,6 +608,7 @@ class Server:
             "v": protocol.PROTOCOL_VERSION,
             # Tells a django_zrpc client that this server reads its value types.
             values.HEADER: values.VERSION,
+            protocol.HEARTBEAT_PERIOD: self.heartbeat,
         }
         if self._hooks.has("get_task_context"):
             header.update(self._hooks.get_task_context())
