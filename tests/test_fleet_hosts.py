@@ -15,6 +15,7 @@ reachable from a namespace): ``server_pid`` needs no database.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -36,6 +37,7 @@ CALLERS = 64
 SERVER_HOSTS = (1, 2, 3)
 CLIENT_HOST = 4
 SPARE_HOST = 5
+SERVICE = "fleet"
 #: Scheduling on a loaded 2-core machine: a tick of the client's ticker and more.
 SLACK = 1.0
 
@@ -51,10 +53,54 @@ class Server:
         return self.process.pid
 
 
+def _netns_list() -> str:
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
+def _runrpc_announces() -> bool:
+    """Whether this branch's runrpc has ``--announce`` (the discovery of issue 15)."""
+    from django_zrpc.management.commands.runrpc import Command
+
+    return "--announce" in Command().create_parser("manage.py", "runrpc").format_help()
+
+
+def _endpoint_accepted(endpoint: str) -> bool:
+    """Whether ``RPCClient`` takes ``endpoint`` (``dns:///``, ``redis://``: issue 15)."""
+    from django_zrpc import RPCClient
+
+    try:
+        RPCClient(endpoint, timeout=1).close()
+    except ValueError:
+        return False
+    return True
+
+
+def _start_server(hosts: TestHosts, host: int, *options: str) -> Server:
+    env = subprocess_env(ZRPC_LOG_CALLS="0")
+    env.pop("DATABASE_URL", None)
+    address = hosts.address(host)
+    argv = [sys.executable, "manage.py", "runrpc", "--noreload", "--skip-checks"]
+    argv += ["--heartbeat", str(HEARTBEAT), *options, f"{address}:{PORT}"]
+    return Server(host, f"tcp://{address}:{PORT}", hosts.run(host, argv, env, cwd=ROOT))
+
+
+def _start_redis(hosts: TestHosts) -> str:
+    """Start a redis-server of the test's own on the bridge address; return its redis:// URL."""
+    with socket.socket() as probe:
+        probe.bind((hosts.bridge_address, 0))
+        port = probe.getsockname()[1]
+    argv = ["redis-server", "--port", str(port), "--bind", hosts.bridge_address]
+    # Only the test hosts reach the bridge address: protected mode would refuse them.
+    argv += ["--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no"]
+    hosts.run(None, argv).wait_for("Ready to accept connections", timeout=20)
+    return f"redis://{hosts.bridge_address}:{port}/0"
+
+
 @dataclass
 class Fleet:
     hosts: TestHosts
     servers: dict[int, Server]  # by host
+    redis_url: str | None  # where the servers announce themselves, if they do
 
     def endpoints(self, *hosts: int) -> list[str]:
         return [self.servers[host].endpoint for host in hosts]
@@ -65,33 +111,39 @@ class Fleet:
                 return server.host
         return None
 
+    def announce(self, host: int) -> tuple[str, ...]:
+        """runrpc's options to announce the server of ``host`` in the fleet's Redis."""
+        if self.redis_url is None:
+            return ()
+        address = f"tcp://{self.hosts.address(host)}:{PORT}"
+        return ("--announce", f"{self.redis_url}?service={SERVICE}", "--announce-address", address)
 
-def _netns_list() -> str:
-    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-
-
-def _start_server(hosts: TestHosts, host: int) -> Server:
-    env = subprocess_env(ZRPC_LOG_CALLS="0")
-    env.pop("DATABASE_URL", None)
-    address = hosts.address(host)
-    argv = [sys.executable, "manage.py", "runrpc", "--noreload", "--skip-checks"]
-    argv += ["--heartbeat", str(HEARTBEAT), f"{address}:{PORT}"]
-    return Server(host, f"tcp://{address}:{PORT}", hosts.run(host, argv, env, cwd=ROOT))
+    def start(self, host: int, announce: bool) -> Server:
+        """Start runrpc on ``host``; stopped when the hosts are closed, if not before."""
+        options = self.announce(host) if announce else ()
+        server = self.servers[host] = _start_server(self.hosts, host, *options)
+        return server
 
 
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[Fleet]:
-    """Five test hosts; runrpc on hosts 1, 2, 3 and 5, ready. All of it gone afterwards."""
+    """Five test hosts; runrpc on hosts 1, 2 and 3, ready. All of it gone afterwards.
+
+    With ``runrpc --announce`` (issue 15), the servers announce themselves in
+    a redis-server of the test's own, on the bridge.
+    """
     before = _netns_list()
     try:
         hosts = TestHosts(5)
     except HostsUnavailable as err:
         pytest.skip(f"test hosts cannot be made here: {err}")
     try:
-        servers = {host: _start_server(hosts, host) for host in (*SERVER_HOSTS, SPARE_HOST)}
-        for server in servers.values():
+        fleet = Fleet(hosts, {}, _start_redis(hosts) if _runrpc_announces() else None)
+        for host in SERVER_HOSTS:
+            fleet.start(host, announce=True)
+        for server in fleet.servers.values():
             server.process.wait_for("Serving ", timeout=60)
-        yield Fleet(hosts, servers)
+        yield fleet
     finally:
         hosts.close()
         assert _netns_list() == before
@@ -151,6 +203,24 @@ class LoadRun:
         return summary
 
 
+@pytest.fixture
+def start_load(fleet: Fleet) -> Iterator:
+    """``start_load(endpoints, seconds, *options)``; its client is stopped when the test ends.
+
+    A test that fails before the load is over leaves no caller behind to
+    disturb the next test's shares.
+    """
+    runs: list[LoadRun] = []
+
+    def start(endpoints: list[str], seconds: float, *options: str) -> LoadRun:
+        runs.append(LoadRun(fleet, endpoints, seconds, *options))
+        return runs[-1]
+
+    yield start
+    for run in runs:
+        run.process.stop()
+
+
 def shares(fleet: Fleet, seconds: list[dict[str, Any]]) -> dict[int, int]:
     """Calls served by each host over ``seconds``."""
     counts: Counter[int] = Counter()
@@ -175,10 +245,10 @@ def assert_even(counts: dict[int, int], hosts: tuple[int, ...]) -> None:
 # -- the tests ---------------------------------------------------------------------
 
 
-def run_partition(fleet: Fleet, endpoints: list[str], *options: str) -> None:
+def run_partition(fleet: Fleet, start_load, endpoints: list[str], *options: str) -> None:
     """Spread, then host 1 partitioned mid-load, then rejoined: judge what the client saw."""
     cut_after, cut_for = 4, 7.0
-    load = LoadRun(fleet, endpoints, cut_after + cut_for + 6, *options)
+    load = start_load(endpoints, cut_after + cut_for + 6, *options)
     steady = load.wait_seconds(cut_after, timeout=30)
     partitioned = time.monotonic()
     fleet.hosts.partition(1)
@@ -224,5 +294,79 @@ def run_partition(fleet: Fleet, endpoints: list[str], *options: str) -> None:
     assert summary["failures"] == len(failures)
 
 
-def test_a_partitioned_host_of_a_static_list_is_avoided_until_it_rejoins(fleet):
-    run_partition(fleet, fleet.endpoints(*SERVER_HOSTS))
+def test_a_partitioned_host_of_a_static_list_is_avoided_until_it_rejoins(fleet, start_load):
+    run_partition(fleet, start_load, fleet.endpoints(*SERVER_HOSTS))
+
+
+def redis_service(fleet: Fleet) -> str:
+    """The fleet's ``redis://`` endpoint; skip when this branch has no discovery yet."""
+    if fleet.redis_url is None:
+        pytest.skip("runrpc has no --announce on this branch yet (issue 15's discovery)")
+    url = f"{fleet.redis_url}?service={SERVICE}"
+    if not _endpoint_accepted(url):
+        pytest.skip("RPCClient does not take redis:// endpoints on this branch yet (issue 15)")
+    return url
+
+
+def test_a_partitioned_host_of_a_redis_service_is_avoided_until_it_rejoins(fleet, start_load):
+    run_partition(fleet, start_load, [redis_service(fleet)])
+
+
+def test_an_instance_announced_in_redis_gets_calls_soon_and_leaves_without_failures(
+    fleet, start_load
+):
+    load = start_load([redis_service(fleet)], 12)
+    load.wait_seconds(2, timeout=30)
+    spare = fleet.start(SPARE_HOST, announce=True)
+    try:
+        spare.process.wait_for("Serving ", timeout=60)
+        announced = time.monotonic()
+        load.wait_until(announced + 5)
+        stopping = time.monotonic()
+        assert spare.process.stop(timeout=15) == 0, spare.process.output  # SIGTERM, drained
+        stopped = time.monotonic()
+    finally:
+        spare.process.stop()
+    summary = load.summary()
+    report = f"announced at {announced:.2f}, SIGTERM at {stopping:.2f}\n{load.process.output}"
+    seconds = load.events("second")
+    first = [s for s in seconds if shares(fleet, [s]).get(SPARE_HOST, 0) > 0]
+    assert first, f"the new instance got no call\n{report}"
+    assert first[0]["t"] - 1 <= announced + 5, report  # that second began within 5 s
+    assert load.events("failure") == [], report  # SIGTERM under load: zero failures
+    assert summary["failures"] == 0
+    gone = [s for s in seconds if s["t"] - 1 > stopped]
+    assert gone, report
+    assert all(shares(fleet, [s]).get(SPARE_HOST, 0) == 0 for s in gone), report
+
+
+NAME = "fleet.test"
+REFRESH = 1.0
+
+
+def test_a_dns_name_is_spread_over_its_addresses_and_followed_when_they_change(fleet, start_load):
+    url = f"dns:///{NAME}:{PORT}"
+    if not _endpoint_accepted(f"dns:///localhost:{PORT}"):
+        pytest.skip("RPCClient does not take dns:/// endpoints on this branch yet (issue 15)")
+    address = fleet.hosts.address
+    fleet.hosts.set_hosts(CLIENT_HOST, {NAME: [address(host) for host in SERVER_HOSTS]})
+    spare = fleet.start(SPARE_HOST, announce=False)
+    try:
+        load = start_load([url], 11, "--option", f"refresh={REFRESH}")
+        steady = load.wait_seconds(4, timeout=30)
+        spare.process.wait_for("Serving ", timeout=60)
+        # One address gone, another new: the resolver's answer, changed under the client.
+        changed = time.monotonic()
+        fleet.hosts.set_hosts(CLIENT_HOST, {NAME: [address(2), address(3), address(SPARE_HOST)]})
+        summary = load.summary()
+    finally:
+        spare.process.stop()
+    report = f"changed at {changed:.2f}\n{load.process.output}"
+    assert_even(shares(fleet, steady[1:]), SERVER_HOSTS)
+    followed = [s for s in load.events("second") if s["t"] - 1 >= changed + REFRESH + 2]
+    assert len(followed) >= 3, report
+    for second in followed:
+        assert shares(fleet, [second]).get(1, 0) == 0, f"{second}\n{report}"
+    assert_even(shares(fleet, followed), (2, 3, SPARE_HOST))
+    assert load.events("failure") == [], report
+    assert summary["failures"] == 0
