@@ -15,6 +15,7 @@ reachable from a namespace): ``server_pid`` needs no database.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -138,7 +139,8 @@ def fleet() -> Iterator[Fleet]:
     except HostsUnavailable as err:
         pytest.skip(f"test hosts cannot be made here: {err}")
     try:
-        fleet = Fleet(hosts, {}, _start_redis(hosts) if _runrpc_announces() else None)
+        announcing = _runrpc_announces() and shutil.which("redis-server") is not None
+        fleet = Fleet(hosts, {}, _start_redis(hosts) if announcing else None)
         for host in SERVER_HOSTS:
             fleet.start(host, announce=True)
         for server in fleet.servers.values():
@@ -300,8 +302,10 @@ def test_a_partitioned_host_of_a_static_list_is_avoided_until_it_rejoins(fleet, 
 
 def redis_service(fleet: Fleet) -> str:
     """The fleet's ``redis://`` endpoint; skip when this branch has no discovery yet."""
-    if fleet.redis_url is None:
+    if not _runrpc_announces():
         pytest.skip("runrpc has no --announce on this branch yet (issue 15's discovery)")
+    if fleet.redis_url is None:
+        pytest.skip("redis-server is not installed")
     url = f"{fleet.redis_url}?service={SERVICE}"
     if not _endpoint_accepted(url):
         pytest.skip("RPCClient does not take redis:// endpoints on this branch yet (issue 15)")
