@@ -47,6 +47,12 @@ DEFAULTS: dict[str, Any] = {
     # files are the public keys of the clients it admits. Both or neither.
     "CURVE_SECRET": None,
     "CURVE_ALLOW": None,
+    # A Redis URL with ?service=NAME to announce this server in (runrpc
+    # --announce), the address callers should dial (None: the one listened
+    # on), and the seconds an announcement lives unless refreshed.
+    "ANNOUNCE": None,
+    "ANNOUNCE_ADDRESS": None,
+    "ANNOUNCE_TTL": 10.0,
 }
 
 DB_MIDDLEWARE = "django_zrpc.middleware.CloseOldConnectionsMiddleware"

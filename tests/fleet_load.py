@@ -1,150 +1,60 @@
-"""A load of many callers sharing one ``RPCClient``, reported as JSON lines (issue 15).
+"""Load for the fleet tests: callers calling ``server_pid`` until stopped, every outcome kept."""
 
-    python tests/fleet_load.py ENDPOINT [ENDPOINT ...] --callers 64 --seconds 15
+from __future__ import annotations
 
-``tests/test_fleet_hosts.py`` runs it on a test host of its own. Each caller
-(a greenlet) calls the probes' ``server_pid`` again and again until the time
-is up. On stdout, one JSON object a line, each with ``t`` (``time.monotonic()``,
-the same clock as the test's: namespaces share it):
+import collections
+import time
+from dataclasses import dataclass, field
 
-- ``{"event": "start", "pid": ..., "endpoints": [...]}`` once the client exists;
-- ``{"event": "second", "t": ..., "served": {"<server pid>": calls}, "failed": n}``
-  every second, for the calls that ended in that second;
-- ``{"event": "failure", "t": ..., "started": ..., "type": "LostRemote",
-  "message": ..., "endpoint": "tcp://..."}`` for each call that raised
-  (``endpoint``: the connection's, when the call reached one);
-- ``{"event": "summary", "calls": ..., "failures": ..., "served": {...}}`` last,
-  after every caller has stopped.
+import gevent
 
-Exits 0 once the summary is printed, whatever failed: the test judges.
-"""
-
-from gevent import monkey
-
-monkey.patch_all()
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import gevent  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
-
-import django  # noqa: E402
-
-django.setup()
-
-from django_zrpc import RPCClient  # noqa: E402
-from django_zrpc.core.client import Client  # noqa: E402
-
-_call_on_connection = Client.call
+from django_zrpc import RPCClient
 
 
-def _call_naming_endpoint(self: Client, *args: Any, **kwargs: Any) -> Any:
-    """``Client.call``, and an exception it raises says which endpoint the call was on."""
-    try:
-        return _call_on_connection(self, *args, **kwargs)
-    except Exception as err:
-        err.fleet_endpoint = self.endpoint  # type: ignore[attr-defined]
-        raise
-
-
-Client.call = _call_naming_endpoint  # type: ignore[method-assign]
-
-
-def emit(event: str, **fields: Any) -> None:
-    print(json.dumps({"event": event, "t": time.monotonic(), **fields}), flush=True)
-
-
+@dataclass
 class Load:
-    """The callers' shared counts, and the reporter of each second."""
+    """``callers`` greenlets calling ``client.server_pid()`` in a loop until ``stop()``."""
 
-    def __init__(self, client: RPCClient, seconds: float) -> None:
-        self.client = client
-        self.end = time.monotonic() + seconds
-        self.second: Counter[int] = Counter()
-        self.failed_this_second = 0
-        self.total: Counter[int] = Counter()
-        self.failures = 0
+    client: RPCClient
+    callers: int = 64
+    #: (time, server pid) of each call that succeeded.
+    answers: list[tuple[float, int]] = field(default_factory=list)
+    #: (time, error) of each call that failed.
+    failures: list[tuple[float, BaseException]] = field(default_factory=list)
 
-    def caller(self) -> None:
-        while time.monotonic() < self.end:
-            started = time.monotonic()
+    def __post_init__(self) -> None:
+        self._running = True
+        self._greenlets = [gevent.spawn(self._call) for _ in range(self.callers)]
+
+    def _call(self) -> None:
+        for _ in range(1_000_000):
+            if not self._running:
+                return
             try:
-                pid = self.client.server_pid()
+                self.answers.append((time.monotonic(), self.client.server_pid()))
             except Exception as err:
-                self.failures += 1
-                self.failed_this_second += 1
-                emit(
-                    "failure",
-                    started=started,
-                    type=type(err).__name__,
-                    message=str(err)[:300],
-                    endpoint=getattr(err, "fleet_endpoint", None),
-                )
-                gevent.sleep(0.05)  # a failing caller does not spin
-                continue
-            self.second[pid] += 1
-            self.total[pid] += 1
+                self.failures.append((time.monotonic(), err))
+                gevent.sleep(0.01)
 
-    def reporter(self) -> None:
-        while time.monotonic() < self.end + 1:
-            gevent.sleep(1.0)
-            second, self.second = self.second, Counter()
-            failed, self.failed_this_second = self.failed_this_second, 0
-            emit("second", served={str(p): n for p, n in second.items()}, failed=failed)
+    def run_for(self, seconds: float) -> None:
+        gevent.sleep(seconds)
+
+    def stop(self) -> None:
+        self._running = False
+        gevent.joinall(self._greenlets, timeout=30)
+
+    def shares(self, since: float = 0.0) -> collections.Counter[int]:
+        return collections.Counter(pid for at, pid in self.answers if at >= since)
+
+    def first_answer_from(self, pid: int) -> float | None:
+        return next((at for at, who in self.answers if who == pid), None)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("endpoints", nargs="+")
-    parser.add_argument("--callers", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--timeout", type=float, default=10.0)
-    parser.add_argument("--heartbeat", type=float, default=1.0)
-    parser.add_argument("--down-for", type=float, default=2.0)
-    parser.add_argument("--connect-timeout", type=float, default=1.0)
-    parser.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="NAME=SECONDS",
-        help="another RPCClient option, e.g. refresh=1",
-    )
-    options = parser.parse_args()
-    extra = {name: float(value) for name, value in (o.split("=", 1) for o in options.option)}
-    endpoints = options.endpoints[0] if len(options.endpoints) == 1 else options.endpoints
-    client = RPCClient(
-        endpoints,
-        timeout=options.timeout,
-        heartbeat=options.heartbeat,
-        down_for=options.down_for,
-        connect_timeout=options.connect_timeout,
-        **extra,
-    )
-    emit("start", pid=os.getpid(), endpoints=options.endpoints, callers=options.callers)
-    load = Load(client, options.seconds)
-    reporter = gevent.spawn(load.reporter)
-    callers = [gevent.spawn(load.caller) for _ in range(options.callers)]
-    gevent.joinall(callers, timeout=options.seconds + options.timeout + 5)
-    gevent.killall([c for c in callers if not c.ready()], timeout=5)
-    reporter.join(timeout=3)
-    client.close()
-    emit(
-        "summary",
-        calls=sum(load.total.values()),
-        failures=load.failures,
-        served={str(p): n for p, n in load.total.items()},
-        unfinished=sum(1 for c in callers if not c.successful()),
-    )
-
-
-if __name__ == "__main__":
-    main()
+def wait_until(condition, timeout: float, step: float = 0.05) -> bool:
+    """Poll ``condition`` (yielding to greenlets) until true or ``timeout`` s passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        gevent.sleep(step)
+    return bool(condition())

@@ -2,7 +2,7 @@
 
 Every host is a network namespace with its own address on a bridge
 (``tests/hosts.py``): three servers (hosts 1 to 3), the load client on host
-4, a spare server on host 5. The client, ``tests/fleet_load.py``, runs 64
+4, a spare server on host 5. The client, ``tests/fleet_client.py``, runs 64
 callers sharing one ``RPCClient`` and reports each second and each failure
 as JSON lines; the test cuts a host's link in the middle of the load (a
 partition, not a clean close) and rewrites the client host's hosts file (the
@@ -155,12 +155,12 @@ def fleet() -> Iterator[Fleet]:
 
 
 class LoadRun:
-    """``tests/fleet_load.py`` running on the client host, and its JSON lines."""
+    """``tests/fleet_client.py`` running on the client host, and its JSON lines."""
 
     def __init__(self, fleet: Fleet, endpoints: list[str], seconds: float, *options: str):
         env = subprocess_env()
         env.pop("DATABASE_URL", None)
-        argv = [sys.executable, "tests/fleet_load.py", *endpoints]
+        argv = [sys.executable, "tests/fleet_client.py", *endpoints]
         argv += ["--callers", str(CALLERS), "--seconds", str(seconds)]
         argv += ["--heartbeat", str(HEARTBEAT), "--down-for", str(DOWN_FOR), *options]
         self.seconds = seconds
