@@ -8,15 +8,19 @@ is up. On stdout, one JSON object a line, each with ``t`` (``time.monotonic()``,
 the same clock as the test's: namespaces share it):
 
 - ``{"event": "start", "pid": ..., "endpoints": [...]}`` once the client exists;
-- ``{"event": "second", "t": ..., "served": {"<server pid>": calls}, "failed": n}``
-  every second, for the calls that ended in that second;
+- ``{"event": "second", "t": ..., "served": {"<server pid>": calls}, "fresh": {...},
+  "failed": n}`` every second, for the calls that ended in that second
+  (``fresh``: those of them that took less than ``--late`` seconds);
+- ``{"event": "late", "t": ..., "started": ..., "pid": ...}`` for each call
+  that succeeded but took ``--late`` seconds or more;
 - ``{"event": "failure", "t": ..., "started": ..., "type": "LostRemote",
   "message": ..., "endpoint": "tcp://..."}`` for each call that raised
   (``endpoint``: the connection's, when the call reached one);
 - ``{"event": "summary", "calls": ..., "failures": ..., "served": {...}}`` last,
   after every caller has stopped.
 
-Exits 0 once the summary is printed, whatever failed: the test judges.
+SIGTERM ends the load early: the callers finish their calls in flight, then
+the summary is printed. Exits 0 once it is, whatever failed: the test judges.
 """
 
 from gevent import monkey
@@ -26,6 +30,7 @@ monkey.patch_all()
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
@@ -66,13 +71,20 @@ def emit(event: str, **fields: Any) -> None:
 class Load:
     """The callers' shared counts, and the reporter of each second."""
 
-    def __init__(self, client: RPCClient, seconds: float) -> None:
+    def __init__(self, client: RPCClient, seconds: float, pause: float, late: float) -> None:
         self.client = client
+        self.pause = pause
+        self.late = late
         self.end = time.monotonic() + seconds
         self.second: Counter[int] = Counter()
+        self.fresh: Counter[int] = Counter()
         self.failed_this_second = 0
         self.total: Counter[int] = Counter()
         self.failures = 0
+
+    def finish(self) -> None:
+        """End the load now: no caller starts another call."""
+        self.end = min(self.end, time.monotonic())
 
     def caller(self) -> None:
         while time.monotonic() < self.end:
@@ -93,13 +105,24 @@ class Load:
                 continue
             self.second[pid] += 1
             self.total[pid] += 1
+            if time.monotonic() - started < self.late:
+                self.fresh[pid] += 1
+            else:
+                emit("late", started=started, pid=pid)
+            gevent.sleep(self.pause)
 
     def reporter(self) -> None:
         while time.monotonic() < self.end + 1:
             gevent.sleep(1.0)
             second, self.second = self.second, Counter()
+            fresh, self.fresh = self.fresh, Counter()
             failed, self.failed_this_second = self.failed_this_second, 0
-            emit("second", served={str(p): n for p, n in second.items()}, failed=failed)
+            emit(
+                "second",
+                served={str(p): n for p, n in second.items()},
+                fresh={str(p): n for p, n in fresh.items()},
+                failed=failed,
+            )
 
 
 def main() -> None:
@@ -111,6 +134,10 @@ def main() -> None:
     parser.add_argument("--heartbeat", type=float, default=1.0)
     parser.add_argument("--down-for", type=float, default=2.0)
     parser.add_argument("--connect-timeout", type=float, default=1.0)
+    parser.add_argument("--late", type=float, default=1.0, help="seconds that make a call late")
+    parser.add_argument(
+        "--pause", type=float, default=0.0, help="seconds a caller waits between two calls"
+    )
     parser.add_argument(
         "--option",
         action="append",
@@ -130,7 +157,8 @@ def main() -> None:
         **extra,
     )
     emit("start", pid=os.getpid(), endpoints=options.endpoints, callers=options.callers)
-    load = Load(client, options.seconds)
+    load = Load(client, options.seconds, options.pause, options.late)
+    gevent.signal_handler(signal.SIGTERM, load.finish)
     reporter = gevent.spawn(load.reporter)
     callers = [gevent.spawn(load.caller) for _ in range(options.callers)]
     gevent.joinall(callers, timeout=options.seconds + options.timeout + 5)

@@ -257,6 +257,9 @@ class TestHosts:
     def close(self) -> None:
         """Stop the processes started here, delete the namespaces, links and files made here."""
         errors = []
+        for process in self.processes:  # all at once: each takes its time to stop
+            if process.proc.poll() is None:
+                process.proc.send_signal(signal.SIGTERM)
         for process in self.processes:
             try:
                 process.stop()
