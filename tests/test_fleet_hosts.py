@@ -166,7 +166,7 @@ class LoadRun:
         argv = [sys.executable, "tests/fleet_client.py", *endpoints]
         argv += ["--callers", str(CALLERS), "--seconds", str(seconds), "--pause", str(PAUSE)]
         argv += ["--heartbeat", str(HEARTBEAT), "--down-for", str(DOWN_FOR)]
-        # A call still unanswered after this was held up: nothing else takes a second.
+        # A call answered later than this was held up: server_pid takes a millisecond.
         argv += ["--late", str(2 * HEARTBEAT + SLACK), *options]
         self.seconds = seconds
         self.process = fleet.hosts.run(CLIENT_HOST, argv, env, cwd=ROOT)
