@@ -1,0 +1,75 @@
+"""The items of a streaming call, read with ``async for`` as they come."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from django_zrpc.core import calls_out, protocol
+
+if TYPE_CHECKING:
+    from django_zrpc.aio.connection import AsyncConnection, _Pending
+
+
+class AsyncStream(AsyncIterator[Any]):
+    """A remote stream; grants the server credit as it is read.
+
+    ``aclose()``, ``async with``, or dropping the stream (breaking out of
+    ``async for`` does) abandons the call: its heartbeats stop, and a
+    django_zrpc server is told at once to stop the function.
+    """
+
+    def __init__(
+        self, connection: AsyncConnection, pending: _Pending, first: protocol.Event
+    ) -> None:
+        self._connection = connection
+        self._pending: _Pending | None = pending
+        self._reply: protocol.Event | None = first
+
+    def __aiter__(self) -> AsyncStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        pending = self._pending
+        if pending is None:
+            raise StopAsyncIteration
+        try:
+            reply = self._reply
+            if reply is None:
+                self._connection.grant(pending)
+                reply = await pending.next_reply()
+            self._reply = None
+            if reply.name == protocol.STREAM:
+                return reply.args
+            if reply.name != protocol.STREAM_DONE:
+                self._pending = None
+                self._connection.forget(pending)
+                calls_out.result(pending, reply)  # raises the remote error
+        except BaseException:
+            self.close()
+            raise
+        self._pending = None
+        self._connection.forget(pending)
+        raise StopAsyncIteration
+
+    def close(self) -> None:
+        """Abandon the stream: the server stops the function."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._connection.cancel(pending)
+
+    async def aclose(self) -> None:
+        """Abandon the stream (``close()``, for ``contextlib.aclosing``)."""
+        self.close()
+
+    async def __aenter__(self) -> AsyncStream:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
