@@ -1,0 +1,155 @@
+"""AsyncRPCClient against runrpc and against a stock zerorpc 0.6.3 server (issue 16).
+
+The same calls as ``test_client_core.py`` makes with the gevent client, from
+``async def`` tests: results, keyword arguments, Django values, typed remote
+errors, streams past the first credit, calls longer than heartbeats,
+concurrency on one socket, timeouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import time
+import uuid
+from decimal import Decimal
+
+import pytest
+import pytest_asyncio
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
+
+from django_zrpc import AsyncRPCClient, async_clients
+from django_zrpc.exceptions import RemoteDoesNotExist, RemoteError, TimeoutExpired
+from testproject.tickets.errors import SoldOut
+from testproject.tickets.models import Ticket
+from tests.test_client_core import StockServer
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture(scope="module", params=["zerorpc", "runrpc"])
+def endpoint(request):
+    """A server with echo, sleep, fail and count_up, heartbeat 1 s: one of each kind."""
+    if request.param == "zerorpc":
+        server = StockServer()
+        yield server.endpoint
+        server.stop()
+    else:
+        yield request.getfixturevalue("server").endpoint
+
+
+@pytest_asyncio.fixture
+async def client(endpoint):
+    client = AsyncRPCClient(endpoint, timeout=10, heartbeat=1)
+    yield client
+    await client.aclose()
+
+
+async def test_call(client):
+    assert await client.echo({"a": [1, 2]}) == {"a": [1, 2]}
+    assert await client.call("echo", "x", timeout=5) == "x"
+    assert await client("echo", 3) == 3
+
+
+async def test_remote_error_has_name_and_message(client):
+    with pytest.raises(RemoteError) as raised:
+        await client.fail("boom")
+    assert raised.value.name == "ValueError"
+    assert raised.value.msg == "boom"
+
+
+async def test_stream_of_250_items_needs_more_credit_than_the_first_100(client):
+    stream = await client.count_up(250)
+    assert [item async for item in stream] == list(range(250))
+
+
+async def test_call_lasting_three_heartbeats(client):
+    assert await client.sleep(3) == 3
+
+
+async def test_sixty_four_concurrent_calls_share_one_socket(endpoint):
+    async with AsyncRPCClient(endpoint, timeout=10, heartbeat=1) as client:
+        results = await asyncio.gather(*(client.sleep(0.5) for _ in range(64)))
+        assert results == [0.5] * 64
+        # 64 calls of 0.5 s at once: at 100 calls a connection, they fit on
+        # the pool's connections without waiting, and finish together.
+        assert client.connections() <= 64 // 4
+
+
+async def test_timeout_is_raised_within_the_timeout(client):
+    started = time.monotonic()
+    with pytest.raises(TimeoutExpired):
+        await client.sleep(5, timeout=0.5)
+    assert 0.5 <= time.monotonic() - started < 1.5
+
+
+async def test_a_slow_stream_reader_is_not_timed_out_between_items(endpoint):
+    async with AsyncRPCClient(endpoint, timeout=0.5, heartbeat=1) as client:
+        items = []
+        async for item in await client.count_up(3):
+            await asyncio.sleep(0.7)
+            items.append(item)
+        assert items == [0, 1, 2]
+
+
+# -- runrpc only: django_zrpc's own wire extensions -------------------------------
+
+
+@pytest_asyncio.fixture
+async def rpc(server):
+    client = AsyncRPCClient(server.endpoint, timeout=10)
+    yield client
+    await client.aclose()
+
+
+async def test_keyword_arguments(rpc):
+    described = await rpc.describe_args(1, c=5, z=2)
+    assert described == {"a": 1, "b": 2, "rest": (), "c": 5, "more": {"z": 2}}
+    assert (await rpc.call("describe_args", 1, kwargs={"b": 7}))["b"] == 7
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime.datetime(2024, 5, 1, 12, 30, tzinfo=datetime.timezone.utc),
+        datetime.date(2024, 5, 1),
+        Decimal("12.50"),
+        uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        (1, "two"),
+        {3, 4},
+    ],
+)
+async def test_django_values_arrive_as_themselves(rpc, value):
+    assert await rpc.type_of(value) == [type(value).__name__, value]
+
+
+async def test_typed_remote_errors(rpc):
+    with pytest.raises(Ticket.DoesNotExist) as missing:
+        await rpc.get_ticket(id=-1)
+    assert isinstance(missing.value, ObjectDoesNotExist | RemoteDoesNotExist)
+    with pytest.raises(ValidationError) as invalid:
+        await rpc.raise_django_error("validation_fields")
+    assert invalid.value.message_dict["price"] == ["Enter a number."]
+    with pytest.raises(SoldOut):
+        await rpc.raise_django_error("sold_out")
+
+
+async def test_django_values_go_plain_to_a_stock_server():
+    stock = StockServer()
+    try:
+        async with AsyncRPCClient(stock.endpoint, timeout=10) as client:
+            value = {"pair": (1, 2), "when": datetime.date(2026, 11, 23)}
+            assert await client.echo(value) == {"pair": [1, 2], "when": "2026-11-23"}
+            with pytest.raises(TypeError, match="not a django_zrpc server"):
+                await client.echo(1, key="word")
+    finally:
+        stock.stop()
+
+
+async def test_async_clients_are_built_from_zrpc_clients(server, settings):
+    settings.ZRPC_CLIENTS = {"default": {"ENDPOINTS": [server.endpoint], "TIMEOUT": 5}}
+    client = async_clients["default"]
+    assert client is async_clients["default"]
+    assert client.timeout == 5
+    assert await client.echo("named") == "named"
+    client.close()
