@@ -111,7 +111,7 @@ async def test_keyword_arguments(rpc):
 @pytest.mark.parametrize(
     "value",
     [
-        datetime.datetime(2024, 5, 1, 12, 30, tzinfo=datetime.timezone.utc),
+        datetime.datetime(2024, 5, 1, 12, 30, tzinfo=datetime.UTC),
         datetime.date(2024, 5, 1),
         Decimal("12.50"),
         uuid.UUID("12345678-1234-5678-1234-567812345678"),

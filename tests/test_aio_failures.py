@@ -129,9 +129,13 @@ async def test_stream_items_past_the_credit_granted_end_the_stream():
         async with AsyncRPCClient(flood.endpoint, timeout=10) as client:
             assert await client.echo("up") == "up"
             stream = await client.call("items")
-            with pytest.raises(RemoteError, match="past the credit this client granted") as err:
+
+            async def read_all() -> None:
                 async for _ in stream:
                     await asyncio.sleep(0)
+
+            with pytest.raises(RemoteError, match="past the credit this client granted") as err:
+                await read_all()
             assert err.value.name == "ProtocolError"
             assert await client.echo("still up") == "still up"
     finally:
