@@ -65,6 +65,19 @@ PAIRS = [
         "web",
         ("echo", "payload", "get_ticket"),
     ),
+    # AsyncRPCClient on asyncio (issue 16): tasks instead of greenlets.
+    Pair(
+        "AsyncRPCClient -> runrpc, no call log",
+        "asyncrpcclient",
+        "runrpc-quiet",
+        ("echo", "payload", "get_ticket"),
+    ),
+    Pair(
+        "HTTP -> uvicorn async view -> AsyncRPCClient -> runrpc, no call log",
+        "http",
+        "web-asgi",
+        ("echo", "payload", "get_ticket"),
+    ),
     Pair(NAMEKO_REUSED, "nameko-reused", "nameko", ("echo", "payload")),
     Pair("nameko proxy per call -> nameko", "nameko-per-call", "nameko", ("echo", "payload")),
     Pair(SINGLE_PROCESS, "rpcclient", "runrpc-quiet", ("echo",)),

@@ -41,18 +41,29 @@ from django_zrpc.exceptions import LostRemote, RemoteError
 
 logger = logging.getLogger("django_zrpc.client")
 
+_NOBLOCK = int(zmq.NOBLOCK)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_SNDMORE_NOBLOCK = int(zmq.SNDMORE) | int(zmq.NOBLOCK)
+
 #: Replies read in one go once the socket is readable, before other tasks run.
 DRAIN = 256
 
+# Shadows of the shared context, by the address of the libzmq context they
+# wrap (a forked child's shared context is a new one).
 _contexts: dict[int, zmq.asyncio.Context] = {}
 
 
 def _async_context() -> zmq.asyncio.Context:
-    """The process's shared ZeroMQ context, seen through ``zmq.asyncio`` (per process)."""
+    """The process's shared ZeroMQ context, seen through ``zmq.asyncio``.
+
+    One libzmq context for both clients: no I/O threads of its own, and the
+    same bound on sockets.
+    """
     shared = calls_out.shared_context()
-    found = _contexts.get(id(shared))
+    found = _contexts.get(shared.underlying)
     if found is None:
-        found = _contexts[id(shared)] = zmq.asyncio.Context.shadow(shared)
+        found = _contexts[shared.underlying] = zmq.asyncio.Context.shadow(shared.underlying)
     return found
 
 
@@ -119,9 +130,13 @@ class AsyncConnection(calls_out.CallByName):
         self._drain: zmq.Socket = zmq.Socket.shadow(self._socket.underlying)
         self._side = CURVE_CLIENT if curve is not None else PLAIN_CLIENT
         self._monitor = SocketMonitor(self._socket, self._on_socket_event)
+        self._monitor_drain: zmq.Socket = zmq.Socket.shadow(self._monitor.pair.underlying)
         self._handshake_failure: str | None = None
         self._socket.connect(endpoint)
         self._pending: dict[Any, _Pending] = {}
+        # Sends waiting in zmq.asyncio (for a connection, or room).
+        self._queued = 0
+        self._wake_pending = False
         self.closed = False
         #: Whether the server reads django_zrpc's value types (None: not known yet).
         self.server_reads_values: bool | None = None
@@ -234,13 +249,12 @@ class AsyncConnection(calls_out.CallByName):
     # -- the socket ----------------------------------------------------------------
 
     def _send_request(self, pending: _Pending, blob: bytes) -> None:
-        # zmq.asyncio sends at once when it can; else the future waits for a
-        # connection (IMMEDIATE), in order behind earlier sends.
-        future = self._send_future([b"", blob])
-        if future.done():
-            future.result()
+        future = self._send_frames([b"", blob])
+        if future is None:
             self._on_sent(pending)
         else:
+            # No connection takes it yet (IMMEDIATE): it waits in zmq.asyncio,
+            # and is cancelled if the call ends first.
             pending.send = future
             future.add_done_callback(lambda done: self._sent_later(pending, done))
 
@@ -260,16 +274,47 @@ class AsyncConnection(calls_out.CallByName):
 
     def _send(self, pending: _Pending, name: str, args: Any) -> None:
         frames = calls_out.follow_up(self._new_id(), pending.message_id, name, args)
-        future = self._send_future(frames)
-        if future.done():
-            _retrieve(future)
-        else:
+        future = self._send_frames(frames)
+        if future is not None:
             future.add_done_callback(_retrieve)
 
-    def _send_future(self, frames: list[bytes]) -> asyncio.Future[Any]:
-        # zmq.asyncio returns a future (typed as an awaitable): done at once
-        # when the message went out.
-        return cast("asyncio.Future[Any]", self._socket.send_multipart(frames))
+    def _send_frames(self, frames: list[bytes]) -> asyncio.Future[Any] | None:
+        """Send ``[b"", blob]`` now if the socket takes it (None), else return its send future.
+
+        A direct send on the socket, with plain int flags: zmq.asyncio's
+        future and flag arithmetic per message cost more than the send. Once
+        one send waits, the later ones queue behind it, in order.
+        """
+        if not self._queued:
+            try:
+                self._drain.send(frames[0], _SNDMORE_NOBLOCK)
+            except zmq.Again:
+                pass
+            else:
+                # Later frames of a message are always taken with its first.
+                self._drain.send(frames[1], _NOBLOCK)
+                self._wake_reader()
+                return None
+        self._queued += 1
+        future = cast("asyncio.Future[Any]", self._socket.send_multipart(frames))
+        future.add_done_callback(self._dequeued)
+        return future
+
+    def _dequeued(self, future: asyncio.Future[Any]) -> None:
+        self._queued -= 1
+
+    def _wake_reader(self) -> None:
+        # A send on the socket may take in a reply and spend the edge of its
+        # file descriptor that zmq.asyncio's reader waits for: have it look
+        # at the socket's events once this turn of the loop is done.
+        if not self._wake_pending:
+            self._wake_pending = True
+            self.loop.call_soon(self._check_events)
+
+    def _check_events(self) -> None:
+        self._wake_pending = False
+        if not self.closed:
+            self._socket.get(zmq.EVENTS)  # zmq.asyncio wakes its reader if readable
 
     async def _read(self) -> None:
         try:
@@ -318,11 +363,16 @@ class AsyncConnection(calls_out.CallByName):
                 raise
 
     def _monitor_now(self) -> None:
+        # One getsockopt when nothing waits, with int flags.
+        pair = self._monitor_drain
         for _ in range(DRAIN):
-            future = self._monitor.pair.recv_multipart(flags=zmq.DONTWAIT)
-            if future.exception() is not None:
-                return  # zmq.Again: nothing waiting
-            self._monitor.on_frames(future.result())
+            if not cast(int, pair.getsockopt(_EVENTS)) & _POLLIN:
+                return
+            try:
+                frames = pair.recv_multipart(_NOBLOCK)
+            except zmq.Again:
+                return
+            self._monitor.on_frames(frames)
 
     def _on_socket_event(self, event: int, value: int) -> None:
         if event == DISCONNECTED:
