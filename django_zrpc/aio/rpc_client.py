@@ -203,6 +203,8 @@ class AsyncRPCClient(CallByName):
         self.close()
 
     def _choose_endpoint(self, refused: set[str]) -> str:
+        if len(self.endpoints) == 1:
+            return self.endpoints[0]
         pools = self._state().pools
 
         def in_flight(endpoint: str) -> int:
