@@ -153,3 +153,33 @@ async def test_async_clients_are_built_from_zrpc_clients(server, settings):
     assert client.timeout == 5
     assert await client.echo("named") == "named"
     client.close()
+
+
+async def test_the_request_id_user_and_language_travel_from_an_async_view(rpc, server):
+    from django.contrib.auth.models import User
+    from django.http import HttpResponse
+    from django.test import AsyncRequestFactory
+    from django.utils import translation
+
+    from django_zrpc.context import RequestContextMiddleware
+
+    seen = {}
+    user = User(pk=42, username="async")
+
+    async def view(request):
+        with translation.override("de"):
+            seen["context"] = await rpc.call_context()
+        return HttpResponse("ok")
+
+    async def auser():
+        return user  # what AuthenticationMiddleware sets: the user, read without blocking
+
+    request = AsyncRequestFactory().get("/", headers={"X-Request-ID": "areq-7"})
+    request.auser = auser
+    middleware = RequestContextMiddleware(view)
+    assert asyncio.iscoroutinefunction(middleware)  # Django runs it in the request's task
+    response = await middleware(request)
+    assert response["X-Request-ID"] == "areq-7"
+    assert seen["context"]["request_id"] == "areq-7"
+    assert seen["context"]["user_id"] == 42
+    assert seen["context"]["language"] == "de"
