@@ -21,6 +21,8 @@ PAIRS = [
     "RPCClient -> runrpc",
     "RPCClient -> runrpc, no call log",
     "HTTP -> gunicorn gevent view -> RPCClient -> runrpc, no call log",
+    "AsyncRPCClient -> runrpc, no call log",
+    "HTTP -> uvicorn async view -> AsyncRPCClient -> runrpc, no call log",
 ]
 NO_RAW = PAIRS[1:]
 # runrpc --workers: echo on one process with and without --workers; the 2 ms
