@@ -234,9 +234,13 @@ def test_each_event_loop_has_its_own_connections_closed_with_it(server):
     client = AsyncRPCClient(server.endpoint, timeout=10)
     seen: list[int] = []
 
+    # Kept, and so their pools: only the loops' shutdown can close the sockets.
+    loops: list[asyncio.AbstractEventLoop] = []
+
     async def use() -> None:
         assert await client.echo("loop") == "loop"
         seen.append(client.connections())
+        loops.append(asyncio.get_running_loop())
 
     def two_runs() -> None:
         asyncio.run(use())
@@ -249,6 +253,9 @@ def test_each_event_loop_has_its_own_connections_closed_with_it(server):
     two_runs()
     other.join(10)
     assert seen == [1, 1, 1]
+    client.close()  # outside any loop: those loops are gone, nothing left to close
+    with pytest.raises(RuntimeError, match="is closed"):
+        asyncio.run(client.echo("closed"))
     deadline = time.monotonic() + 5
     while established_to(server.port) > before and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -187,10 +187,22 @@ class AsyncRPCClient(CallByName):
         return sum(pool.connections for pool in self._state().pools.values())
 
     def close(self) -> None:
-        """Close this loop's connections; the client can no longer be used."""
+        """Close the connections of this loop, or of every loop not running; stop calls.
+
+        From inside a loop, its connections. From outside any loop (a
+        script's end, a test's teardown), those of the loops that are not
+        running now; a loop that runs in another thread keeps its own until
+        it shuts down.
+        """
         self._closed = True
-        for pool in self._state().pools.values():
-            pool.close()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for loop, state in list(self._states.items()):
+            if loop is running or (running is None and not loop.is_running()):
+                for pool in state.pools.values():
+                    pool.close()
 
     async def aclose(self) -> None:
         """Close this loop's connections (``close()``, for ``async with``)."""
