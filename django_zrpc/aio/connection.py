@@ -19,12 +19,13 @@ import asyncio
 import logging
 import threading
 import time
-from typing import Any, cast
+from typing import Any
 
 import zmq
-import zmq.asyncio
 
 from django_zrpc import context, values
+from django_zrpc.aio.pending import Pending
+from django_zrpc.aio.sockets import NOBLOCK, DealerSocket, has_message
 from django_zrpc.aio.stream import AsyncStream
 from django_zrpc.core import calls_out, protocol
 from django_zrpc.core.monitor import (
@@ -41,60 +42,8 @@ from django_zrpc.exceptions import LostRemote, RemoteError
 
 logger = logging.getLogger("django_zrpc.client")
 
-_NOBLOCK = int(zmq.NOBLOCK)
-_EVENTS = int(zmq.EVENTS)
-_POLLIN = int(zmq.POLLIN)
-_SNDMORE_NOBLOCK = int(zmq.SNDMORE) | int(zmq.NOBLOCK)
-
 #: Replies read in one go once the socket is readable, before other tasks run.
 DRAIN = 256
-
-# Shadows of the shared context, by the address of the libzmq context they
-# wrap (a forked child's shared context is a new one).
-_contexts: dict[int, zmq.asyncio.Context] = {}
-
-
-def _async_context() -> zmq.asyncio.Context:
-    """The process's shared ZeroMQ context, seen through ``zmq.asyncio``.
-
-    One libzmq context for both clients: no I/O threads of its own, and the
-    same bound on sockets.
-    """
-    shared = calls_out.shared_context()
-    found = _contexts.get(shared.underlying)
-    if found is None:
-        found = _contexts[shared.underlying] = zmq.asyncio.Context.shadow(shared.underlying)
-    return found
-
-
-class _Pending(calls_out.Outgoing):
-    """A call in flight, and the future its task waits on."""
-
-    __slots__ = ("send", "waiter")
-
-    def __init__(self, request: protocol.Event, now: float, timeout: float) -> None:
-        super().__init__(request, now, timeout)
-        self.waiter: asyncio.Future[None] | None = None
-        # The request's send while no connection takes it (cancelled if the
-        # call ends first: a call is never delivered after it gave up).
-        self.send: asyncio.Future[Any] | None = None
-
-    def deliver(self, reply: Any) -> None:
-        """Hand ``reply`` (an event, or an exception to raise) to the waiting task."""
-        self.replies.append(reply)
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def next_reply(self) -> protocol.Event:
-        """Wait for the next reply until ``timeout`` from now; raise what is not an event."""
-        if not self.replies:
-            self.waiting_from(time.monotonic())
-            loop = asyncio.get_running_loop()
-            while not self.replies:
-                self.waiter = loop.create_future()
-                await self.waiter
-        return self.take_reply()
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -124,19 +73,14 @@ class AsyncConnection(calls_out.CallByName):
         self._thread = threading.get_ident()
         self._unpacker = unpacker or protocol.Unpacker()
         self._new_id = protocol.MessageIds()
-        self._socket: zmq.asyncio.Socket = _async_context().socket(zmq.DEALER)
-        calls_out.configure_dealer(self._socket, self._unpacker.max_event_bytes, curve)
-        # Non-blocking drains, past zmq.asyncio's future per message.
-        self._drain: zmq.Socket = zmq.Socket.shadow(self._socket.underlying)
+        self._dealer = DealerSocket(self._unpacker.max_event_bytes, curve)
+        self._socket = self._dealer.socket
         self._side = CURVE_CLIENT if curve is not None else PLAIN_CLIENT
         self._monitor = SocketMonitor(self._socket, self._on_socket_event)
         self._monitor_drain: zmq.Socket = zmq.Socket.shadow(self._monitor.pair.underlying)
         self._handshake_failure: str | None = None
         self._socket.connect(endpoint)
-        self._pending: dict[Any, _Pending] = {}
-        # Sends waiting in zmq.asyncio (for a connection, or room).
-        self._queued = 0
-        self._wake_pending = False
+        self._pending: dict[Any, Pending] = {}
         self.closed = False
         #: Whether the server reads django_zrpc's value types (None: not known yet).
         self.server_reads_values: bool | None = None
@@ -165,7 +109,7 @@ class AsyncConnection(calls_out.CallByName):
         request = calls_out.new_request(name, args, kwargs, self._new_id(), caller)
         blob = await self._pack_request(request, timeout)
         calls_out.check_size(name, blob, self._unpacker.max_event_bytes)
-        pending = _Pending(request, time.monotonic(), timeout)
+        pending = Pending(request, time.monotonic(), timeout)
         self._pending[pending.message_id] = pending
         if self._ticker is None:
             self._ticker = self.loop.create_task(self._tick())
@@ -212,23 +156,23 @@ class AsyncConnection(calls_out.CallByName):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
         self._monitor.close()
-        self._socket.close(linger=0)
+        self._dealer.close()
 
     # -- calls -------------------------------------------------------------------
 
-    def grant(self, pending: _Pending) -> None:
+    def grant(self, pending: Pending) -> None:
         """Let the server send more of a stream, as the caller reads it."""
         more = pending.credit()
         if more:
             self._send(pending, protocol.MORE, [more])
 
-    def forget(self, pending: _Pending) -> None:
+    def forget(self, pending: Pending) -> None:
         """End a call on this side: drop it, and its request if still unsent."""
         self._pending.pop(pending.message_id, None)
         if pending.send is not None and not pending.send.done():
             pending.send.cancel()
 
-    def cancel(self, pending: _Pending) -> None:
+    def cancel(self, pending: Pending) -> None:
         """Give a call up; tell a django_zrpc server, from any thread, to stop it."""
         if threading.get_ident() != self._thread:
             if not self.loop.is_closed():
@@ -242,14 +186,14 @@ class AsyncConnection(calls_out.CallByName):
             # call up when the heartbeats stop.
             self._send(pending, protocol.CANCEL, [])
 
-    def _fail(self, pending: _Pending, error: BaseException) -> None:
+    def _fail(self, pending: Pending, error: BaseException) -> None:
         self.forget(pending)
         pending.deliver(error)
 
     # -- the socket ----------------------------------------------------------------
 
-    def _send_request(self, pending: _Pending, blob: bytes) -> None:
-        future = self._send_frames([b"", blob])
+    def _send_request(self, pending: Pending, blob: bytes) -> None:
+        future = self._dealer.send([b"", blob])
         if future is None:
             self._on_sent(pending)
         else:
@@ -258,7 +202,7 @@ class AsyncConnection(calls_out.CallByName):
             pending.send = future
             future.add_done_callback(lambda done: self._sent_later(pending, done))
 
-    def _sent_later(self, pending: _Pending, future: asyncio.Future[Any]) -> None:
+    def _sent_later(self, pending: Pending, future: asyncio.Future[Any]) -> None:
         if future.cancelled():
             return
         error = future.exception()
@@ -268,53 +212,15 @@ class AsyncConnection(calls_out.CallByName):
         else:
             self._on_sent(pending)
 
-    def _on_sent(self, pending: _Pending) -> None:
+    def _on_sent(self, pending: Pending) -> None:
         pending.sent = True
         pending.last_seen = time.monotonic()
 
-    def _send(self, pending: _Pending, name: str, args: Any) -> None:
+    def _send(self, pending: Pending, name: str, args: Any) -> None:
         frames = calls_out.follow_up(self._new_id(), pending.message_id, name, args)
-        future = self._send_frames(frames)
+        future = self._dealer.send(frames)
         if future is not None:
             future.add_done_callback(_retrieve)
-
-    def _send_frames(self, frames: list[bytes]) -> asyncio.Future[Any] | None:
-        """Send ``[b"", blob]`` now if the socket takes it (None), else return its send future.
-
-        A direct send on the socket, with plain int flags: zmq.asyncio's
-        future and flag arithmetic per message cost more than the send. Once
-        one send waits, the later ones queue behind it, in order.
-        """
-        if not self._queued:
-            try:
-                self._drain.send(frames[0], _SNDMORE_NOBLOCK)
-            except zmq.Again:
-                pass
-            else:
-                # Later frames of a message are always taken with its first.
-                self._drain.send(frames[1], _NOBLOCK)
-                self._wake_reader()
-                return None
-        self._queued += 1
-        future = cast("asyncio.Future[Any]", self._socket.send_multipart(frames))
-        future.add_done_callback(self._dequeued)
-        return future
-
-    def _dequeued(self, future: asyncio.Future[Any]) -> None:
-        self._queued -= 1
-
-    def _wake_reader(self) -> None:
-        # A send on the socket may take in a reply and spend the edge of its
-        # file descriptor that zmq.asyncio's reader waits for: have it look
-        # at the socket's events once this turn of the loop is done.
-        if not self._wake_pending:
-            self._wake_pending = True
-            self.loop.call_soon(self._check_events)
-
-    def _check_events(self) -> None:
-        self._wake_pending = False
-        if not self.closed:
-            self._socket.get(zmq.EVENTS)  # zmq.asyncio wakes its reader if readable
 
     async def _read(self) -> None:
         try:
@@ -322,7 +228,7 @@ class AsyncConnection(calls_out.CallByName):
                 self._on_frames(await self._socket.recv_multipart())
                 for _ in range(DRAIN):
                     try:
-                        frames = self._drain.recv_multipart(zmq.NOBLOCK)
+                        frames = self._dealer.plain.recv_multipart(NOBLOCK)
                     except zmq.Again:
                         break
                     self._on_frames(frames)
@@ -363,13 +269,12 @@ class AsyncConnection(calls_out.CallByName):
                 raise
 
     def _monitor_now(self) -> None:
-        # One getsockopt when nothing waits, with int flags.
         pair = self._monitor_drain
         for _ in range(DRAIN):
-            if not cast(int, pair.getsockopt(_EVENTS)) & _POLLIN:
+            if not has_message(pair):
                 return
             try:
-                frames = pair.recv_multipart(_NOBLOCK)
+                frames = pair.recv_multipart(NOBLOCK)
             except zmq.Again:
                 return
             self._monitor.on_frames(frames)

@@ -20,13 +20,13 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from django_zrpc.aio.connection import AsyncConnection
 from django_zrpc.aio.endpoints import choose_endpoint
 from django_zrpc.aio.pool import AsyncPool
-from django_zrpc.aio.stream import AsyncStream
+from django_zrpc.aio.stream import AsyncStream, PooledAsyncStream
 from django_zrpc.client_options import check_options, validate_endpoints
 from django_zrpc.core.calls_out import CallByName
 from django_zrpc.curve import client_keys
@@ -258,64 +258,3 @@ class AsyncRPCClient(CallByName):
                 self._inherited.append(state)  # made before fork: never to be used
             state = self._states[loop] = _LoopState()
         return state
-
-
-class PooledAsyncStream(AsyncIterator[Any]):
-    """A stream that holds its place in the pool until it ends or is closed."""
-
-    def __init__(self, stream: AsyncStream, pool: AsyncPool, connection: AsyncConnection) -> None:
-        self._stream = stream
-        self._pool: AsyncPool | None = pool
-        self._connection = connection
-
-    def __aiter__(self) -> PooledAsyncStream:
-        return self
-
-    async def __anext__(self) -> Any:
-        try:
-            return await self._stream.__anext__()
-        except StopAsyncIteration:
-            self._give_back(discard=False)
-            raise
-        except (LostRemote, ServerUnavailable):
-            self._give_back(discard=True)
-            raise
-        except BaseException:
-            self._give_back(discard=False)
-            raise
-
-    def close(self) -> None:
-        """Abandon the stream; the server stops the function."""
-        self._stream.close()
-        self._give_back(discard=False)
-
-    async def aclose(self) -> None:
-        """Abandon the stream (``close()``, for ``contextlib.aclosing``)."""
-        self.close()
-
-    async def __aenter__(self) -> PooledAsyncStream:
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
-
-    def _give_back(self, discard: bool) -> None:
-        pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        loop = self._connection.loop
-        give_back = pool.discard if discard else pool.release
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            give_back(self._connection)
-        elif not loop.is_closed():  # dropped in another thread (a garbage collection)
-            loop.call_soon_threadsafe(give_back, self._connection)

@@ -30,11 +30,11 @@ from django_zrpc.core import calls_out, protocol
 from django_zrpc.core.calls_out import (  # noqa: F401 (their import path before issue 16)
     HANDSHAKE_GRACE,
     MAX_ERROR_TEXT,
-    MAX_SOCKETS,
     STREAM_WINDOW,
     TICK,
     CallByName,
 )
+from django_zrpc.core.dealer import configure_dealer, shared_context
 from django_zrpc.core.monitor import (
     CURVE_CLIENT,
     DISCONNECTED,
@@ -51,7 +51,7 @@ from django_zrpc.exceptions import LostRemote, RemoteError
 logger = logging.getLogger("django_zrpc.client")
 
 # The process's one ZeroMQ context for every client (see calls_out).
-_context = calls_out.shared_context
+_context = shared_context
 
 
 class _Pending(calls_out.Outgoing):
@@ -154,7 +154,7 @@ class Client(CallByName):
         self._unpacker = unpacker or protocol.Unpacker()
         self._new_id = protocol.MessageIds()
         self._socket: zmq.Socket = _context().socket(zmq.DEALER)
-        calls_out.configure_dealer(self._socket, self._unpacker.max_event_bytes, curve)
+        configure_dealer(self._socket, self._unpacker.max_event_bytes, curve)
         self._side = CURVE_CLIENT if curve is not None else PLAIN_CLIENT
         # A dropped connection fails the calls in flight on it at once, and a
         # failed handshake the calls waiting for one, each saying why.
