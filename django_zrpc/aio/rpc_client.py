@@ -90,6 +90,7 @@ class AsyncRPCClient(CallByName):
         )
         # Sockets inherited through fork: kept referenced, never used or closed.
         self._inherited: list[_LoopState] = []
+        self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], _LoopState] | None = None
         self._down_until: dict[str, float] = {}
         self._turn = itertools.count()
         self._closed = False
@@ -252,9 +253,14 @@ class AsyncRPCClient(CallByName):
 
     def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0]() is loop and last[1].pid == os.getpid():
+            return last[1]  # the usual case: one loop (an ASGI server's)
         state = self._states.get(loop)
         if state is None or state.pid != os.getpid():
             if state is not None:
                 self._inherited.append(state)  # made before fork: never to be used
             state = self._states[loop] = _LoopState()
+        # A weak reference: the last loop is not kept alive by its client.
+        self._last = (weakref.ref(loop), state)
         return state
