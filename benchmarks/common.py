@@ -1,17 +1,18 @@
-"""Helpers shared by the runner and every client process, nameko's included.
+"""Helpers shared by the runner and every client process, nameko's and gRPC's included.
 
-Standard library only: ``nameko_client.py`` imports this module from nameko's
-own virtualenv, where neither Django nor gevent is installed.
+Standard library only: ``nameko_client.py`` and ``grpc_client.py`` import this
+module from their own virtualenvs, where neither Django nor gevent is installed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import resource
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,46 @@ def drive(
     cpu = own_cpu()
     started = time.monotonic()
     spawn_all(loop, callers)
+    return summary(
+        len(latencies),
+        time.monotonic() - started,
+        own_cpu() - cpu,
+        processes_cpu(server_pids) - server_cpu,
+        latencies,
+    )
+
+
+async def drive_async(
+    call: Callable[[int], Awaitable[None]],
+    callers: int,
+    seconds: float,
+    server_pids: list[int],
+) -> dict:
+    """:func:`drive` for asyncio clients: ``callers`` tasks on the running loop.
+
+    Each task awaits ``call(i)`` in a loop for ``seconds``; the figures are
+    those of :func:`drive`. Used by gRPC's ``grpc.aio`` client, and meant for
+    any asyncio client of the benchmark (``AsyncRPCClient``'s, issue 16).
+    """
+    latencies: list[float] = []
+    counter = [0]
+    deadline = time.monotonic() + seconds
+    per_caller = MAX_CALLS // callers
+
+    async def loop() -> None:
+        for _ in range(per_caller):
+            if time.monotonic() >= deadline:
+                return
+            i = counter[0]
+            counter[0] += 1
+            started = time.perf_counter()
+            await call(i)
+            latencies.append(time.perf_counter() - started)
+
+    server_cpu = processes_cpu(server_pids)
+    cpu = own_cpu()
+    started = time.monotonic()
+    await asyncio.gather(*(loop() for _ in range(callers)))
     return summary(
         len(latencies),
         time.monotonic() - started,

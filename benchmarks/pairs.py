@@ -12,7 +12,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Pair:
     label: str
-    client: str  # a kind of benchmarks.clients, "nameko-reused"/"nameko-per-call" or "http"
+    # a kind of benchmarks.clients, "nameko-reused"/"nameko-per-call", "grpc-sync"/"grpc-aio"
+    # (benchmarks/grpc_client.py) or "http"
+    client: str
     server: str  # a key of the servers started
     workloads: tuple[str, ...]
 
@@ -21,6 +23,19 @@ RAW = "raw pyzmq -> raw pyzmq"
 BASELINE = "zerorpc -> zerorpc"
 TARGET_PAIR = "RPCClient -> runrpc, no call log"
 NAMEKO_REUSED = "nameko proxy reused -> nameko"
+# gRPC (issue 16), the pair a Django team would pick instead: its sync client
+# (threads, one channel) and its grpc.aio client (tasks, one channel) against
+# the thread-pool server a Django project would run; and grpc.aio on both
+# sides, gRPC's fastest Python pair.
+GRPC_SYNC = "gRPC sync -> gRPC server"
+GRPC_AIO = "gRPC aio -> gRPC server"
+GRPC_AIO_SERVER = "gRPC aio -> gRPC aio server"
+GRPC_PAIRS = [GRPC_SYNC, GRPC_AIO, GRPC_AIO_SERVER]
+# The django_zrpc pairs whose target lines give their echo calls/s as ratios
+# to raw pyzmq, to zerorpc -> zerorpc and to every gRPC pair of the run
+# (issues 16, 17), AsyncRPCClient's among them (issue 16: >= 0.4x raw pyzmq at 64).
+ASYNC_PAIR = "AsyncRPCClient -> runrpc, no call log"
+ZRPC_PAIRS = [TARGET_PAIR, ASYNC_PAIR]
 # runrpc --workers (issue 14): the 2 ms CPU function on 1 and 2 processes, and
 # echo on --workers 1 against the single process of before. Each label says
 # "workers", so that `run.py --pairs workers` runs these alone.
@@ -67,7 +82,7 @@ PAIRS = [
     ),
     # AsyncRPCClient on asyncio (issue 16): tasks instead of greenlets.
     Pair(
-        "AsyncRPCClient -> runrpc, no call log",
+        ASYNC_PAIR,
         "asyncrpcclient",
         "runrpc-quiet",
         ("echo", "payload", "get_ticket"),
@@ -80,6 +95,9 @@ PAIRS = [
     ),
     Pair(NAMEKO_REUSED, "nameko-reused", "nameko", ("echo", "payload")),
     Pair("nameko proxy per call -> nameko", "nameko-per-call", "nameko", ("echo", "payload")),
+    Pair(GRPC_SYNC, "grpc-sync", "grpc", ("echo", "payload")),
+    Pair(GRPC_AIO, "grpc-aio", "grpc", ("echo", "payload")),
+    Pair(GRPC_AIO_SERVER, "grpc-aio", "grpc-aio", ("echo", "payload")),
     Pair(SINGLE_PROCESS, "rpcclient", "runrpc-quiet", ("echo",)),
     Pair(WORKERS_1, "rpcclient", "runrpc-workers-1", ("echo",)),
     Pair(BURN_WORKERS_1, "rpcclient", "runrpc-workers-1", ("burn",)),

@@ -13,10 +13,12 @@ process and of the server processes, from /proc.
 It prints markdown tables; a full run (not ``--quick``) also rewrites the
 generated block of docs/benchmarks.rst and docs/benchmarks.png. It makes what
 it needs: the PostgreSQL database ``zrpc_bench`` (migrated, tickets loaded),
-``benchmarks/.nameko-venv`` and ``benchmarks/.chart-venv``; what it cannot
-make or reach is skipped with the reason printed. Speed is measured here,
-never asserted. This module starts, runs and measures; benchmarks/report.py
-turns the measurements into the report and its tables.
+``benchmarks/.nameko-venv``, ``benchmarks/.grpc-venv`` and
+``benchmarks/.chart-venv`` (``--quick`` makes none of them, and uses the gRPC
+one when a full run made it); what it cannot make or reach is skipped with the
+reason printed. Speed is measured here, never asserted. This module starts,
+runs and measures; benchmarks/report.py turns the measurements into the report
+and its tables.
 """
 
 from __future__ import annotations
@@ -59,18 +61,21 @@ class Plan:
     skipped: list[str]
     database: str
     nameko_python: Path | None
+    grpc_python: Path | None
     http_client: str  # "wrk" or "python"
 
 
 # -- servers ----------------------------------------------------------------------
 
 
-def start_servers(
-    wanted: set[str], env: dict[str, str], nameko_python: Path | None
-) -> dict[str, Server]:
-    """Start the servers of the kinds wanted, and return them once all are ready."""
+def start_servers(wanted: set[str], plan: Plan, callers: int) -> dict[str, Server]:
+    """Start the servers of the kinds wanted, and return them once all are ready.
+
+    ``callers``: the most callers the run has at once, one thread each in the
+    sync gRPC server's pool, so that no call waits for a thread.
+    """
     servers: dict[str, Server] = {}
-    python = sys.executable
+    python, env = sys.executable, plan.env
     try:
         for kind in ("raw", "zerorpc"):
             if kind in wanted:
@@ -85,15 +90,21 @@ def start_servers(
             if kind in wanted:
                 quiet = {**env, "ZRPC_LOG_CALLS": "0"}
                 servers[kind] = runrpc(kind, quiet, ["--workers", str(workers)])
-        if "nameko" in wanted and nameko_python is not None:
+        if "nameko" in wanted and plan.nameko_python is not None:
             args = [
-                str(nameko_python.parent / "nameko"),
+                str(plan.nameko_python.parent / "nameko"),
                 "run",
                 "--broker",
                 AMQP_URI,
                 "benchmarks.nameko_service",
             ]
             servers["nameko"] = Server("nameko", args, env, 5672, "Connected to", scheme="amqp")
+        for kind, mode in (("grpc", "sync"), ("grpc-aio", "aio")):
+            if kind in wanted and plan.grpc_python is not None:
+                port = free_port()
+                args = [str(plan.grpc_python), "benchmarks/grpc_service.py", mode, str(port)]
+                args += ["--threads", str(callers)]
+                servers[kind] = Server(kind, args, env, port, "ready", scheme="grpc")
         for server in servers.values():
             server.wait_ready()
         if "web" in wanted:
@@ -180,6 +191,10 @@ def measure(
         assert plan.nameko_python is not None
         mode = pair.client.removeprefix("nameko-")
         args = [str(plan.nameko_python), "benchmarks/nameko_client.py", mode, AMQP_URI, *common]
+    elif pair.client.startswith("grpc-"):
+        assert plan.grpc_python is not None
+        mode, target = pair.client.removeprefix("grpc-"), server.endpoint.removeprefix("grpc://")
+        args = [str(plan.grpc_python), "benchmarks/grpc_client.py", mode, target, *common]
     else:
         args = [sys.executable, "-m", "benchmarks.clients", pair.client, server.endpoint, *common]
     budget = seconds * len(workloads) * len(callers) * 2 + 120
@@ -249,7 +264,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
-    """Prepare the database and nameko, pick the HTTP load, and drop what cannot run."""
+    """Prepare the database, nameko and gRPC, pick the HTTP load, drop what cannot run."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, "CONN_MAX_AGE": "60"}
     skipped: list[str] = []
     workloads = [w for w in WORKLOADS if w in args.workloads]
@@ -274,6 +289,13 @@ def make_plan(args: argparse.Namespace) -> Plan:
             skipped.append(f"nameko rows: {reason}")
             pairs = [p for p in pairs if p.server != "nameko"]
 
+    grpc_python = None
+    if any(p.client.startswith("grpc-") for p in pairs):
+        grpc_python, reason = _grpc_venv(args)
+        if reason:
+            skipped.append(f"gRPC rows: {reason}")
+            pairs = [p for p in pairs if not p.client.startswith("grpc-")]
+
     http_client = args.http_client
     if http_client == "auto":
         http_client = "wrk" if shutil.which("wrk") else "python"
@@ -281,7 +303,19 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise SystemExit("--http-client wrk: wrk is not installed")
 
     pairs = [p for p in pairs if set(p.workloads) & set(workloads)]
-    return Plan(env, pairs, workloads, skipped, database, nameko_python, http_client)
+    return Plan(env, pairs, workloads, skipped, database, nameko_python, grpc_python, http_client)
+
+
+def _grpc_venv(args: argparse.Namespace) -> tuple[Path | None, str]:
+    """benchmarks/.grpc-venv's python, made unless --quick; or why there is none."""
+    if args.no_grpc:
+        return None, "--no-grpc"
+    if not args.quick:
+        return venvs.ensure("grpc")
+    python = venvs.made("grpc")
+    if python is None:
+        return None, "--quick makes no virtualenv, and a full run has not made .grpc-venv yet"
+    return python, ""
 
 
 def measure_rounds(
@@ -295,7 +329,7 @@ def measure_rounds(
     results: dict[tuple[str, str, int], list[dict]] = {}
     streams: dict[tuple[str, int], list[dict]] = {}
     log(f"Starting servers (database: {plan.database}) ...")
-    servers = start_servers({p.server for p in plan.pairs}, plan.env, plan.nameko_python)
+    servers = start_servers({p.server for p in plan.pairs}, plan, max(args.callers))
     try:
         for round_number in range(1, args.rounds + 1):
             for pair in plan.pairs:
@@ -336,6 +370,7 @@ def main() -> None:
     parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
     parser.add_argument("--pairs", nargs="+", help="only pairs whose label contains one of these")
     parser.add_argument("--no-nameko", action="store_true", help="skip the nameko rows")
+    parser.add_argument("--no-grpc", action="store_true", help="skip the gRPC rows")
     parser.add_argument(
         "--http-client",
         choices=["auto", "python", "wrk"],
@@ -350,7 +385,8 @@ def main() -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a seconds-long smoke pass: 0.1 s, 1 round, callers 1 4, rows 500 1000, no nameko",
+        help="a seconds-long smoke pass: 0.1 s, 1 round, callers 1 4, rows 500 1000, no nameko, "
+        "gRPC only if benchmarks/.grpc-venv is made",
     )
     args = parser.parse_args()
     quick = args.quick

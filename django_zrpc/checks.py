@@ -64,7 +64,34 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="django_zrpc.E011",
             )
         )
-    return [*errors, *_check_middleware(), *_check_clients(), *_check_curve()]
+    return [
+        *errors,
+        *_check_opentelemetry(),
+        *_check_middleware(),
+        *_check_clients(),
+        *_check_curve(),
+        *_check_announce(),
+    ]
+
+
+def _check_opentelemetry() -> list[CheckMessage]:
+    value = conf.get("OPENTELEMETRY")
+    if value is not None and not isinstance(value, bool):
+        return [
+            Error(
+                f"ZRPC_OPENTELEMETRY must be None, True or False, not {value!r}.",
+                id="django_zrpc.E015",
+            )
+        ]
+    if value and not conf.opentelemetry_installed():
+        return [
+            Error(
+                "ZRPC_OPENTELEMETRY is True, but opentelemetry-api is not installed.",
+                hint='pip install "django-zrpc[opentelemetry]", or set ZRPC_OPENTELEMETRY = None.',
+                id="django_zrpc.E016",
+            )
+        ]
+    return []
 
 
 def _check_addrport() -> list[CheckMessage]:
@@ -74,6 +101,17 @@ def _check_addrport() -> list[CheckMessage]:
     except ValueError as err:
         return [Error(f"ZRPC_ADDRPORT is invalid: {err}", id="django_zrpc.E001")]
     return []
+
+
+def _check_announce() -> list[CheckMessage]:
+    source = conf.get("ANNOUNCE")
+    if source is None:
+        return []
+    from django_zrpc.discovery.redis_registry import announcement_errors
+
+    found = announcement_errors(source, conf.get("ANNOUNCE_ADDRESS"), conf.get("ANNOUNCE_TTL"))
+    hint = "See ZRPC_ANNOUNCE in the README ('Many hosts')."
+    return [Error(message, hint=hint, id="django_zrpc.E014") for message in found]
 
 
 def _check_curve() -> list[CheckMessage]:

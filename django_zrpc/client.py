@@ -1,12 +1,18 @@
 """``RPCClient``: call RPC functions from views through pooled connections.
 
-``RPCClient("tcp://host:4242")`` or ``RPCClient([...several endpoints...])``.
-Calls take a place on a connection from a bounded LIFO pool
-(``django_zrpc.pool``) of the endpoint they go to, up to
-``calls_per_connection`` sharing one, and give it back when the reply (or, for
-a stream, the last item) has arrived. Calls are spread over the endpoints in turn; an
-endpoint that could not be reached, or went silent, is avoided for
-``down_for`` seconds and then tried again.
+``RPCClient("tcp://host:4242")``, ``RPCClient([...several endpoints...])``, or
+one source of them: ``"dns:///name:4242"`` or ``"redis://host:6379/0?service=name"``
+(``django_zrpc.discovery``, whose directory says where calls may go now).
+Calls take a place on a connection from a bounded pool (``django_zrpc.pool``)
+of the endpoint they go to, up to ``calls_per_connection`` sharing one, and
+give it back when the reply (or, for a stream, the last item) has arrived.
+
+A call goes to the endpoint with the fewest calls in flight from this thread.
+An endpoint that could not be reached, went silent, failed the handshake or
+refused calls (busy, stopping) is avoided for ``down_for`` seconds and then
+tried again, and calls that never ran there are sent elsewhere. When an
+address leaves the directory its pool is closed: calls in flight on it end
+as they would have, new ones go elsewhere.
 
 Safe wherever Django runs: pools are kept per process and per OS thread (so
 per gevent hub): greenlets of a gevent-patched server share one pool, each OS
@@ -27,9 +33,11 @@ from typing import Any
 import gevent
 from gevent import monkey
 
+from django_zrpc import context, tracing
 from django_zrpc.client_options import check_options, validate_endpoints
 from django_zrpc.core.client import CallByName, Client, Stream
 from django_zrpc.curve import client_keys
+from django_zrpc.discovery import DEFAULT_REFRESH, directory_for
 from django_zrpc.exceptions import HandshakeFailed, LostRemote, RemoteError, ServerUnavailable
 from django_zrpc.pool import Pool
 from django_zrpc.retry import backoff, may_retry
@@ -47,6 +55,8 @@ class _ThreadState:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.pools: dict[str, Pool] = {}
+        # The directory's version these pools were last matched against.
+        self.version = -1
 
     def __del__(self) -> None:
         # The thread ended (a thread-per-request server does that after each
@@ -76,6 +86,7 @@ class RPCClient(CallByName):
         down_for: float = 5.0,
         connect_timeout: float = 1.0,
         idempotent: bool = False,
+        refresh: float = DEFAULT_REFRESH,
         curve_secret: str | os.PathLike[str] | None = None,
         curve_server: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -90,6 +101,7 @@ class RPCClient(CallByName):
                 "down_for": down_for,
                 "connect_timeout": connect_timeout,
                 "idempotent": idempotent,
+                "refresh": refresh,
             }
         )
         self.curve = client_keys(curve_secret, curve_server)
@@ -101,6 +113,8 @@ class RPCClient(CallByName):
         self.down_for = down_for
         self.connect_timeout = connect_timeout
         self.idempotent = idempotent
+        self.refresh = refresh
+        self._directory = directory_for(self.endpoints, refresh)
         self._local = _OSThreadLocal()
         self._down_until: dict[str, float] = {}
         self._turn = itertools.count()
@@ -108,6 +122,7 @@ class RPCClient(CallByName):
 
     # -- calling ---------------------------------------------------------------
 
+    @tracing.traced
     def call(
         self,
         name: str,
@@ -126,27 +141,35 @@ class RPCClient(CallByName):
         until ``timeout`` runs out. A call that may have run (``LostRemote``,
         ``TimeoutExpired``, an error of the function) is not, unless it is
         ``idempotent`` (default: the client's): then ``LostRemote`` and
-        ``CallInterrupted`` are retried too.
+        ``CallInterrupted`` are retried too. Inside an RPC function, the call
+        waits no longer than what is left of that function's caller's deadline.
         """
         if self._closed:
             raise RuntimeError(f"This RPCClient of {self.endpoints} is closed.")
-        timeout = self.timeout if timeout is None else timeout
+        timeout = context.inherited_timeout(self.timeout if timeout is None else timeout)
         idempotent = self.idempotent if idempotent is None else idempotent
         deadline = time.monotonic() + timeout
         # Endpoints that refused this client's handshake: the same keys would
         # be refused again, so only the others are tried.
         refused: set[str] = set()
+        if not self._directory.looked:
+            self._await_first_look(deadline)
         for attempt in itertools.count():
-            endpoint = self._choose_endpoint(refused)
+            endpoint = self._directory.source  # in the log, if none could be chosen
             try:
+                endpoint = self._choose_endpoint(refused)
                 return self._call_once(endpoint, name, args, kwargs, more, deadline)
             except Exception as err:
                 if isinstance(err, HandshakeFailed):
                     refused.add(endpoint)
-                    if refused.issuperset(self.endpoints):
+                    if refused.issuperset(self._directory.addresses):
                         raise
                 pause = backoff(attempt)
-                if not may_retry(err, idempotent) or time.monotonic() + pause >= deadline:
+                if (
+                    self._closed
+                    or not may_retry(err, idempotent)
+                    or time.monotonic() + pause >= deadline
+                ):
                     raise
                 logger.info(
                     "Retrying rpc %s (attempt %d) after %s from %s: %s",
@@ -168,6 +191,7 @@ class RPCClient(CallByName):
         more: dict[str, Any],
         deadline: float,
     ) -> Any:
+        tracing.attempt(endpoint)
         pool = self._pool(endpoint)
         remaining = max(deadline - time.monotonic(), 0.001)
         connection = pool.acquire(min(self.pool_timeout, remaining))
@@ -178,16 +202,18 @@ class RPCClient(CallByName):
             # connection (its other calls end on their own) and avoid the
             # endpoint for a while.
             pool.discard(connection)
-            self._down_until[endpoint] = time.monotonic() + self.down_for
+            self._mark_down(endpoint)
+            self._directory.refresh_soon()
             raise
         except RemoteError as err:
             if err.name in ("ServerStopping", "CallInterrupted"):
                 # The process behind this connection is going away; a new
                 # connection reaches one that is not (--workers, a restart).
                 pool.discard(connection)
-                if len(self.endpoints) > 1:
-                    self._down_until[endpoint] = time.monotonic() + self.down_for
+                self._mark_down(endpoint, only_if_others=True)
             else:
+                if err.name == "ServerBusy":
+                    self._mark_down(endpoint, only_if_others=True)
                 pool.release(connection)  # a remote error: the connection is fine
             raise
         except BaseException:
@@ -218,14 +244,50 @@ class RPCClient(CallByName):
         self.close()
 
     def _choose_endpoint(self, refused: set[str]) -> str:
-        if len(self.endpoints) == 1:
-            return self.endpoints[0]
+        """The endpoint not refused nor down with the fewest calls in flight from this thread."""
+        directory = self._directory
+        addresses = directory.addresses
+        state = self._state()
+        if state.version != directory.version:
+            self._retire_gone(state, addresses)
+            state.version = directory.version
+        if len(addresses) == 1 and not refused:
+            return addresses[0]
+        candidates = [e for e in addresses if e not in refused]
+        if not candidates:
+            raise ServerUnavailable(directory.no_address())
         now = time.monotonic()
-        candidates = [e for e in self.endpoints if e not in refused]
         up = [e for e in candidates if self._down_until.get(e, 0.0) <= now]
         if not up:  # all down: try the one that failed longest ago
-            up = [min(candidates, key=lambda e: self._down_until.get(e, 0.0))]
-        return up[next(self._turn) % len(up)]
+            return min(candidates, key=lambda e: self._down_until.get(e, 0.0))
+        # Among equals, the first after a turning start: calls spread evenly.
+        start = next(self._turn) % len(up)
+        pools = state.pools
+        best, fewest = up[start], None
+        for endpoint in up[start:] + up[:start]:
+            pool = pools.get(endpoint)
+            calls = pool.calls_in_flight if pool is not None else 0
+            if fewest is None or calls < fewest:
+                best, fewest = endpoint, calls
+        return best
+
+    def _await_first_look(self, deadline: float) -> None:
+        """Give a new directory until ``deadline`` to look once (a few ms, usually)."""
+        for _ in range(100_000):
+            if self._directory.looked or time.monotonic() >= deadline:
+                return
+            gevent.sleep(0.005)
+
+    def _mark_down(self, endpoint: str, only_if_others: bool = False) -> None:
+        if not only_if_others or len(self._directory.addresses) > 1:
+            self._down_until[endpoint] = time.monotonic() + self.down_for
+
+    def _retire_gone(self, state: _ThreadState, addresses: tuple[str, ...]) -> None:
+        """Close the pools of addresses that left; their calls in flight end as they would."""
+        for endpoint in [e for e in state.pools if e not in addresses]:
+            logger.info("%s left %s; closing its connections.", endpoint, self._directory.source)
+            state.pools.pop(endpoint).close()
+            self._down_until.pop(endpoint, None)
 
     def _pool(self, endpoint: str) -> Pool:
         state = self._state()
@@ -250,6 +312,8 @@ class RPCClient(CallByName):
         if state is None or state.pid != os.getpid():
             if state is not None:
                 _INHERITED.append(state)  # made before fork: never to be used
+                # The directory's thread did not come through the fork either.
+                self._directory = directory_for(self.endpoints, self.refresh)
             state = self._local.state = _ThreadState()
         return state
 

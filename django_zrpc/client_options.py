@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 
+from django_zrpc.discovery import is_discovery
 from django_zrpc.exceptions import CurveKeyError, ZRPCConfigurationError
 
 #: Keys of a ZRPC_CLIENTS entry -> RPCClient keyword arguments.
@@ -22,11 +23,12 @@ OPTIONS = {
     "DOWN_FOR": "down_for",
     "CONNECT_TIMEOUT": "connect_timeout",
     "IDEMPOTENT": "idempotent",
+    "REFRESH": "refresh",
     "CURVE_SECRET": "curve_secret",
     "CURVE_SERVER": "curve_server",
 }
 
-_SECONDS = ("timeout", "heartbeat", "pool_timeout", "down_for", "connect_timeout")
+_SECONDS = ("timeout", "heartbeat", "pool_timeout", "down_for", "connect_timeout", "refresh")
 _MAY_BE_NONE = ("heartbeat", "pool_timeout")  # no heartbeats; the call's timeout
 _COUNTS = ("pool_size", "calls_per_connection")
 
@@ -34,7 +36,11 @@ _ENDPOINT_RE = re.compile(r"^(tcp://(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):\d{1,5}|ip
 
 
 def validate_endpoints(endpoints: Any) -> list[str]:
-    """Return ``endpoints`` as a list, or raise ``ValueError`` quoting the bad one."""
+    """Return ``endpoints`` as a list, or raise ``ValueError`` quoting the bad one.
+
+    Either ``tcp://``/``ipc://`` endpoints, or one ``dns:///`` or ``redis://``
+    source of them (``django_zrpc.discovery``).
+    """
     if isinstance(endpoints, str):
         endpoints = [endpoints]
     if not isinstance(endpoints, list | tuple) or not endpoints:
@@ -42,12 +48,34 @@ def validate_endpoints(endpoints: Any) -> list[str]:
             f"Endpoints must be a 'tcp://host:port' string or a non-empty list of them, "
             f"not {endpoints!r}."
         )
+    sources = [e for e in endpoints if isinstance(e, str) and is_discovery(e)]
+    if sources:
+        if len(endpoints) > 1:
+            raise ValueError(
+                f"{sources[0]!r} finds the servers itself: give it alone, not in a list "
+                f"with others ({list(endpoints)!r})."
+            )
+        _check_source(sources[0])
+        return list(endpoints)
     for endpoint in endpoints:
         if not isinstance(endpoint, str) or not _ENDPOINT_RE.match(endpoint):
             raise ValueError(
-                f"{endpoint!r} is not an endpoint; write it like 'tcp://127.0.0.1:4242'."
+                f"{endpoint!r} is not an endpoint; write it like 'tcp://127.0.0.1:4242', "
+                "'dns:///tickets-rpc.internal:4242' or "
+                "'redis://redis.internal:6379/0?service=tickets'."
             )
     return list(endpoints)
+
+
+def _check_source(source: str) -> None:
+    if source.startswith("dns:"):
+        from django_zrpc.discovery import dns
+
+        dns.split(source)
+    else:
+        from django_zrpc.discovery import redis_registry
+
+        redis_registry.split(source)
 
 
 def option_errors(options: dict[str, Any]) -> dict[str, str]:
@@ -95,6 +123,8 @@ def entry_errors(alias: Any, config: Any) -> list[str]:
         validate_endpoints(config.get("ENDPOINTS"))
     except ValueError as err:
         errors.append(f"{where}['ENDPOINTS']: {err}")
+    else:
+        errors.extend(_source_errors(where, config["ENDPOINTS"]))
     keys = {option: key for key, option in OPTIONS.items()}
     options = {OPTIONS[key]: value for key, value in config.items() if key in OPTIONS}
     for option, error in option_errors(options).items():
@@ -108,6 +138,19 @@ def entry_errors(alias: Any, config: Any) -> list[str]:
         except CurveKeyError as err:
             errors.append(f"{where}: {err}")
     return errors
+
+
+def _source_errors(where: str, endpoints: Any) -> list[str]:
+    """Say what a source of endpoints needs that is not installed."""
+    first = endpoints if isinstance(endpoints, str) else endpoints[0]
+    if first.startswith(("redis://", "rediss://")):
+        from django_zrpc.discovery.redis_registry import redis_module
+
+        try:
+            redis_module()
+        except ZRPCConfigurationError as err:
+            return [f"{where}['ENDPOINTS']: {err}"]
+    return []
 
 
 def configured_clients() -> dict[str, Any]:

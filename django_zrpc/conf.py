@@ -47,11 +47,21 @@ DEFAULTS: dict[str, Any] = {
     # files are the public keys of the clients it admits. Both or neither.
     "CURVE_SECRET": None,
     "CURVE_ALLOW": None,
+    # A Redis URL with ?service=NAME to announce this server in (runrpc
+    # --announce), the address callers should dial (None: the one listened
+    # on), and the seconds an announcement lives unless refreshed.
+    "ANNOUNCE": None,
+    "ANNOUNCE_ADDRESS": None,
+    "ANNOUNCE_TTL": 10.0,
+    # OpenTelemetry spans and trace context for every call (issue 17): True,
+    # False, or None: on whenever opentelemetry-api is installed.
+    "OPENTELEMETRY": None,
 }
 
 DB_MIDDLEWARE = "django_zrpc.middleware.CloseOldConnectionsMiddleware"
 SENTRY_MIDDLEWARE = "django_zrpc.contrib.sentry.SentryMiddleware"
 RAVEN_MIDDLEWARE = "django_zrpc.contrib.raven.RavenMiddleware"
+OPENTELEMETRY_MIDDLEWARE = "django_zrpc.contrib.opentelemetry.OpenTelemetryMiddleware"
 
 
 def get(name: str) -> Any:
@@ -71,13 +81,33 @@ def get(name: str) -> Any:
 def default_middleware() -> list[str]:
     """Return the middleware used when ``ZRPC_MIDDLEWARE`` is not set.
 
-    The database middleware always; Sentry's when sentry-sdk is installed (it
+    The database middleware always; OpenTelemetry's when tracing is on (see
+    ``opentelemetry_enabled``); Sentry's when sentry-sdk is installed (it
     switches itself off unless ``sentry_sdk.init()`` ran); raven's when
     ``RAVEN_CONFIG`` is set.
     """
     middleware = [DB_MIDDLEWARE]
+    if opentelemetry_enabled() and opentelemetry_installed():  # else check E016 says why
+        middleware.append(OPENTELEMETRY_MIDDLEWARE)
     if importlib.util.find_spec("sentry_sdk") is not None:
         middleware.append(SENTRY_MIDDLEWARE)
     if getattr(settings, "RAVEN_CONFIG", None):
         middleware.append(RAVEN_MIDDLEWARE)
     return middleware
+
+
+def opentelemetry_enabled() -> bool:
+    """Return whether calls are traced: ``ZRPC_OPENTELEMETRY``, or if None, if OTel is installed.
+
+    Without Django settings (a plain script) only the API's presence counts.
+    Looked up without importing OpenTelemetry, which only the integration does.
+    """
+    value = get("OPENTELEMETRY") if settings.configured else None
+    if value is None:
+        return opentelemetry_installed()
+    return bool(value)
+
+
+def opentelemetry_installed() -> bool:
+    """Return whether opentelemetry-api is installed."""
+    return importlib.util.find_spec("opentelemetry") is not None

@@ -11,12 +11,20 @@
 The server sets the context for each call, in the greenlet (or, for
 ``blocking=True``, the thread) that runs the function, and for the whole of a
 stream; outside a call ``current_call()`` returns None.
+
+Deadlines (issue 17): a django_zrpc caller sends the seconds it will still
+wait (``time_left``), never a clock time, as hosts' clocks differ; the server
+turns it into a deadline on its own monotonic clock when the call arrives.
+``current_call().time_left()`` says what is left of it, and a call made from
+inside an RPC function waits no longer than that.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
+import time
 import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -31,6 +39,15 @@ from django.utils import translation
 REQUEST_ID = "request_id"
 USER_ID = "user_id"
 LANGUAGE = "language"
+#: The seconds the caller will still wait for the reply (its remaining timeout).
+TIME_LEFT = "time_left"
+
+#: A caller that would wait longer than this (a week) is taken to set no deadline.
+MAX_TIME_LEFT = 7 * 24 * 3600.0
+
+#: The least time left a nested call is given: past its caller's deadline it
+#: fails at once (``TimeoutExpired``) rather than not being sent at all.
+MIN_TIME_LEFT = 0.001
 
 
 @dataclass(frozen=True)
@@ -48,10 +65,18 @@ class CallContext:
     user_id: str | int | None = None
     #: The caller's active language (``get_language()``), if it sent one.
     language: str | None = None
+    #: When the caller stops waiting, on this host's ``time.monotonic()``
+    #: clock; None when it sent no deadline (a stock zerorpc client), and for
+    #: a stream once its first item is sent (its reader waits only for that).
+    deadline: float | None = None
 
     @classmethod
     def from_header(
-        cls, function: str, header: dict[str, Any], client_key: str | None
+        cls,
+        function: str,
+        header: dict[str, Any],
+        client_key: str | None,
+        deadline: float | None = None,
     ) -> CallContext:
         """Build the context from an event header; values of the wrong shape are left out."""
         return cls(
@@ -60,7 +85,39 @@ class CallContext:
             _short(header.get(REQUEST_ID)),
             _user_id(header.get(USER_ID)),
             _short(header.get(LANGUAGE)),
+            deadline,
         )
+
+    def time_left(self) -> float | None:
+        """Return the seconds until the caller stops waiting (maybe negative); None: no deadline."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+
+def deadline_from(header: dict[str, Any], now: float) -> float | None:
+    """Return the deadline a request's ``time_left`` sets, on the clock ``now`` reads; None: none.
+
+    A value that is not a number, or is not finite, or is past
+    ``MAX_TIME_LEFT``, sets none: the server's own limits apply, as for a
+    stock zerorpc caller.
+    """
+    value = header.get(TIME_LEFT)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not (math.isfinite(value) and value <= MAX_TIME_LEFT):
+        return None
+    return now + max(float(value), 0.0)
+
+
+def inherited_timeout(timeout: float) -> float:
+    """Return ``timeout``, cut to what is left of the deadline of the call served here.
+
+    A call made from inside an RPC function is of no use once that
+    function's caller has stopped waiting.
+    """
+    call = _current.get()
+    if call is None or call.deadline is None:
+        return timeout
+    return max(min(timeout, call.deadline - time.monotonic()), MIN_TIME_LEFT)
 
 
 # What a request id may hold: it goes into log lines, so no line breaks.
@@ -137,43 +194,71 @@ class RequestContextMiddleware:
         return response
 
 
-def outgoing() -> dict[str, Any]:
-    """Return the header entries for a call made now.
+#: Functions that add entries to the header of every call made in this
+#: process (the OpenTelemetry integration's trace context); see add_header_writer.
+_header_writers: list[Callable[[dict[str, Any]], None]] = []
 
-    Inside an RPC function: the context of the call it serves, so nested calls
-    carry it on. Inside a request under ``RequestContextMiddleware``: its id
-    and user. In either, the active language, when the project uses
-    translation. Elsewhere (a script, a worker, a benchmark): nothing, at the
-    cost of two context-variable reads.
+
+def add_header_writer(writer: Callable[[dict[str, Any]], None]) -> None:
+    """Have ``writer(header)`` add its entries to the header of every call made from now on.
+
+    How an optional integration rides along without the client knowing of
+    it; a writer added twice runs once.
     """
+    if writer not in _header_writers:
+        _header_writers.append(writer)
+
+
+def outgoing(timeout: float | None = None) -> dict[str, Any]:
+    """Return the header entries for a call made now, that waits ``timeout`` seconds.
+
+    The time left (``timeout``, cut to what is left of the deadline of the
+    call served here), and what the header writers add. Inside an RPC
+    function: the context of the call it serves, so nested calls carry it on.
+    Inside a request under ``RequestContextMiddleware``: its id and user. In
+    either, the active language, when the project uses translation.
+    """
+    header = _common(timeout)
     call = _current.get()
     request: Any = _request.get() if call is None else None
     if call is None and request is None:
-        return {}
+        return header
     user = getattr(request, "user", None) if request is not None else None
-    return _header(call, request, user)
+    return _with_context(header, call, request, user)
 
 
-async def outgoing_async() -> dict[str, Any]:
-    """Return ``outgoing()`` for a call made from a coroutine (an async view).
+async def outgoing_async(timeout: float | None = None) -> dict[str, Any]:
+    """Return ``outgoing(timeout)`` for a call made from a coroutine (an async view).
 
     The request's user is read with ``await request.auser()`` (Django 5.0+):
     reading a lazy ``request.user`` there would query the session
     synchronously, which Django forbids in an event loop.
     """
+    header = _common(timeout)
     call = _current.get()
     request: Any = _request.get() if call is None else None
     if call is None and request is None:
-        return {}
+        return header
     user = None
     if request is not None:
         auser = getattr(request, "auser", None)
         user = await auser() if auser is not None else getattr(request, "user", None)
-    return _header(call, request, user)
+    return _with_context(header, call, request, user)
 
 
-def _header(call: CallContext | None, request: Any, user: Any) -> dict[str, Any]:
+def _common(timeout: float | None) -> dict[str, Any]:
+    """The entries of every call: the time left, and what the header writers add."""
     header: dict[str, Any] = {}
+    if timeout is not None:
+        header[TIME_LEFT] = inherited_timeout(timeout)
+    for write in _header_writers:
+        write(header)
+    return header
+
+
+def _with_context(
+    header: dict[str, Any], call: CallContext | None, request: Any, user: Any
+) -> dict[str, Any]:
     if call is not None:
         if call.request_id is not None:
             header[REQUEST_ID] = call.request_id

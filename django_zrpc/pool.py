@@ -37,7 +37,7 @@ from gevent import monkey
 from gevent.hub import Waiter, get_hub
 
 from django_zrpc.core.client import Client
-from django_zrpc.exceptions import PoolExhausted
+from django_zrpc.exceptions import PoolExhausted, ServerUnavailable
 
 #: Calls in flight on the least busy connection before another is opened (while
 #: there is room). Calls in flight on one socket go out and come back in
@@ -99,6 +99,11 @@ class Pool:
         """Connections open now (or being made), idle or in use."""
         return len(self._calls) + self._opening
 
+    @property
+    def calls_in_flight(self) -> int:
+        """Calls that took a connection here and have not given it back."""
+        return sum(self._calls.values())
+
     def acquire(self, timeout: float) -> Client:
         """Return a connection with room for one more call, waiting up to ``timeout`` seconds."""
         if self._closed:
@@ -126,7 +131,9 @@ class Pool:
                 return best
         item = self._wait(timeout)
         if item is _CLOSED:
-            raise RuntimeError(f"The pool of {self.endpoint} was closed.")
+            # The address left its service (or the client was closed): the
+            # call never went out, so it may go elsewhere.
+            raise ServerUnavailable(f"The pool of {self.endpoint} was closed while a call waited.")
         if item is _PLACE:
             return self._new()
         return item

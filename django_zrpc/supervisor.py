@@ -113,7 +113,8 @@ class Supervisor:
 
     ``argv`` starts one worker, to which ``--worker HANDLES`` is added;
     ``log`` writes a line to stderr; ``on_serving`` runs once, when the first
-    ``count`` workers all serve.
+    ``count`` workers all serve; ``on_stop``, if given, when told to stop,
+    before the workers are.
     """
 
     def __init__(
@@ -124,6 +125,7 @@ class Supervisor:
         grace: float,
         log: Callable[[str], None],
         on_serving: Callable[[], None],
+        on_stop: Callable[[], None] | None = None,
     ) -> None:
         self._listener = listener
         self.count = count
@@ -131,6 +133,7 @@ class Supervisor:
         self._grace = grace
         self._log = log
         self._on_serving = on_serving
+        self._on_stop = on_stop
         self._workers: list[_Worker] = []
         self._events: gevent.queue.Queue[tuple[str, _Worker | None]] = gevent.queue.Queue()
         self._failures = 0
@@ -259,6 +262,8 @@ class Supervisor:
 
     def _stop(self) -> None:
         """Drain every worker; kill those still there ``KILL_AFTER`` s past the grace."""
+        if self._on_stop is not None:
+            self._on_stop()
         if self._replacing is not None:
             self._replacing.kill()
         for worker in self._workers:

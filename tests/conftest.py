@@ -18,6 +18,7 @@ import zerorpc
 import zmq
 
 from django_zrpc.core import protocol
+from tests.redis_server import redis_server  # noqa: F401 - a fixture for every test module
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 30.0

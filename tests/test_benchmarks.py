@@ -2,12 +2,16 @@
 
 Speed is never asserted in tests; the runner is documented in docs/benchmarks.rst.
 The pass covers every pair that needs no virtualenv of its own (nameko's rows
-are skipped with their reason under ``--quick``, and no docs are written).
+are skipped with their reason under ``--quick``, and no docs are written), and
+gRPC's when benchmarks/.grpc-venv was made by a full run (``--quick`` makes no
+virtualenv: without it, the gRPC rows are skipped with that reason). The
+target lines' ratios are checked on made-up rows, which need no run.
 """
 
 import subprocess
 import sys
 
+from benchmarks import report
 from tests.conftest import ROOT
 
 PAIRS = [
@@ -25,6 +29,11 @@ PAIRS = [
     "HTTP -> uvicorn async view -> AsyncRPCClient -> runrpc, no call log",
 ]
 NO_RAW = PAIRS[1:]
+GRPC = [
+    "gRPC sync -> gRPC server",
+    "gRPC aio -> gRPC server",
+    "gRPC aio -> gRPC aio server",
+]
 # runrpc --workers: echo on one process with and without --workers; the 2 ms
 # function on --workers 1 and 2.
 WORKERS_ECHO = [
@@ -57,9 +66,11 @@ def test_benchmark_runner_smoke_pass():
     for workload, pair, callers, calls_per_second, *_ in rows[1:]:
         assert float(calls_per_second.replace(",", "")) > 0, (workload, pair, callers)
         by_workload.setdefault((workload, callers), []).append(pair)
+    grpc_skipped = [line for line in lines if line.startswith("skipped: gRPC rows:")]
+    grpc = [] if grpc_skipped else GRPC
     for callers in ("1", "4"):
-        assert by_workload[("echo", callers)] == PAIRS + WORKERS_ECHO
-        assert by_workload[("payload", callers)] == PAIRS
+        assert by_workload[("echo", callers)] == PAIRS + grpc + WORKERS_ECHO
+        assert by_workload[("payload", callers)] == PAIRS + grpc
         assert by_workload[("burn", callers)] == WORKERS_BURN
         if any(line.startswith("skipped: get_ticket rows:") for line in lines):
             assert ("get_ticket", callers) not in by_workload
@@ -80,3 +91,27 @@ def test_benchmark_runner_smoke_pass():
     assert any(line.startswith("skipped: nameko rows:") for line in lines)
     assert any(line.startswith("target: ") for line in lines)
     assert (ROOT / "docs" / "benchmarks.rst").read_text() == docs
+
+
+def test_target_lines_give_ratios_to_raw_pyzmq_zerorpc_and_grpc():
+    def row(pair: str, rate: float) -> dict:
+        return {"pair": pair, "callers": 64, "workload": "echo", "rate": rate}
+
+    rows = [
+        row("RPCClient -> runrpc, no call log", 12_000),
+        row("zerorpc -> zerorpc", 1_500),
+        row("raw pyzmq -> raw pyzmq", 20_000),
+        row("gRPC sync -> gRPC server", 3_000),
+        row("gRPC aio -> gRPC aio server", 8_000),
+    ]
+    lines = report.targets({"rows": rows, "streams": []})
+    assert lines[0] == (
+        "RPCClient -> runrpc, no call log vs zerorpc -> zerorpc, echo, 64 callers: 8.0x "
+        "(target >= 8x: met); vs raw pyzmq -> raw pyzmq: 0.60x; "
+        "vs gRPC sync -> gRPC server: 4.00x; vs gRPC aio -> gRPC server: not measured; "
+        "vs gRPC aio -> gRPC aio server: 1.50x"
+    )
+    assert lines[1] == (
+        "RPCClient -> runrpc, no call log vs zerorpc -> zerorpc, echo, 16 callers: "
+        "not measured in this run (target >= 5x)"
+    )

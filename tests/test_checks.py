@@ -59,3 +59,51 @@ def test_default_middleware_follows_what_is_configured():
 def test_unknown_setting_name_is_a_key_error():
     with pytest.raises(KeyError, match="'NOPE' is not a django_zrpc setting"):
         conf.get("NOPE")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"ZRPC_ANNOUNCE": "redis://127.0.0.1:6379/0"}, "is not a Redis endpoint"),
+        ({"ZRPC_ANNOUNCE": "redis://127.0.0.1:6379/0?service=t", "ZRPC_ANNOUNCE_TTL": 0}, "0"),
+        (
+            {"ZRPC_ANNOUNCE": "redis://127.0.0.1:6379/0?service=t", "ZRPC_ANNOUNCE_ADDRESS": "x"},
+            "must be like 'tcp://10.0.0.5:4242', not 'x'",
+        ),
+    ],
+)
+def test_a_bad_announcement_is_a_check_error(overrides, message):
+    with override_settings(**overrides):
+        messages = check_settings()
+    assert ids(messages) == ["django_zrpc.E014"]
+    assert message in messages[0].msg
+
+
+def test_a_good_announcement_passes():
+    url = "redis://127.0.0.1:6379/0?service=tickets"
+    with override_settings(ZRPC_ANNOUNCE=url, ZRPC_ANNOUNCE_ADDRESS="tcp://10.0.0.5:4242"):
+        assert check_settings() == []
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "message"),
+    [
+        ("dns:///tickets", "is not a DNS endpoint"),
+        ("redis://127.0.0.1:6379/0", "is not a Redis endpoint"),
+        (["redis://127.0.0.1:6379/0?service=t", "tcp://127.0.0.1:1"], "give it alone"),
+    ],
+)
+def test_a_bad_source_of_client_endpoints_is_a_check_error(endpoints, message):
+    with override_settings(ZRPC_CLIENTS={"tickets": {"ENDPOINTS": endpoints}}):
+        messages = check_settings()
+    assert ids(messages) == ["django_zrpc.E008"]
+    assert message in messages[0].msg
+
+
+def test_client_endpoints_from_dns_or_redis_pass():
+    clients = {
+        "k8s": {"ENDPOINTS": "dns:///tickets-rpc.default.svc:4242", "REFRESH": 10},
+        "hosts": {"ENDPOINTS": "redis://redis.internal:6379/0?service=tickets"},
+    }
+    with override_settings(ZRPC_CLIENTS=clients):
+        assert check_settings() == []

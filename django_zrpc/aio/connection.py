@@ -105,8 +105,8 @@ class AsyncConnection(calls_out.CallByName):
         timeout = self.timeout if timeout is None else timeout
         if more:
             kwargs = {**(kwargs or {}), **more}
-        caller = await context.outgoing_async()
-        request = calls_out.new_request(name, args, kwargs, self._new_id(), caller)
+        caller = await context.outgoing_async(timeout)
+        request = calls_out.new_request(name, args, kwargs, self._new_id(), timeout, caller)
         blob = await self._pack_request(request, timeout)
         calls_out.check_size(name, blob, self._unpacker.max_event_bytes)
         pending = Pending(request, time.monotonic(), timeout)

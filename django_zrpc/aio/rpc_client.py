@@ -30,6 +30,7 @@ from django_zrpc.aio.stream import AsyncStream, PooledAsyncStream
 from django_zrpc.client_options import check_options, validate_endpoints
 from django_zrpc.core.calls_out import CallByName
 from django_zrpc.curve import client_keys
+from django_zrpc.discovery import DEFAULT_REFRESH, is_discovery
 from django_zrpc.exceptions import HandshakeFailed, LostRemote, RemoteError, ServerUnavailable
 from django_zrpc.retry import backoff, may_retry
 
@@ -59,10 +60,18 @@ class AsyncRPCClient(CallByName):
         down_for: float = 5.0,
         connect_timeout: float = 1.0,
         idempotent: bool = False,
+        refresh: float = DEFAULT_REFRESH,
         curve_secret: str | os.PathLike[str] | None = None,
         curve_server: str | os.PathLike[str] | None = None,
     ) -> None:
         self.endpoints = validate_endpoints(endpoints)
+        if any(is_discovery(endpoint) for endpoint in self.endpoints):
+            # Issue 16 gave the asyncio client fixed endpoints; finding them
+            # (django_zrpc.discovery) runs on gevent for now.
+            raise ValueError(
+                f"AsyncRPCClient calls fixed endpoints only, not {self.endpoints[0]!r}: give "
+                "it 'tcp://host:port' endpoints (RPCClient follows dns:/// and redis:// ones)."
+            )
         check_options(
             {
                 "timeout": timeout,
@@ -73,6 +82,7 @@ class AsyncRPCClient(CallByName):
                 "down_for": down_for,
                 "connect_timeout": connect_timeout,
                 "idempotent": idempotent,
+                "refresh": refresh,
             }
         )
         self.curve = client_keys(curve_secret, curve_server)

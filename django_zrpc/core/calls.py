@@ -16,12 +16,14 @@ from django.conf import settings
 from django.utils import translation
 from gevent.hub import Waiter
 
-from django_zrpc import values
+from django_zrpc import context, values
 from django_zrpc.core import protocol
 from django_zrpc.exceptions import LostRemote
 
 #: Why a call the caller cancelled (a stream it closed) is stopped.
 CANCELLED = "the caller cancelled the call"
+#: Why a call that ran past its caller's deadline is stopped.
+DEADLINE_PASSED = "the caller's deadline passed"
 
 
 class ServedFunction:
@@ -56,6 +58,7 @@ class Call(protocol.Heard):
     __slots__ = (
         "credit_event",
         "credits",
+        "deadline",
         "identity",
         "kill_pending",
         "lost",
@@ -80,6 +83,13 @@ class Call(protocol.Heard):
         # Whether the caller reads django_zrpc's value types (see values.py).
         self.rich = request.header.get(values.HEADER) == values.VERSION
         self.kill_pending = False
+        # When the caller stops waiting (on time.monotonic()), from the time
+        # left it sent; None: it sent none, or a stream's first item is out.
+        self.deadline = context.deadline_from(request.header, now)
+
+    def expired(self, now: float) -> bool:
+        """Whether the caller has stopped waiting for this call."""
+        return self.deadline is not None and now >= self.deadline
 
     def add_credits(self, count: int) -> None:
         self.credits += count

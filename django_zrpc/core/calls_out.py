@@ -79,13 +79,15 @@ def new_request(
     args: tuple[Any, ...],
     kwargs: dict[str, Any] | None,
     message_id: bytes,
+    timeout: float,
     caller: dict[str, Any] | None = None,
 ) -> protocol.Event:
-    """Return the first event of a call, its header carrying the caller's context.
+    """Return the first event of a call that waits ``timeout`` seconds.
 
-    ``caller``: that context, when the client read it itself (an asyncio
-    client, which must not touch a lazy ``request.user`` synchronously);
-    else ``context.outgoing()``.
+    Its header carries the caller's context and the time left (issue 17):
+    ``caller`` when the client read it itself (an asyncio client, which must
+    not touch a lazy ``request.user`` synchronously), else
+    ``context.outgoing(timeout)``.
     """
     if not isinstance(name, str) or not 0 < len(name) <= protocol.MAX_NAME_LEN:
         raise ValueError(
@@ -94,7 +96,8 @@ def new_request(
         )
     header = {"message_id": message_id, "v": protocol.PROTOCOL_VERSION}
     header[values.HEADER] = values.VERSION
-    header.update(context.outgoing() if caller is None else caller)
+    # The time left travels with the call.
+    header.update(context.outgoing(timeout) if caller is None else caller)
     return protocol.Event(name, [*args, values.Kwargs(kwargs)] if kwargs else list(args), header)
 
 

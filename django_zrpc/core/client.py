@@ -204,7 +204,7 @@ class Client(CallByName):
         timeout = self.timeout if timeout is None else timeout
         if more:
             kwargs = {**(kwargs or {}), **more}
-        request = calls_out.new_request(name, args, kwargs, self._new_id())
+        request = calls_out.new_request(name, args, kwargs, self._new_id(), timeout)
         blob = self._pack_request(request, timeout)
         calls_out.check_size(name, blob, self._unpacker.max_event_bytes)
         pending = _Pending(request, time.monotonic(), timeout)

@@ -9,8 +9,11 @@ from typing import Any
 logger = logging.getLogger("django_zrpc.server")
 
 #: zerorpc's server hook names (from zerorpc.Context._hooks) the server calls, plus
-#: django_zrpc's server_after_call and server_worker_idle (called now and then
-#: on an idle worker; returns whether it still holds something to let go of).
+#: django_zrpc's server_after_call, server_worker_idle (called now and then
+#: on an idle worker; returns whether it still holds something to let go of),
+#: server_call_expired(request_event) (a call dropped unstarted: its caller's
+#: deadline passed while it waited for a worker) and
+#: server_stream_item(request_event) (after each item a stream sends).
 #: zerorpc's client hooks have no counterpart: RPCClient takes no middleware.
 HOOK_NAMES = (
     "server_worker_idle",
@@ -20,11 +23,15 @@ HOOK_NAMES = (
     "server_after_exec",
     "server_inspect_exception",
     "server_after_call",
+    "server_call_expired",
+    "server_stream_item",
 )
 
 # A hook that raises here would end the call before its reply is sent and leave
 # the caller waiting: log the error instead.
-_GUARDED = frozenset({"server_inspect_exception", "server_after_call"})
+_GUARDED = frozenset(
+    {"server_inspect_exception", "server_after_call", "server_call_expired", "server_stream_item"}
+)
 
 
 class Hooks:

@@ -14,6 +14,7 @@ heartbeats keep flowing however busy the workers are.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import logging
 import sys
 import time
@@ -35,6 +36,7 @@ from django_zrpc.core import protocol
 from django_zrpc.core.builtins import builtins as builtin_functions
 from django_zrpc.core.calls import (
     CANCELLED,
+    DEADLINE_PASSED,
     Call,
     CallLost,
     IdleWorker,
@@ -60,6 +62,9 @@ from django_zrpc.core.zap import Authenticator
 from django_zrpc.curve import ServerKeys
 
 logger = logging.getLogger("django_zrpc.server")
+
+# How _work_on logs a call stopped from outside, by the reason it was stopped for.
+_INTERRUPTED = {CANCELLED: "cancelled", DEADLINE_PASSED: "deadline"}
 
 #: Seconds a stopped server keeps refusing calls before it closes its socket.
 STOP_LINGER = 0.5
@@ -351,6 +356,9 @@ class Server:
             for call in list(self._calls.values()):
                 if call.replied or call.lost:
                     continue  # cleaning up; the caller expects nothing more
+                if call.worker is None and call.expired(now):
+                    self._expire(call)  # out of the queue: it holds a place in the bound
+                    continue
                 patience = call.patience(self.heartbeat)
                 if now - call.last_seen > patience:
                     # The caller may be alive and only slow: tell it, at no
@@ -468,18 +476,52 @@ class Server:
     def _work_on(self, call: Call) -> None:
         if call.lost:
             return
+        if call.expired(time.monotonic()):
+            self._expire(call)
+            return
         call.worker = gevent.getcurrent()
+        timer = None
+        if call.deadline is not None:
+            timer = self._hub.loop.timer(max(call.deadline - time.monotonic(), 0.0))
+            timer.start(self._on_deadline, call)
         try:
             self._execute(call)
         except CallLost as lost:
-            self._log(call, 0.0, "cancelled" if str(lost) == CANCELLED else "lost", lost)
+            self._log(call, 0.0, _INTERRUPTED.get(str(lost), "lost"), lost)
         except Exception:
             logger.exception("Call %s failed outside its function.", call.request)
         finally:
+            if timer is not None:
+                timer.close()
             call.worker = None
             self._calls.pop((call.identity, call.request.message_id), None)
             if call.kill_pending:
                 absorb_pending_kill()
+
+    def _expire(self, call: Call) -> None:
+        """Drop a call whose caller stopped waiting before any worker could start it.
+
+        The one place such a call ends: ``server_call_expired`` hooks (metrics)
+        see each one. No reply: the caller's own timeout is its answer
+        (``TimeoutExpired``), and a reply could beat it there.
+        """
+        logger.warning(
+            "rpc %s dropped unstarted: its caller's deadline passed while it waited for a worker",
+            call.request.name,
+        )
+        self._hooks.call("server_call_expired", call.request)
+        self._lose(call, DEADLINE_PASSED)
+
+    def _on_deadline(self, call: Call) -> None:
+        """Interrupt a running call at its caller's deadline, as if the caller cancelled it.
+
+        Run by the hub (a timer): it only schedules the kill. No reply, as for
+        an expired call. A ``blocking=True`` function's thread cannot be
+        stopped: it runs to its end (its transaction commits), its result dropped.
+        """
+        if call.replied or call.lost or call.deadline is None:
+            return  # done, or a stream whose first item is out
+        self._lose(call, DEADLINE_PASSED)
 
     def _execute(self, call: Call) -> None:
         request = call.request
@@ -487,7 +529,9 @@ class Server:
         outcome: str = "OK"
         exc_info: Any = None
         error: BaseException | None = None
-        context = CallContext.from_header(request.name, request.header, request.client_key)
+        context = CallContext.from_header(
+            request.name, request.header, request.client_key, call.deadline
+        )
         token = _current_call.set(context)
         language = activate_language(context.language)
         try:
@@ -499,7 +543,7 @@ class Server:
             self._hooks.call("server_before_exec", request)
             args, kwargs = split_kwargs(request.args)
             if served.stream:
-                self._stream(call, served(*args, **kwargs))
+                self._stream(call, served(*args, **kwargs), context)
                 reply = self._event(call, protocol.STREAM_DONE, None)
             elif served.blocking:
                 # In an OS thread: this greenlet waits, the loop goes on. A lost
@@ -537,11 +581,18 @@ class Server:
                 _current_call.reset(token)
         self._log(call, (time.perf_counter() - started) * 1000, outcome, error, context.request_id)
 
-    def _stream(self, call: Call, iterable: Iterable[Any]) -> None:
+    def _stream(self, call: Call, iterable: Iterable[Any], context: CallContext) -> None:
         iterator = iter(iterable)
+        on_item = self._hooks.has("server_stream_item")
         try:
             for item in iterator:
                 self._send(call, protocol.STREAM, item)
+                if call.deadline is not None:
+                    # The caller's timeout runs only until its first item.
+                    call.deadline = None
+                    _current_call.set(dataclasses.replace(context, deadline=None))
+                if on_item:
+                    self._hooks.call("server_stream_item", call.request)
         finally:
             # Close a generator now, also when the caller was lost, so that
             # what it holds (a server-side database cursor) is released.
@@ -626,6 +677,8 @@ class Server:
                 logger.info("rpc %s OK in %.1f ms", name, elapsed_ms)
         elif outcome == "lost":
             logger.warning("rpc %s lost its caller: %s", name, error)
+        elif outcome == "deadline":
+            logger.warning("rpc %s interrupted: %s", name, error)
         elif outcome == "cancelled":
             # A caller that stops reading a stream early: routine, not a fault.
             logger.info("rpc %s stopped: its caller cancelled it", name)

@@ -181,3 +181,62 @@ def nested_call_context(endpoint):
 def translated_yes():
     """Return "Yes" in the caller's language."""
     return gettext("Yes")
+
+
+# -- deadlines and traces (issue 17) ---------------------------------------------
+
+
+@rpc.register()
+def insert_ticket(title):
+    """Insert a ticket named title (the row a call that never ran must not leave)."""
+    from decimal import Decimal
+
+    Ticket.objects.create(title=title, price=Decimal("1.00"))
+    return title
+
+
+@rpc.register()
+def time_left():
+    """Return the seconds this call's caller will still wait (current_call().time_left())."""
+    return current_call().time_left()
+
+
+@rpc.register()
+def nested_time_left(endpoint, timeout):
+    """Call time_left on endpoint from inside this call, with timeout: what the nested call got."""
+    return RPCClient(endpoint, timeout=timeout).time_left()
+
+
+@rpc.register()
+def finished_spans():
+    """Return the spans this server finished (tests.otel's exporter), oldest first."""
+    from tests import otel
+
+    return otel.finished_spans()
+
+
+@rpc.register()
+def nested_echo(endpoint, value):
+    """Call echo on endpoint from inside this call and return what it returned."""
+    return RPCClient(endpoint, timeout=10).echo(value)
+
+
+def _query_in_a_span():
+    # What a database instrumentation does: a span around the query, the
+    # current span its parent.
+    from opentelemetry import trace
+
+    with trace.get_tracer("tests.probes").start_as_current_span("query"):
+        return Ticket.objects.count() >= 0
+
+
+@rpc.register()
+def query_in_a_span():
+    """Run a query inside a span of its own, as an instrumented database driver would."""
+    return _query_in_a_span()
+
+
+@rpc.register(blocking=True)
+def query_in_a_span_blocking():
+    """The same, from a blocking function's thread."""
+    return _query_in_a_span()

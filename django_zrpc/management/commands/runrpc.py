@@ -90,6 +90,18 @@ class Command(BaseCommand):
             help="Serve with N processes on the one address, supervised: each with every "
             "option above (default: ZRPC_WORKERS, 1). See 'Several processes'.",
         )
+        parser.add_argument(
+            "--announce",
+            metavar="URL",
+            help="Announce this server in Redis for clients that follow it: "
+            "redis://HOST:6379/0?service=NAME (default: ZRPC_ANNOUNCE). See 'Many hosts'.",
+        )
+        parser.add_argument(
+            "--announce-address",
+            metavar="ENDPOINT",
+            help="The tcp://HOST:PORT callers should dial (default: ZRPC_ANNOUNCE_ADDRESS, "
+            "else the address listened on).",
+        )
         # How the supervisor starts a worker (django_zrpc.worker): not for people.
         parser.add_argument("--worker", help=argparse.SUPPRESS)
         parser.add_argument(
@@ -130,7 +142,28 @@ class Command(BaseCommand):
             )
         except CurveKeyError as err:
             raise CommandError(str(err)) from err
+        options["announcer"] = None if options["worker"] else self._announcer(options)
         self.run(**options)
+
+    def _announcer(self, options: dict[str, Any]) -> Any:
+        """The announcer of ``--announce``, or None; a worker's supervisor announces."""
+        source = options["announce"] or conf.get("ANNOUNCE")
+        if source is None:
+            return None
+        from django_zrpc.announce import build_announcer
+        from django_zrpc.exceptions import ZRPCConfigurationError
+
+        addrport: AddrPort = options["addrport"]
+        try:
+            return build_announcer(
+                source,
+                options["announce_address"] or conf.get("ANNOUNCE_ADDRESS"),
+                addrport.host,
+                addrport.port,
+                conf.get("ANNOUNCE_TTL"),
+            )
+        except ZRPCConfigurationError as err:
+            raise CommandError(str(err)) from err
 
     def _as_worker(self, value: str) -> WorkerHandles:
         try:
@@ -206,17 +239,22 @@ class Command(BaseCommand):
         except CommandError as err:
             server.close()
             self._fail(str(err), options["use_reloader"])
+        announcer = options["announcer"]
         for signum in (signal.SIGTERM, signal.SIGINT):
-            _install_stop_handler(signum, server, options["graceful_timeout"])
+            _install_stop_handler(signum, server, options["graceful_timeout"], announcer)
         if worker is None:
             limits = _limits(server.heartbeat, server.concurrency, server.backlog)
             self._print_banner(endpoint, len(server.function_names), limits, options)
         else:
             _report_to_supervisor(worker, server, options["graceful_timeout"])
+        if announcer is not None:
+            announcer.start()
         try:
             server.run()
         finally:
             server.close()
+            if announcer is not None:
+                announcer.withdraw()
         if server.failure:
             self._fail(server.failure, options["use_reloader"])
         if worker is None:
@@ -270,13 +308,29 @@ class Command(BaseCommand):
             _limits(heartbeat, concurrency, backlog),
             options,
         )
+        announcer = options["announcer"]
+
+        def on_serving() -> None:
+            banner()
+            if announcer is not None:
+                announcer.start()
+
         supervisor = Supervisor(
-            listener, count, _worker_argv(), options["graceful_timeout"], self._log, banner
+            listener,
+            count,
+            _worker_argv(),
+            options["graceful_timeout"],
+            self._log,
+            on_serving,
+            on_stop=None if announcer is None else functools.partial(_drain, announcer),
         )
         try:
             supervisor.run()
         except WorkersFailed as err:
             self._fail(str(err), use_reloader)
+        finally:
+            if announcer is not None:
+                announcer.withdraw()
         self._stopped(use_reloader)
 
     def _log(self, message: str) -> None:
@@ -431,10 +485,22 @@ def _main_target() -> list[str]:
     return [sys.argv[0]]
 
 
-def _install_stop_handler(signum: int, server: Any, grace: float) -> None:
+def _install_stop_handler(signum: int, server: Any, grace: float, announcer: Any) -> None:
     import gevent
 
-    gevent.signal_handler(signum, server.stop, grace)
+    def stop() -> None:
+        if announcer is not None:
+            _drain(announcer)
+        server.stop(grace)
+
+    gevent.signal_handler(signum, stop)
+
+
+def _drain(announcer: Any) -> None:
+    """Mark the server draining for its clients first, waiting a second at most for Redis."""
+    import gevent
+
+    gevent.spawn(announcer.drain).join(timeout=1.0)
 
 
 def _is_ip(host: str) -> bool:
