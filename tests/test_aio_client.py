@@ -192,3 +192,9 @@ async def test_discovery_endpoints_are_refused_with_the_reason():
         AsyncRPCClient("dns:///rpc.internal:4242")
     with pytest.raises(ValueError, match="refresh must be a number of seconds above 0, not 0"):
         AsyncRPCClient("tcp://127.0.0.1:4242", refresh=0)
+
+
+async def test_the_time_left_travels_with_the_call(rpc):
+    # Issue 17's deadline header, sent by the asyncio client as by RPCClient.
+    left = await rpc.call("time_left", timeout=4)
+    assert 3 < left <= 4
