@@ -181,6 +181,10 @@ def measure(
             for w in workloads
             for n in callers
         ]
+    if kind == "asyncrpcclient":
+        from benchmarks import aio_client
+
+        return aio_client.measure(endpoint, pids, workloads, callers, seconds)
     for_workload = CALLERS[kind](endpoint)
     results = []
     for workload in workloads:

@@ -33,8 +33,9 @@ GRPC_AIO_SERVER = "gRPC aio -> gRPC aio server"
 GRPC_PAIRS = [GRPC_SYNC, GRPC_AIO, GRPC_AIO_SERVER]
 # The django_zrpc pairs whose target lines give their echo calls/s as ratios
 # to raw pyzmq, to zerorpc -> zerorpc and to every gRPC pair of the run
-# (issues 16, 17). AsyncRPCClient's pair joins this list, and PAIRS, when it lands.
-ZRPC_PAIRS = [TARGET_PAIR]
+# (issues 16, 17), AsyncRPCClient's among them (issue 16: >= 0.4x raw pyzmq at 64).
+ASYNC_PAIR = "AsyncRPCClient -> runrpc, no call log"
+ZRPC_PAIRS = [TARGET_PAIR, ASYNC_PAIR]
 # runrpc --workers (issue 14): the 2 ms CPU function on 1 and 2 processes, and
 # echo on --workers 1 against the single process of before. Each label says
 # "workers", so that `run.py --pairs workers` runs these alone.
@@ -77,6 +78,19 @@ PAIRS = [
         "HTTP -> gunicorn gevent view -> RPCClient -> runrpc, no call log",
         "http",
         "web",
+        ("echo", "payload", "get_ticket"),
+    ),
+    # AsyncRPCClient on asyncio (issue 16): tasks instead of greenlets.
+    Pair(
+        ASYNC_PAIR,
+        "asyncrpcclient",
+        "runrpc-quiet",
+        ("echo", "payload", "get_ticket"),
+    ),
+    Pair(
+        "HTTP -> uvicorn async view -> AsyncRPCClient -> runrpc, no call log",
+        "http",
+        "web-asgi",
         ("echo", "payload", "get_ticket"),
     ),
     Pair(NAMEKO_REUSED, "nameko-reused", "nameko", ("echo", "payload")),

@@ -44,6 +44,7 @@ from benchmarks.servers import Server
 from benchmarks.wrk import wrk
 
 AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
+ASGI_SETTINGS = "benchmarks.settings_asgi"
 # runrpc's workers (and so its database connections), and the zerorpc server's
 # concurrent database calls: both bounded so that the run stays well under
 # PostgreSQL's max_connections (100) while other work uses the database too.
@@ -82,7 +83,7 @@ def start_servers(wanted: set[str], plan: Plan, callers: int) -> dict[str, Serve
                 args = [python, "-m", "benchmarks.servers", kind, str(port)]
                 servers[kind] = Server(kind, args, env, port, "ready")
         for kind, log_calls in (("runrpc", "1"), ("runrpc-quiet", "0")):
-            if kind in wanted or (kind == "runrpc-quiet" and "web" in wanted):
+            if kind in wanted or (kind == "runrpc-quiet" and wanted & {"web", "web-asgi"}):
                 servers[kind] = runrpc(kind, {**env, "ZRPC_LOG_CALLS": log_calls})
         for workers in (1, 2):
             kind = f"runrpc-workers-{workers}"
@@ -108,6 +109,8 @@ def start_servers(wanted: set[str], plan: Plan, callers: int) -> dict[str, Serve
             server.wait_ready()
         if "web" in wanted:
             servers["web"] = _web(servers["runrpc-quiet"], env)
+        if "web-asgi" in wanted:
+            servers["web-asgi"] = _web_asgi(servers["runrpc-quiet"], env)
     except BaseException:
         for server in servers.values():
             server.stop()
@@ -141,9 +144,19 @@ def _web(behind: Server, env: dict[str, str]) -> Server:
     return server.wait_ready(f"{server.endpoint}/bench/echo/")
 
 
+def _web_asgi(behind: Server, env: dict[str, str]) -> Server:
+    """uvicorn, one process, serving async views that call ``behind`` through AsyncRPCClient."""
+    port = free_port()
+    args = [sys.executable, "-m", "uvicorn", "testproject.asgi:application", "--port", str(port)]
+    args += ["--lifespan", "off", "--no-access-log", "--log-level", "warning"]
+    web_env = {**env, "ZRPC_ENDPOINT": behind.endpoint, "DJANGO_SETTINGS_MODULE": ASGI_SETTINGS}
+    server = Server("uvicorn", args, web_env, port, None, scheme="http")
+    return server.wait_ready(f"{server.endpoint}/bench/echo/")
+
+
 def server_pids(pair: Pair, servers: dict[str, Server]) -> list[int]:
     pids = servers[pair.server].pids
-    if pair.server == "web":  # the web side and the RPC server behind it
+    if pair.server in ("web", "web-asgi"):  # the web side and the RPC server behind it
         pids += servers["runrpc-quiet"].pids
     return pids
 

@@ -16,6 +16,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "rpc": "django_zrpc.registry",
     "RPCClient": "django_zrpc.client",
+    "AsyncRPCClient": "django_zrpc.aio.rpc_client",
+    "async_clients": "django_zrpc.aio.named_clients",
     "clients": "django_zrpc.named_clients",
     "default_client": "django_zrpc.named_clients",
     "current_call": "django_zrpc.context",
@@ -29,6 +31,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "AsyncRPCClient",
     "HandshakeFailed",
     "LostRemote",
     "PoolExhausted",
@@ -37,6 +40,7 @@ __all__ = [
     "ServerUnavailable",
     "TimeoutExpired",
     "__version__",
+    "async_clients",
     "clients",
     "current_call",
     "default_client",

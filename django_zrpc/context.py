@@ -31,6 +31,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.utils import translation
 
@@ -152,19 +153,42 @@ class RequestContextMiddleware:
     The id is the request's ``X-Request-ID`` header when it has a usable one,
     else a new UUID; it is set as ``request.request_id`` and on the response's
     ``X-Request-ID``. Calls made while the request is served carry it, with the
-    user's primary key when they are logged in.
+    user's primary key when they are logged in. Sync and async: under ASGI an
+    async view runs in the request's own task, not in a thread.
     """
+
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
         self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
 
     def __call__(self, request: Any) -> Any:
-        request.request_id = _short(request.META.get("HTTP_X_REQUEST_ID")) or uuid.uuid4().hex
-        token = _request.set(request)
+        if self.async_mode:
+            return self.__acall__(request)
+        token = self._begin(request)
         try:
             response = self.get_response(request)
         finally:
             _request.reset(token)
+        return self._end(request, response)
+
+    async def __acall__(self, request: Any) -> Any:
+        token = self._begin(request)
+        try:
+            response = await self.get_response(request)
+        finally:
+            _request.reset(token)
+        return self._end(request, response)
+
+    def _begin(self, request: Any) -> Any:
+        request.request_id = _short(request.META.get("HTTP_X_REQUEST_ID")) or uuid.uuid4().hex
+        return _request.set(request)
+
+    def _end(self, request: Any, response: Any) -> Any:
         if not response.has_header("X-Request-ID"):
             response["X-Request-ID"] = request.request_id
         return response
@@ -194,15 +218,47 @@ def outgoing(timeout: float | None = None) -> dict[str, Any]:
     Inside a request under ``RequestContextMiddleware``: its id and user. In
     either, the active language, when the project uses translation.
     """
+    header = _common(timeout)
+    call = _current.get()
+    request: Any = _request.get() if call is None else None
+    if call is None and request is None:
+        return header
+    user = getattr(request, "user", None) if request is not None else None
+    return _with_context(header, call, request, user)
+
+
+async def outgoing_async(timeout: float | None = None) -> dict[str, Any]:
+    """Return ``outgoing(timeout)`` for a call made from a coroutine (an async view).
+
+    The request's user is read with ``await request.auser()`` (Django 5.0+):
+    reading a lazy ``request.user`` there would query the session
+    synchronously, which Django forbids in an event loop.
+    """
+    header = _common(timeout)
+    call = _current.get()
+    request: Any = _request.get() if call is None else None
+    if call is None and request is None:
+        return header
+    user = None
+    if request is not None:
+        auser = getattr(request, "auser", None)
+        user = await auser() if auser is not None else getattr(request, "user", None)
+    return _with_context(header, call, request, user)
+
+
+def _common(timeout: float | None) -> dict[str, Any]:
+    """The entries of every call: the time left, and what the header writers add."""
     header: dict[str, Any] = {}
     if timeout is not None:
         header[TIME_LEFT] = inherited_timeout(timeout)
     for write in _header_writers:
         write(header)
-    call = _current.get()
-    request: Any = _request.get() if call is None else None
-    if call is None and request is None:
-        return header
+    return header
+
+
+def _with_context(
+    header: dict[str, Any], call: CallContext | None, request: Any, user: Any
+) -> dict[str, Any]:
     if call is not None:
         if call.request_id is not None:
             header[REQUEST_ID] = call.request_id
@@ -210,7 +266,6 @@ def outgoing(timeout: float | None = None) -> dict[str, Any]:
             header[USER_ID] = call.user_id
     else:
         header[REQUEST_ID] = request.request_id
-        user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             user_id = _user_id(user.pk)
             header[USER_ID] = str(user.pk) if user_id is None else user_id

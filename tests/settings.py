@@ -8,3 +8,5 @@ from testproject.settings import *  # noqa: F403
 from testproject.settings import INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.probes"]
+
+ROOT_URLCONF = "tests.urls"

@@ -25,6 +25,8 @@ PAIRS = [
     "RPCClient -> runrpc",
     "RPCClient -> runrpc, no call log",
     "HTTP -> gunicorn gevent view -> RPCClient -> runrpc, no call log",
+    "AsyncRPCClient -> runrpc, no call log",
+    "HTTP -> uvicorn async view -> AsyncRPCClient -> runrpc, no call log",
 ]
 NO_RAW = PAIRS[1:]
 GRPC = [

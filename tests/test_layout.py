@@ -144,3 +144,71 @@ def test_names_of_release_0_1_keep_importing():
     from django_zrpc.curve import CurveKeyError
 
     assert CurveKeyError is exceptions.CurveKeyError
+
+
+# The asyncio client and what it shares with the gevent one (issue 16).
+ASYNC_SIDE = [
+    *sorted((PACKAGE / "aio").glob("*.py")),
+    PACKAGE / "core" / "calls_out.py",
+    PACKAGE / "core" / "dealer.py",
+    PACKAGE / "core" / "protocol.py",
+    PACKAGE / "core" / "monitor.py",
+    PACKAGE / "retry.py",
+    PACKAGE / "client_options.py",
+    PACKAGE / "context.py",
+]
+GEVENT_SIDE = {
+    "django_zrpc.client",
+    "django_zrpc.pool",
+    "django_zrpc.named_clients",
+    "django_zrpc.core.client",
+    "django_zrpc.core.socket_loop",
+    "django_zrpc.core.server",
+}
+
+
+def test_the_asyncio_client_imports_no_gevent_nor_the_gevent_client():
+    wrong = {}
+    for path in ASYNC_SIDE:
+        imported = _imported_modules(path)
+        bad = {m for m in imported if m.split(".")[0] in ("gevent", "zerorpc")} | (
+            imported & GEVENT_SIDE
+        )
+        if bad:
+            wrong[str(path.relative_to(PACKAGE))] = sorted(bad)
+    assert wrong == {}
+
+
+ASYNC_SCRIPT = """
+import asyncio, json, sys
+import django
+django.setup()
+from django_zrpc import AsyncRPCClient, async_clients
+
+async def main():
+    async with AsyncRPCClient(sys.argv[1], timeout=10) as client:
+        return await client.echo("no gevent")
+
+print(json.dumps([asyncio.run(main()), sorted(m for m in sys.modules
+      if m.split(".")[0] == "gevent" or m in ("zerorpc", "django_zrpc.core.client"))]))
+"""
+
+
+def test_an_asyncio_process_calls_runrpc_without_loading_gevent(tmp_path, server):
+    # The demo app only: the probes' rpcs.py imports RPCClient (and so gevent).
+    (tmp_path / "demo_settings.py").write_text(
+        "from testproject.settings import *\n"
+        "INSTALLED_APPS = ['django.contrib.contenttypes', 'django.contrib.auth',"
+        " 'django_zrpc', 'testproject.tickets']\n"
+    )
+    env = subprocess_env(DJANGO_SETTINGS_MODULE="demo_settings", PYTHONPATH=f"{tmp_path}:{ROOT}")
+    done = subprocess.run(
+        [sys.executable, "-c", ASYNC_SCRIPT, server.endpoint],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == ["no gevent", []]

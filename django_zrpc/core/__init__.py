@@ -8,7 +8,10 @@ What is here, one job a module:
   persistent workers; ``calls`` (what one call is, and the steps of running
   it), ``builtins`` (``_zerorpc_*``), ``stall`` (the blocked loop warning),
   ``hooks`` (zerorpc-style middleware), ``ratelimit``;
-- ``client``: ``Client``, one DEALER connection that carries many calls;
+- ``client``: ``Client``, one DEALER connection that carries many calls, on
+  gevent; ``calls_out`` (the caller's side of a call) and ``dealer`` (a
+  client's socket), free of gevent and shared with the asyncio client
+  (``django_zrpc.aio``);
 - ``zap`` (the CURVE ZAP handler), ``monitor`` (a socket's closed connections
   and handshake failures) and ``heap`` (memory of departed peers given back).
 

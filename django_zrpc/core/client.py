@@ -16,9 +16,7 @@ full: #236).
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,8 +25,16 @@ import zmq
 from gevent import monkey
 from gevent.hub import Waiter
 
-from django_zrpc import context, remote_errors, values
-from django_zrpc.core import protocol
+from django_zrpc import values
+from django_zrpc.core import calls_out, protocol
+from django_zrpc.core.calls_out import (  # noqa: F401 (their import path before issue 16)
+    HANDSHAKE_GRACE,
+    MAX_ERROR_TEXT,
+    STREAM_WINDOW,
+    TICK,
+    CallByName,
+)
+from django_zrpc.core.dealer import configure_dealer, shared_context
 from django_zrpc.core.monitor import (
     CURVE_CLIENT,
     DISCONNECTED,
@@ -40,82 +46,24 @@ from django_zrpc.core.monitor import (
 )
 from django_zrpc.core.socket_loop import SocketLoop
 from django_zrpc.curve import ClientKeys
-from django_zrpc.exceptions import (
-    HandshakeFailed,
-    LostRemote,
-    RemoteError,
-    ServerUnavailable,
-    TimeoutExpired,
-)
+from django_zrpc.exceptions import LostRemote, RemoteError
 
 logger = logging.getLogger("django_zrpc.client")
 
-#: Stream items the client lets the server send ahead of what was consumed.
-STREAM_WINDOW = 100
-
-#: Seconds between the ticker's checks of timeouts (and heartbeats, when due).
-TICK = 0.01
-
-#: Seconds a call waits unsent before a failed handshake fails it: ZeroMQ
-#: retries a failed connection every 0.1 s or so, and one may yet succeed.
-HANDSHAKE_GRACE = 0.1
-
-#: The most characters of a remote error's message and traceback kept: a
-#: server cannot make its caller hold megabytes per error.
-MAX_ERROR_TEXT = 16 * 1024
+# The process's one ZeroMQ context for every client (see calls_out).
+_context = shared_context
 
 
-#: Sockets the clients' shared context may hold: each connection takes three
-#: (its DEALER and the two ends of its monitor), and libzmq's default, 1,023,
-#: would cap a process at about 340 connections.
-MAX_SOCKETS = 8192
+class _Pending(calls_out.Outgoing):
+    """One call waiting for its reply, or a stream being read, and the greenlet waiting."""
 
-
-def _context() -> zmq.Context:
-    """Return the process's one ZeroMQ context for every client, made roomy enough.
-
-    One context per process (pyzmq makes a new one after fork): a context of
-    their own would cost each connection two I/O threads. ``MAX_SOCKETS``
-    counts only if set before the context's first socket; a context someone
-    else started (zerorpc's, say) keeps its own bound.
-    """
-    context: zmq.Context = zmq.Context.instance()
-    if context.get(zmq.MAX_SOCKETS) < MAX_SOCKETS:
-        context.set(zmq.MAX_SOCKETS, MAX_SOCKETS)
-    return context
-
-
-class _Pending(protocol.Heard):
-    """One call waiting for its reply, or a stream being read."""
-
-    __slots__ = (
-        "deadline",
-        "granted",
-        "message_id",
-        "name",
-        "replies",
-        "request",
-        "sent",
-        "timeout",
-        "waiter",
-    )
+    __slots__ = ("waiter",)
 
     def __init__(
         self, request: protocol.Event, now: float, timeout: float, server_period: float | None
     ) -> None:
-        super().__init__(now, server_period)
-        self.request = request
-        self.name = request.name
-        self.message_id = request.message_id
-        self.replies: deque[Any] = deque()
+        super().__init__(request, now, timeout, server_period)
         self.waiter: Waiter | None = None
-        self.timeout = timeout
-        self.deadline = now + timeout
-        # Whether the request left the socket; until then the server's
-        # silence means nothing, only the timeout counts.
-        self.sent = False
-        # Events the server may still send before it needs a _zpc_more.
-        self.granted = 1
 
     def deliver(self, reply: Any) -> None:
         """Hand ``reply`` (an event, or an exception to raise) to the waiting caller."""
@@ -129,17 +77,11 @@ class _Pending(protocol.Heard):
     def next_reply(self) -> protocol.Event:
         """Wait for the next reply until ``timeout`` from now; raise what is not an event."""
         if not self.replies:
-            self.deadline = min(self.deadline, time.monotonic() + self.timeout)
+            self.waiting_from(time.monotonic())
             while not self.replies:
                 self.waiter = Waiter()
                 self.waiter.get()
-        # A stream's reader may take its time between items, as with zerorpc:
-        # the timeout runs only while it waits.
-        self.deadline = math.inf
-        reply = self.replies.popleft()
-        if isinstance(reply, BaseException):
-            raise reply
-        return reply
+        return self.take_reply()
 
 
 class Stream(Iterator[Any]):
@@ -191,37 +133,6 @@ class Stream(Iterator[Any]):
             pass
 
 
-class CallByName:
-    """``client.name(*args, **kwargs)`` and ``client("name", ...)`` for a class with ``call()``.
-
-    ``timeout`` is the client's own keyword; a function's argument of that name
-    goes as ``client.call("name", kwargs={"timeout": ...})``.
-    """
-
-    def call(
-        self,
-        name: str,
-        /,
-        *args: Any,
-        timeout: float | None = None,
-        kwargs: dict[str, Any] | None = None,
-        **more: Any,
-    ) -> Any:
-        raise NotImplementedError
-
-    def __call__(
-        self, name: str, /, *args: Any, timeout: float | None = None, **kwargs: Any
-    ) -> Any:
-        return self.call(name, *args, timeout=timeout, kwargs=kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return lambda *args, timeout=None, **kwargs: self.call(
-            name, *args, timeout=timeout, kwargs=kwargs
-        )
-
-
 class Client(CallByName):
     """Call the functions of one zerorpc server at ``endpoint``."""
 
@@ -245,14 +156,7 @@ class Client(CallByName):
         self._unpacker = unpacker or protocol.Unpacker()
         self._new_id = protocol.MessageIds()
         self._socket: zmq.Socket = _context().socket(zmq.DEALER)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.setsockopt(zmq.IMMEDIATE, 1)
-        self._socket.setsockopt(zmq.IPV6, 1)
-        # The server's limits hold here too: a frame past them ends the
-        # connection (and its calls: LostRemote) instead of filling memory.
-        self._socket.setsockopt(zmq.MAXMSGSIZE, self._unpacker.max_event_bytes)
-        if curve is not None:
-            curve.apply(self._socket)
+        configure_dealer(self._socket, self._unpacker.max_event_bytes, curve)
         self._side = CURVE_CLIENT if curve is not None else PLAIN_CLIENT
         # A dropped connection fails the calls in flight on it at once, and a
         # failed handshake the calls waiting for one, each saying why.
@@ -301,28 +205,14 @@ class Client(CallByName):
         """
         if self._closed:
             raise RuntimeError(f"This client of {self.endpoint} is closed.")
-        if not isinstance(name, str) or not 0 < len(name) <= protocol.MAX_NAME_LEN:
-            raise ValueError(
-                f"{name!r:.80} is not a function name a server takes: a string of 1 to "
-                f"{protocol.MAX_NAME_LEN} characters."
-            )
         timeout = self.timeout if timeout is None else timeout
-        header = {"message_id": self._new_id(), "v": protocol.PROTOCOL_VERSION}
-        header[values.HEADER] = values.VERSION
-        if self.heartbeat is not None:
-            header[protocol.HEARTBEAT_PERIOD] = self.heartbeat
-        header.update(context.outgoing(timeout))  # the time left travels with the call
         if more:
             kwargs = {**(kwargs or {}), **more}
-        request = protocol.Event(
-            name, [*args, values.Kwargs(kwargs)] if kwargs else list(args), header
+        request = calls_out.new_request(
+            name, args, kwargs, self._new_id(), timeout, heartbeat=self.heartbeat
         )
         blob = self._pack_request(request, timeout)
-        if len(blob) > self._unpacker.max_event_bytes:
-            raise ValueError(
-                f"Cannot call {name}: the request is {len(blob)} bytes, more than the "
-                f"{self._unpacker.max_event_bytes} a message may hold (ZRPC_MAX_MESSAGE_BYTES)."
-            )
+        calls_out.check_size(name, blob, self._unpacker.max_event_bytes)
         pending = _Pending(request, time.monotonic(), timeout, self._server_period)
         self._pending[pending.message_id] = pending
         if self._ticker is None:
@@ -345,26 +235,15 @@ class Client(CallByName):
         return self._result(pending, reply)
 
     def _pack_request(self, request: protocol.Event, timeout: float) -> bytes:
-        name = request.name
-        try:
-            blob, extended = protocol.pack_request(name, request.args, request.header)
-            if not extended or self.server_reads_values:
-                return blob
-            if self.server_reads_values is None:
-                try:
-                    self.call("_zerorpc_name", timeout=timeout)
-                except RemoteError:
-                    pass  # the reply's header answers the question all the same
-                if self.server_reads_values:
-                    return blob
-            if request.args and type(request.args[-1]) is values.Kwargs:
-                raise TypeError(
-                    f"{self.endpoint} is not a django_zrpc server, which keyword arguments "
-                    "need: call it with positional arguments"
-                )
-            return protocol.pack(name, request.args, request.header, rich=False)
-        except TypeError as err:
-            raise TypeError(f"Cannot call {name}: {err}") from None
+        blob = calls_out.pack_request(request, self.server_reads_values, self.endpoint)
+        if blob is None:
+            try:
+                self.call("_zerorpc_name", timeout=timeout)
+            except RemoteError:
+                pass  # the reply's header answers the question all the same
+            blob = calls_out.pack_request(request, bool(self.server_reads_values), self.endpoint)
+        assert blob is not None
+        return blob
 
     def close(self) -> None:
         """Close the socket; calls still waiting fail with ``LostRemote``."""
@@ -399,30 +278,11 @@ class Client(CallByName):
     # -- replies ---------------------------------------------------------------
 
     def _result(self, pending: _Pending, reply: protocol.Event) -> Any:
-        if reply.name == protocol.OK:
-            args = reply.args
-            return args[0] if isinstance(args, list | tuple) and args else None
-        if reply.name == protocol.ERR:
-            raise self._remote_error(reply)
-        raise RemoteError(
-            "ProtocolError", f"Unexpected {reply.name!r} in reply to {pending.name}.", None
-        )
-
-    def _remote_error(self, reply: protocol.Event) -> BaseException:
-        args = reply.args if isinstance(reply.args, list | tuple) else [reply.args]
-        if reply.header.get("v", 1) >= 2 and len(args) == 3:
-            name, message, traceback = (_capped(arg) for arg in args)
-            detail = reply.header.get(remote_errors.HEADER)
-            return remote_errors.decode(name, message, traceback, detail)
-        return RemoteError("RemoteError", _capped(args[0]) if args else None, None)
+        return calls_out.result(pending, reply)
 
     def _grant(self, pending: _Pending) -> None:
-        # Let the server run ahead by up to STREAM_WINDOW items past what the
-        # caller consumed; top up when less than half of that is left.
-        ahead = pending.granted + len(pending.replies)
-        if ahead < STREAM_WINDOW // 2:
-            more = STREAM_WINDOW - ahead
-            pending.granted += more
+        more = pending.credit()
+        if more:
             self._send(pending, protocol.MORE, [more])
 
     def _forget(self, pending: _Pending) -> None:
@@ -468,18 +328,11 @@ class Client(CallByName):
 
     def _follow_up(self, pending: _Pending, name: str, args: Any) -> list[bytes]:
         """Return the frames of a later event of ``pending``'s call (heartbeat, credit, cancel)."""
-        header = {
-            "message_id": self._new_id(),
-            "v": protocol.PROTOCOL_VERSION,
-            "response_to": pending.message_id,
-        }
-        return [b"", protocol.pack(name, args, header)]
+        return calls_out.follow_up(self._new_id(), pending.message_id, name, args)
 
     def _on_frames(self, frames: list[bytes]) -> None:
         try:
-            if len(frames) != 2 or frames[0] != b"":
-                raise protocol.BadEvent(f"{len(frames)} frames are not [empty, event]")
-            event = self._unpacker.unpack(frames[1])
+            event = calls_out.decode(self._unpacker, frames)
         except protocol.BadEvent as err:
             logger.warning("Dropped a bad frame from %s: %s", self.endpoint, err)
             return
@@ -492,26 +345,11 @@ class Client(CallByName):
             # on this connection judges the server by it from its start.
             self._server_period = protocol.announced_period(event.header)
             pending.peer_period = pending.peer_period or self._server_period
-        name = event.name
-        pending.heard(time.monotonic(), name == protocol.HEARTBEAT)
-        if name == protocol.HEARTBEAT or name == protocol.MORE:
-            return
-        if name == protocol.STREAM:
-            if pending.granted <= 0:
-                # Past the credit this client granted: a hostile or broken
-                # server that would grow the caller without bound.
-                self._cancel(pending)
-                pending.deliver(
-                    RemoteError(
-                        "ProtocolError",
-                        f"{self.endpoint} sent stream items of {pending.name} past the "
-                        "credit this client granted; the stream is ended.",
-                        None,
-                    )
-                )
-                return
-            pending.granted -= 1
-        pending.deliver(event)
+        reply = pending.receive(event, time.monotonic(), self.endpoint)
+        if isinstance(reply, RemoteError):
+            self._cancel(pending)  # past the credit granted
+        if reply is not None:
+            pending.deliver(reply)
 
     def _on_socket_event(self, event: int, value: int) -> None:
         if event == DISCONNECTED:
@@ -519,13 +357,7 @@ class Client(CallByName):
             # replies for a connection that is gone, even if it comes back.
             for pending in list(self._pending.values()):
                 if pending.sent:
-                    self._fail(
-                        pending,
-                        LostRemote(
-                            f"The connection to {self.endpoint} closed while {pending.name} "
-                            "was in flight; it may or may not have run."
-                        ),
-                    )
+                    self._fail(pending, calls_out.lost_in_flight(pending, self.endpoint))
         elif event == SUCCEEDED:
             self._handshake_failure = None
         elif event in FAILED_EVENTS:
@@ -542,24 +374,11 @@ class Client(CallByName):
                 beat = heartbeat is not None and now >= next_beat
                 failure = self._handshake_failure
                 for pending in list(self._pending.values()):
-                    if (
-                        failure is not None
-                        and not pending.sent
-                        and now - pending.last_seen >= HANDSHAKE_GRACE
-                    ):
-                        self._fail(
-                            pending,
-                            HandshakeFailed(
-                                f"Calling remote method {pending.name}: the connection to "
-                                f"{self.endpoint} failed its handshake: {failure}",
-                            ),
-                        )
-                    elif now >= pending.deadline or (
-                        not pending.sent
-                        and self.connect_timeout is not None
-                        and now - pending.last_seen >= self.connect_timeout
-                    ):
-                        self._fail(pending, self._timeout_error(pending))
+                    error = calls_out.overdue(
+                        pending, now, failure, self.connect_timeout, self.endpoint
+                    )
+                    if error is not None:
+                        self._fail(pending, error)
                     elif heartbeat is not None and pending.sent:
                         self._beat(pending, now, heartbeat, beat)
                 if beat:
@@ -567,31 +386,10 @@ class Client(CallByName):
         finally:
             self._ticker = None
 
-    def _timeout_error(self, pending: _Pending) -> TimeoutExpired:
-        when = f"calling remote method {pending.name}"
-        if not pending.sent:
-            waited = pending.timeout
-            if self.connect_timeout is not None:
-                waited = min(waited, self.connect_timeout)
-            return ServerUnavailable(
-                waited, f"{when}: no connection to {self.endpoint} could be made"
-            )
-        return TimeoutExpired(pending.timeout, when)
-
     def _beat(self, pending: _Pending, now: float, heartbeat: float, beat: bool) -> None:
         """Fail a call whose server went silent (checked every tick), else beat if due."""
-        patience = pending.patience(heartbeat)
-        if now - pending.last_seen > patience:
-            self._fail(pending, LostRemote(f"Lost remote after {patience:g}s without a heartbeat"))
+        lost = calls_out.silent(pending, now, heartbeat)
+        if lost is not None:
+            self._fail(pending, lost)
         elif beat:
             self._send(pending, protocol.HEARTBEAT, [0])
-
-
-def _capped(text: Any) -> Any:
-    """Return ``text`` cut to MAX_ERROR_TEXT characters, saying how much was cut."""
-    if isinstance(text, str | bytes) and len(text) > MAX_ERROR_TEXT:
-        cut = len(text) - MAX_ERROR_TEXT
-        if isinstance(text, bytes):
-            return text[:MAX_ERROR_TEXT] + b" [%d more bytes]" % cut
-        return f"{text[:MAX_ERROR_TEXT]} [{cut} more characters]"
-    return text

@@ -1,0 +1,324 @@
+"""One connection to one zerorpc server on asyncio and ``zmq.asyncio``: many calls share it.
+
+The asyncio twin of ``core.client.Client``, with the same rules from
+``core.calls_out``: one reader task routes replies to their calls, one ticker
+task sends every call's heartbeats and times calls out while any are in
+flight, and a watcher task reads the socket's monitor (a dropped connection
+fails the calls in flight at once, a refused handshake the calls waiting).
+
+A connection belongs to the event loop it was made in. When that loop shuts
+down (``asyncio.run`` and asgiref's ``async_to_sync`` cancel every task before
+closing it), the reader's cancellation closes the sockets. A task cancelled
+while its call waits (``asyncio.timeout``, a client gone from an ASGI view)
+abandons the call, and a django_zrpc server is told to stop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any
+
+import zmq
+
+from django_zrpc import context, values
+from django_zrpc.aio.pending import Pending
+from django_zrpc.aio.sockets import NOBLOCK, DealerSocket, has_message
+from django_zrpc.aio.stream import AsyncStream
+from django_zrpc.core import calls_out, protocol
+from django_zrpc.core.monitor import (
+    CURVE_CLIENT,
+    DISCONNECTED,
+    FAILED_EVENTS,
+    PLAIN_CLIENT,
+    SUCCEEDED,
+    SocketMonitor,
+    describe_failure,
+)
+from django_zrpc.curve import ClientKeys
+from django_zrpc.exceptions import LostRemote, RemoteError
+
+logger = logging.getLogger("django_zrpc.client")
+
+#: Replies read in one go once the socket is readable, before other tasks run.
+DRAIN = 256
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    # A follow-up whose send failed (the socket closed): nothing waits for it.
+    if not future.cancelled():
+        future.exception()
+
+
+class AsyncConnection(calls_out.CallByName):
+    """Call the functions of one zerorpc server at ``endpoint``; made inside a running loop."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        timeout: float = 30.0,
+        heartbeat: float | None = 5.0,
+        unpacker: protocol.Unpacker | None = None,
+        curve: ClientKeys | None = None,
+        connect_timeout: float | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.heartbeat = heartbeat
+        self.connect_timeout = connect_timeout
+        self.loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        self._unpacker = unpacker or protocol.Unpacker()
+        self._new_id = protocol.MessageIds()
+        self._dealer = DealerSocket(self._unpacker.max_event_bytes, curve)
+        self._socket = self._dealer.socket
+        self._side = CURVE_CLIENT if curve is not None else PLAIN_CLIENT
+        self._monitor = SocketMonitor(self._socket, self._on_socket_event)
+        self._monitor_drain: zmq.Socket = zmq.Socket.shadow(self._monitor.pair.underlying)
+        self._handshake_failure: str | None = None
+        self._socket.connect(endpoint)
+        self._pending: dict[Any, Pending] = {}
+        self.closed = False
+        #: Whether the server reads django_zrpc's value types (None: not known yet).
+        self.server_reads_values: bool | None = None
+        # The heartbeat period the server announced (None: not yet, or a stock server).
+        self._server_period: float | None = None
+        self._reader = self.loop.create_task(self._read())
+        self._watcher = self.loop.create_task(self._watch())
+        self._ticker: asyncio.Task[None] | None = None
+
+    # -- public API ------------------------------------------------------------
+
+    async def call(
+        self,
+        name: str,
+        /,
+        *args: Any,
+        timeout: float | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **more: Any,
+    ) -> Any:
+        """Call ``name``; return its result, or an ``AsyncStream`` for a stream."""
+        if self.closed:
+            raise RuntimeError(f"This client of {self.endpoint} is closed.")
+        timeout = self.timeout if timeout is None else timeout
+        if more:
+            kwargs = {**(kwargs or {}), **more}
+        caller = await context.outgoing_async(timeout)
+        request = calls_out.new_request(
+            name, args, kwargs, self._new_id(), timeout, caller, self.heartbeat
+        )
+        blob = await self._pack_request(request, timeout)
+        calls_out.check_size(name, blob, self._unpacker.max_event_bytes)
+        pending = Pending(request, time.monotonic(), timeout, self._server_period)
+        self._pending[pending.message_id] = pending
+        if self._ticker is None:
+            self._ticker = self.loop.create_task(self._tick())
+        # A connection that closed since the last call has its DISCONNECTED
+        # waiting: handle it first, so that it does not fail this call.
+        self._monitor_now()
+        try:
+            self._send_request(pending, blob)
+            reply = await pending.next_reply()
+        except asyncio.CancelledError:
+            self.cancel(pending)  # the task gave the call up: so does the server
+            raise
+        except BaseException:
+            self.forget(pending)
+            raise
+        if reply.name == protocol.STREAM or reply.name == protocol.STREAM_DONE:
+            return AsyncStream(self, pending, reply)
+        self.forget(pending)
+        return calls_out.result(pending, reply)
+
+    async def _pack_request(self, request: protocol.Event, timeout: float) -> bytes:
+        blob = calls_out.pack_request(request, self.server_reads_values, self.endpoint)
+        if blob is None:
+            try:
+                await self.call("_zerorpc_name", timeout=timeout)
+            except RemoteError:
+                pass  # the reply's header answers the question all the same
+            blob = calls_out.pack_request(request, bool(self.server_reads_values), self.endpoint)
+        assert blob is not None
+        return blob
+
+    def close(self) -> None:
+        """Close the sockets; calls still waiting fail with ``LostRemote``."""
+        if self.closed:
+            return
+        for pending in list(self._pending.values()):
+            pending.deliver(LostRemote(f"The client of {self.endpoint} was closed."))
+        self._pending.clear()
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        self.closed = True
+        for task in (self._ticker, self._reader, self._watcher):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        self._monitor.close()
+        self._dealer.close()
+
+    # -- calls -------------------------------------------------------------------
+
+    def grant(self, pending: Pending) -> None:
+        """Let the server send more of a stream, as the caller reads it."""
+        more = pending.credit()
+        if more:
+            self._send(pending, protocol.MORE, [more])
+
+    def forget(self, pending: Pending) -> None:
+        """End a call on this side: drop it, and its request if still unsent."""
+        self._pending.pop(pending.message_id, None)
+        if pending.send is not None and not pending.send.done():
+            pending.send.cancel()
+
+    def cancel(self, pending: Pending) -> None:
+        """Give a call up; tell a django_zrpc server, from any thread, to stop it."""
+        if threading.get_ident() != self._thread:
+            if not self.loop.is_closed():
+                self.loop.call_soon_threadsafe(self.cancel, pending)
+            return
+        if self._pending.get(pending.message_id) is not pending or self.closed:
+            return  # it had ended
+        self.forget(pending)
+        if pending.sent and self.server_reads_values:
+            # A stock zerorpc server must not see the event: it gives the
+            # call up when the heartbeats stop.
+            self._send(pending, protocol.CANCEL, [])
+
+    def _fail(self, pending: Pending, error: BaseException) -> None:
+        self.forget(pending)
+        pending.deliver(error)
+
+    # -- the socket ----------------------------------------------------------------
+
+    def _send_request(self, pending: Pending, blob: bytes) -> None:
+        future = self._dealer.send([b"", blob])
+        if future is None:
+            self._on_sent(pending)
+        else:
+            # No connection takes it yet (IMMEDIATE): it waits in zmq.asyncio,
+            # and is cancelled if the call ends first.
+            pending.send = future
+            future.add_done_callback(lambda done: self._sent_later(pending, done))
+
+    def _sent_later(self, pending: Pending, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is not None:
+            if self._pending.get(pending.message_id) is pending:
+                self._fail(pending, error)
+        else:
+            self._on_sent(pending)
+
+    def _on_sent(self, pending: Pending) -> None:
+        pending.sent = True
+        pending.last_seen = time.monotonic()
+
+    def _send(self, pending: Pending, name: str, args: Any) -> None:
+        frames = calls_out.follow_up(self._new_id(), pending.message_id, name, args)
+        future = self._dealer.send(frames)
+        if future is not None:
+            future.add_done_callback(_retrieve)
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                self._on_frames(await self._socket.recv_multipart())
+                for _ in range(DRAIN):
+                    try:
+                        frames = self._dealer.plain.recv_multipart(NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._on_frames(frames)
+        except asyncio.CancelledError:
+            if not self.closed:
+                # Not closed by us: the loop is shutting down, and its tasks
+                # are cancelled before it closes. The sockets go with it.
+                self.close()
+            raise
+        except zmq.ZMQError:
+            if not self.closed:
+                raise
+
+    def _on_frames(self, frames: list[bytes]) -> None:
+        try:
+            event = calls_out.decode(self._unpacker, frames)
+        except protocol.BadEvent as err:
+            logger.warning("Dropped a bad frame from %s: %s", self.endpoint, err)
+            return
+        pending = self._pending.get(event.response_to)
+        if pending is None:
+            return  # for a call that timed out or was abandoned
+        if self.server_reads_values is None:
+            self.server_reads_values = event.header.get(values.HEADER) == values.VERSION
+            # Every later call on this connection judges the server by it.
+            self._server_period = protocol.announced_period(event.header)
+            pending.peer_period = pending.peer_period or self._server_period
+        reply = pending.receive(event, time.monotonic(), self.endpoint)
+        if isinstance(reply, RemoteError):
+            self.cancel(pending)  # past the credit granted
+        if reply is not None:
+            pending.deliver(reply)
+
+    async def _watch(self) -> None:
+        pair = self._monitor.pair
+        try:
+            while True:
+                self._monitor.on_frames(await pair.recv_multipart())
+        except (asyncio.CancelledError, zmq.ZMQError):
+            if not self.closed:
+                raise
+
+    def _monitor_now(self) -> None:
+        pair = self._monitor_drain
+        for _ in range(DRAIN):
+            if not has_message(pair):
+                return
+            try:
+                frames = pair.recv_multipart(NOBLOCK)
+            except zmq.Again:
+                return
+            self._monitor.on_frames(frames)
+
+    def _on_socket_event(self, event: int, value: int) -> None:
+        if event == DISCONNECTED:
+            # The server drops replies for a connection that is gone.
+            for pending in list(self._pending.values()):
+                if pending.sent:
+                    self._fail(pending, calls_out.lost_in_flight(pending, self.endpoint))
+        elif event == SUCCEEDED:
+            self._handshake_failure = None
+        elif event in FAILED_EVENTS:
+            self._handshake_failure = describe_failure(event, value, self._side)
+
+    async def _tick(self) -> None:
+        """Expire timed-out calls, send heartbeats, notice a silent server; while calls exist."""
+        heartbeat = self.heartbeat
+        next_beat = time.monotonic() + (heartbeat or 0.0)
+        try:
+            while self._pending:
+                await asyncio.sleep(calls_out.TICK)
+                now = time.monotonic()
+                beat = heartbeat is not None and now >= next_beat
+                failure = self._handshake_failure
+                for pending in list(self._pending.values()):
+                    error = calls_out.overdue(
+                        pending, now, failure, self.connect_timeout, self.endpoint
+                    )
+                    if error is None and heartbeat is not None and pending.sent:
+                        # Silence is checked every tick, heartbeats sent when due.
+                        error = calls_out.silent(pending, now, heartbeat)
+                        if error is None and beat:
+                            self._send(pending, protocol.HEARTBEAT, [0])
+                    if error is not None:
+                        self._fail(pending, error)
+                if beat:
+                    next_beat = now + (heartbeat or 0.0)
+        finally:
+            self._ticker = None

@@ -1,0 +1,198 @@
+"""A bounded pool of asyncio connections to one endpoint, shared by calls of one event loop.
+
+The same rules as ``django_zrpc.pool`` (which is gevent's): at most ``size``
+connections, made lazily; up to ``calls_per_connection`` calls share one; a
+call goes to the connection with the fewest calls in flight, and a new one is
+made once each open one carries ``SPREAD_AT``; waiters are served first come,
+first served, and one that waits past ``timeout`` gets ``PoolExhausted``. A
+connection that saw a lost server is retired: lent no more, closed when its
+last call ends.
+
+Simpler than gevent's: making and closing a connection never waits, so no
+place is ever "being opened" across a switch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from django_zrpc.aio.connection import AsyncConnection
+from django_zrpc.exceptions import PoolExhausted
+
+#: Calls in flight on the least busy connection before another is opened: the
+#: value of ``django_zrpc.pool.SPREAD_AT`` (not imported from there: that
+#: module loads gevent). ``tests/test_aio_pool.py`` holds them equal.
+SPREAD_AT = 4
+
+# Handed to waiters when the pool is closed.
+_CLOSED = object()
+
+
+class _Waiting:
+    """One caller waiting for a connection, and what it was handed (None: nothing yet)."""
+
+    __slots__ = ("future", "item")
+
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        self.future = future
+        self.item: Any = None
+
+
+class AsyncPool:
+    """Connections to ``endpoint``, made by ``connect()`` on demand, in one event loop."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        connect: Callable[[], AsyncConnection],
+        size: int,
+        calls_per_connection: int = 1,
+    ) -> None:
+        self.endpoint = endpoint
+        self.size = size
+        self.calls_per_connection = calls_per_connection
+        self._connect = connect
+        # Every open connection and its calls in flight, retired ones included.
+        self._calls: dict[AsyncConnection, int] = {}
+        # The connections that may take more calls, the last released last.
+        self._lendable: list[AsyncConnection] = []
+        self._waiting: deque[_Waiting] = deque()
+        self.closed = False
+
+    @property
+    def connections(self) -> int:
+        """Connections open now, idle or in use."""
+        return len(self._calls)
+
+    @property
+    def in_flight(self) -> int:
+        """Calls holding a place in this pool now."""
+        return sum(self._calls.values())
+
+    async def acquire(self, timeout: float) -> AsyncConnection:
+        """Return a connection with room for one more call, waiting up to ``timeout`` seconds."""
+        if self.closed:
+            raise RuntimeError(f"The pool of {self.endpoint} is closed.")
+        if not self._waiting:
+            found = self._take()
+            if found is not None:
+                return found
+        item = await self._wait(timeout)
+        if item is _CLOSED:
+            raise RuntimeError(f"The pool of {self.endpoint} was closed.")
+        return item
+
+    def _take(self) -> AsyncConnection | None:
+        calls = self._calls
+        best = None
+        for connection in reversed(self._lendable):
+            if best is None or calls[connection] < calls[best]:
+                best = connection
+        if best is not None and calls[best] < min(SPREAD_AT, self.calls_per_connection):
+            calls[best] += 1
+            return best
+        if len(calls) < self.size:
+            return self._new()
+        if best is not None and calls[best] < self.calls_per_connection:
+            calls[best] += 1
+            return best
+        return None
+
+    def release(self, connection: AsyncConnection) -> None:
+        """End a call on a healthy connection."""
+        if self._waiting and not self.closed and connection in self._lendable:
+            self._hand(connection)  # the call's room goes to the first waiter
+            return
+        self._end_call(connection)
+        if connection in self._lendable:
+            self._lendable.remove(connection)  # last released: lent first
+            self._lendable.append(connection)
+
+    def discard(self, connection: AsyncConnection) -> None:
+        """End a call on a connection that failed: lend it no more, close it once it is idle."""
+        if connection in self._lendable:
+            self._lendable.remove(connection)
+        self._end_call(connection)
+
+    def close(self) -> None:
+        """Close the idle connections now, and the others when their calls end."""
+        self.closed = True
+        self._lendable.clear()
+        for connection, calls in list(self._calls.items()):
+            if not calls:
+                del self._calls[connection]
+                connection.close()
+        while self._waiting:  # they raise at once rather than time out
+            self._hand(_CLOSED)
+
+    def _new(self) -> AsyncConnection:
+        connection = self._connect()
+        self._calls[connection] = 1
+        if not self.closed:
+            self._lendable.append(connection)
+        return connection
+
+    def _end_call(self, connection: AsyncConnection) -> None:
+        calls = self._calls.get(connection)
+        if calls is None:
+            return  # closed already
+        self._calls[connection] = calls - 1
+        if calls == 1 and (self.closed or connection not in self._lendable):
+            del self._calls[connection]  # retired, and now idle
+            connection.close()
+            self._place_freed()
+
+    def _place_freed(self) -> None:
+        if self._waiting and not self.closed:
+            waiting = self._waiting[0]
+            found = self._take()
+            if found is not None:
+                self._waiting.popleft()
+                self._give(waiting, found)
+
+    def _hand(self, item: Any) -> None:
+        self._give(self._waiting.popleft(), item)
+
+    @staticmethod
+    def _give(waiting: _Waiting, item: Any) -> None:
+        waiting.item = item
+        if not waiting.future.done():
+            waiting.future.set_result(None)
+
+    async def _wait(self, timeout: float) -> Any:
+        if timeout <= 0:
+            raise self._exhausted(timeout)
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(loop.create_future())
+        self._waiting.append(waiting)
+        timer = loop.call_later(timeout, self._expire, waiting)
+        try:
+            await waiting.future
+        except BaseException:
+            # Cancelled while waiting: what it was handed goes to the next one.
+            if waiting.item is not None and waiting.item is not _CLOSED:
+                self.release(waiting.item)
+            raise
+        finally:
+            timer.cancel()
+            if waiting.item is None and waiting in self._waiting:
+                self._waiting.remove(waiting)
+        if waiting.item is None:
+            raise self._exhausted(timeout)
+        return waiting.item
+
+    @staticmethod
+    def _expire(waiting: _Waiting) -> None:
+        if not waiting.future.done():
+            waiting.future.set_result(None)
+
+    def _exhausted(self, timeout: float) -> PoolExhausted:
+        each = self.calls_per_connection
+        return PoolExhausted(
+            f"All {self.size} connections to {self.endpoint} stayed in use "
+            f"({each} call{'s' if each > 1 else ''} each at most) for {timeout}s; raise "
+            "POOL_SIZE, CALLS_PER_CONNECTION or POOL_TIMEOUT, or call less at once."
+        )

@@ -1,0 +1,46 @@
+"""A client's DEALER socket: the process's shared context, and the options both clients set.
+
+Free of gevent: ``core.client`` (gevent) and ``django_zrpc.aio`` (asyncio) make
+their sockets here.
+"""
+
+from __future__ import annotations
+
+import zmq
+
+from django_zrpc.curve import ClientKeys
+
+#: Sockets the clients' shared context may hold: each connection takes three
+#: (its DEALER and the two ends of its monitor), and libzmq's default, 1,023,
+#: would cap a process at about 340 connections.
+MAX_SOCKETS = 8192
+
+
+def shared_context() -> zmq.Context:
+    """Return the process's one ZeroMQ context for every client, made roomy enough.
+
+    One context per process (pyzmq makes a new one after fork): a context of
+    their own would cost each connection two I/O threads. ``MAX_SOCKETS``
+    counts only if set before the context's first socket; a context someone
+    else started (zerorpc's, say) keeps its own bound.
+    """
+    ctx: zmq.Context = zmq.Context.instance()
+    if ctx.get(zmq.MAX_SOCKETS) < MAX_SOCKETS:
+        ctx.set(zmq.MAX_SOCKETS, MAX_SOCKETS)
+    return ctx
+
+
+def configure_dealer(socket: zmq.Socket, max_event_bytes: int, curve: ClientKeys | None) -> None:
+    """Set a client's DEALER socket up, before it connects.
+
+    ``IMMEDIATE``: a request is only queued on a live connection, so a call
+    to a server that is down is never delivered later when it returns
+    (zerorpc-python #121). ``MAXMSGSIZE``: the server's limits hold here too,
+    and a frame past them ends the connection instead of filling memory.
+    """
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.IMMEDIATE, 1)
+    socket.setsockopt(zmq.IPV6, 1)
+    socket.setsockopt(zmq.MAXMSGSIZE, max_event_bytes)
+    if curve is not None:
+        curve.apply(socket)
