@@ -31,6 +31,7 @@ from django_zrpc.client_options import check_options, validate_endpoints
 from django_zrpc.core.client import CallByName, Client, Stream
 from django_zrpc.curve import client_keys
 from django_zrpc.exceptions import HandshakeFailed, LostRemote, RemoteError, ServerUnavailable
+from django_zrpc.metrics import client as client_metrics
 from django_zrpc.pool import Pool
 from django_zrpc.retry import backoff, may_retry
 
@@ -139,7 +140,8 @@ class RPCClient(CallByName):
         for attempt in itertools.count():
             endpoint = self._choose_endpoint(refused)
             try:
-                return self._call_once(endpoint, name, args, kwargs, more, deadline)
+                with client_metrics.timed_call(endpoint, name):
+                    return self._call_once(endpoint, name, args, kwargs, more, deadline)
             except Exception as err:
                 if isinstance(err, HandshakeFailed):
                     refused.add(endpoint)
@@ -156,6 +158,7 @@ class RPCClient(CallByName):
                     endpoint,
                     err,
                 )
+                client_metrics.record_retry(endpoint, name, err)
                 gevent.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -179,6 +182,7 @@ class RPCClient(CallByName):
             # endpoint for a while.
             pool.discard(connection)
             self._down_until[endpoint] = time.monotonic() + self.down_for
+            client_metrics.set_endpoint_up(endpoint, False)
             raise
         except RemoteError as err:
             if err.name in ("ServerStopping", "CallInterrupted"):
@@ -187,13 +191,15 @@ class RPCClient(CallByName):
                 pool.discard(connection)
                 if len(self.endpoints) > 1:
                     self._down_until[endpoint] = time.monotonic() + self.down_for
+                    client_metrics.set_endpoint_up(endpoint, False)
             else:
                 pool.release(connection)  # a remote error: the connection is fine
             raise
         except BaseException:
             pool.release(connection)
             raise
-        self._down_until.pop(endpoint, None)
+        if self._down_until.pop(endpoint, None) is not None:
+            client_metrics.set_endpoint_up(endpoint, True)
         if isinstance(result, Stream):
             return PooledStream(result, pool, connection)
         pool.release(connection)
@@ -243,6 +249,7 @@ class RPCClient(CallByName):
                 self.pool_size,
                 self.calls_per_connection,
             )
+            client_metrics.set_endpoint_up(endpoint, True)
         return pool
 
     def _state(self) -> _ThreadState:

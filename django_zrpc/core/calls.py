@@ -59,6 +59,7 @@ class Call(protocol.Heard):
         "identity",
         "kill_pending",
         "lost",
+        "received",
         "replied",
         "request",
         "rich",
@@ -68,6 +69,8 @@ class Call(protocol.Heard):
     def __init__(self, request: protocol.Event, now: float) -> None:
         super().__init__(now)
         self.request = request
+        # When it came, to tell how long it waited for a worker.
+        self.received = now
         self.identity = request.identity
         # Each side may send one event before the other grants more (_zpc_more).
         self.credits = 1

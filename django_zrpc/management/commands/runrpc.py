@@ -90,6 +90,12 @@ class Command(BaseCommand):
             help="Serve with N processes on the one address, supervised: each with every "
             "option above (default: ZRPC_WORKERS, 1). See 'Several processes'.",
         )
+        parser.add_argument(
+            "--ops",
+            metavar="ADDRPORT",
+            help="Serve /livez, /readyz and /metrics over HTTP at ADDRPORT, beside the RPC "
+            "socket (default: ZRPC_OPS, none). See 'Health and metrics'.",
+        )
         # How the supervisor starts a worker (django_zrpc.worker): not for people.
         parser.add_argument("--worker", help=argparse.SUPPRESS)
         parser.add_argument(
@@ -106,6 +112,7 @@ class Command(BaseCommand):
             options["use_reloader"] = False  # the supervisor's to do
         options["addrport"] = self._parse_addrport(options["addrport"])
         options["workers"] = _workers(options["workers"])
+        options["ops"] = _ops_address(options["ops"])
         for name in ("heartbeat", "concurrency"):
             value = options[name]
             if value is not None and not value > 0:
@@ -188,7 +195,9 @@ class Command(BaseCommand):
             self._supervise(options)
             return
 
+        observer = _server_metrics(options["ops"])
         server = build_server(
+            observer=observer,
             heartbeat=options["heartbeat"],
             concurrency=options["concurrency"],
             backlog=options["backlog"],
@@ -208,6 +217,21 @@ class Command(BaseCommand):
             self._fail(str(err), options["use_reloader"])
         for signum in (signal.SIGTERM, signal.SIGINT):
             _install_stop_handler(signum, server, options["graceful_timeout"])
+        ops_server = None
+        if observer is not None:
+            observer.known = server.served_names
+        if worker is None and options["ops"] is not None:
+            from django_zrpc import ops
+
+            try:
+                ops_server = self._serve_ops(options, ops.for_server(server, observer))
+            except CommandError as err:
+                server.close()
+                self._fail(str(err), options["use_reloader"])
+        elif observer is not None:
+            from django_zrpc.metrics.exposition import keep_sampling
+
+            keep_sampling(functools.partial(observer.sample, server))  # for the supervisor
         if worker is None:
             limits = _limits(server.heartbeat, server.concurrency, server.backlog)
             self._print_banner(endpoint, len(server.function_names), limits, options)
@@ -216,6 +240,8 @@ class Command(BaseCommand):
         try:
             server.run()
         finally:
+            if ops_server is not None:
+                ops_server.stop(timeout=0)
             server.close()
         if server.failure:
             self._fail(server.failure, options["use_reloader"])
@@ -270,14 +296,48 @@ class Command(BaseCommand):
             _limits(heartbeat, concurrency, backlog),
             options,
         )
+        metrics = _worker_metrics(options["ops"])
         supervisor = Supervisor(
-            listener, count, _worker_argv(), options["graceful_timeout"], self._log, banner
+            listener,
+            count,
+            _worker_argv(),
+            options["graceful_timeout"],
+            self._log,
+            banner,
+            on_worker_exit=metrics.worker_exited if metrics is not None else None,
         )
+        ops_server = None
+        if options["ops"] is not None:
+            from django_zrpc import ops
+
+            try:
+                ops_server = self._serve_ops(options, ops.for_supervisor(supervisor, metrics))
+            except CommandError as err:
+                self._fail(str(err), use_reloader)
         try:
             supervisor.run()
         except WorkersFailed as err:
             self._fail(str(err), use_reloader)
+        finally:
+            if ops_server is not None:
+                ops_server.stop(timeout=0)
+            if metrics is not None:
+                metrics.close()
         self._stopped(use_reloader)
+
+    def _serve_ops(self, options: dict[str, Any], app: Any) -> Any:
+        """Serve the ops endpoint in this event loop; fail as runrpc does if its port is taken."""
+        from django_zrpc import ops
+
+        addrport = self._resolve(options["ops"])
+        try:
+            ops_server = ops.serve(addrport, app)
+        except OSError as err:
+            message = _listen_error(addrport, err)
+            raise CommandError(f"The ops endpoint cannot start: {message}") from err
+        host = f"[{addrport.host}]" if addrport.ipv6 else addrport.host
+        options["ops_url"] = f"http://{host}:{ops_server.server_port}"
+        return ops_server
 
     def _log(self, message: str) -> None:
         self.stderr.write(f"[{datetime.now().strftime('%Y-%m-%d %H:%M:%S')}] {message}")
@@ -332,6 +392,7 @@ class Command(BaseCommand):
             f"using settings {settings.SETTINGS_MODULE!r}\n"
             f"Serving {functions} RPC functions at {serving}\n"
             f"{_curve_line(options['curve'])}"
+            f"{_ops_line(options.get('ops_url'))}"
             f"Quit the server with {quit_command}.\n"
         )
         self.stdout.flush()
@@ -346,6 +407,56 @@ def _workers(value: int | None) -> int:
     elif value < 1:
         raise CommandError(f"--workers must be 1 or more, not {value!r}.")
     return value
+
+
+def _ops_address(value: str | None) -> AddrPort | None:
+    """Return where the ops endpoint listens (``--ops``, else ``ZRPC_OPS``), or None.
+
+    Fail at once if its metrics are wanted and prometheus_client is missing.
+    """
+    from django_zrpc.metrics import missing_message, server_metrics_wanted
+
+    option = "--ops"
+    if value is None:
+        value, option = conf.get("OPS"), "ZRPC_OPS"
+    if value is None:
+        return None
+    try:
+        addrport = parse_addrport(str(value))
+    except ValueError as err:
+        raise CommandError(f"{option} is invalid: {err}") from err
+    message = missing_message() if server_metrics_wanted(addrport) else None
+    if message is not None:
+        raise CommandError(f"{message} Or set ZRPC_METRICS = False to serve health alone.")
+    return addrport
+
+
+def _server_metrics(ops: AddrPort | None) -> Any:
+    """Return the observer that keeps the server's metrics, or None when none are kept."""
+    from django_zrpc.metrics import server_metrics_wanted
+
+    if not server_metrics_wanted(ops):
+        return None
+    from django_zrpc.metrics.server import ServerMetrics
+
+    return ServerMetrics()
+
+
+def _worker_metrics(ops: AddrPort | None) -> Any:
+    """Return the supervisor's sum of its workers' metrics (before any starts), or None."""
+    from django_zrpc.metrics import server_metrics_wanted
+
+    if not server_metrics_wanted(ops):
+        return None
+    from django_zrpc.metrics.exposition import WorkerMetrics
+
+    return WorkerMetrics()
+
+
+def _ops_line(url: str | None) -> str:
+    if url is None:
+        return ""
+    return f"Ops endpoint at {url}/ (/livez, /readyz, /metrics)\n"
 
 
 def _per_worker(options: dict[str, Any]) -> tuple[float, int, int]:
