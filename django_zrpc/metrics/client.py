@@ -20,6 +20,8 @@ from django_zrpc.metrics import BUCKETS
 
 _metrics: SimpleNamespace | None = None
 _available: bool | None = None
+# The labelled children of the calls and duration metrics, by their labels.
+_children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
 
 
 def _get() -> SimpleNamespace | None:
@@ -73,9 +75,18 @@ def record_call(
 ) -> None:
     """Count one call to ``endpoint``: ``outcome`` "ok" or "error" (``error``: its type)."""
     metrics = _get()
-    if metrics is not None:
-        metrics.calls.labels(endpoint, function, outcome, error).inc()
-        metrics.duration.labels(endpoint, function).observe(seconds)
+    if metrics is None:
+        return
+    key = (endpoint, function, outcome, error)
+    children = _children.get(key)
+    if children is None:
+        # labels() takes a lock and builds a key each time: once per series.
+        children = _children[key] = (
+            metrics.calls.labels(endpoint, function, outcome, error),
+            metrics.duration.labels(endpoint, function),
+        )
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def record_retry(endpoint: str, function: str, error: BaseException) -> None:
