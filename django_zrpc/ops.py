@@ -19,11 +19,11 @@ from typing import Any
 
 import gevent
 from django.db import connections
-from gevent.pywsgi import WSGIServer
+from gevent.pywsgi import LoggingLogAdapter, WSGIServer
 
 from django_zrpc.addrport import AddrPort
 
-logger = logging.getLogger("django_zrpc.server")
+logger = logging.getLogger("django_zrpc.ops")
 
 #: Seconds a database has to answer ``SELECT 1`` before /readyz says it does not.
 DB_TIMEOUT = 2.0
@@ -119,7 +119,10 @@ def _reply(
 
 def serve(addrport: AddrPort, app: OpsApp) -> WSGIServer:
     """Start serving ``app`` on ``addrport`` in this event loop; raise ``OSError`` if it cannot."""
-    server = WSGIServer((addrport.host, addrport.port), app, log=None, error_log=logger)
+    # What pywsgi reports is a peer's malformed request: a port scan or a
+    # ZeroMQ client at the wrong port. Worth a debug line, not an error each.
+    errors = LoggingLogAdapter(logger, logging.DEBUG)
+    server = WSGIServer((addrport.host, addrport.port), app, log=None, error_log=errors)
     server.start()
     return server
 
