@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-
-import gevent
 import urllib.error
 import urllib.request
 
+import gevent
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 

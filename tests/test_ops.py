@@ -1,4 +1,4 @@
-"""runrpc --ops: /livez, /readyz and /metrics beside the RPC socket (issue 17), on real processes."""
+"""runrpc --ops: /livez, /readyz and /metrics beside the RPC socket (issue 17), for real."""
 
 from __future__ import annotations
 
@@ -151,11 +151,12 @@ def test_readyz_turns_503_at_sigterm_while_a_call_still_drains(start_server):
         assert get(f"{ops}/readyz")[0] == 200
         signalled = time.monotonic()
         server.signal(signal.SIGTERM)
-        status, body = wait_until(
-            lambda: (lambda answer: answer if answer[0] == 503 else None)(get(f"{ops}/readyz")),
-            2,
-            "/readyz said 503",
-        )
+
+        def not_ready() -> str | None:
+            status, body = get(f"{ops}/readyz")
+            return body if status == 503 else None
+
+        body = wait_until(not_ready, 2, "/readyz said 503")
         assert "The server is stopping." in body
         assert time.monotonic() - signalled < 2
         assert not long_call.ready(), "the drain should still be running"
