@@ -27,6 +27,27 @@ from prometheus_client import Counter, Gauge, Histogram
 from django_zrpc.core.observer import Observer
 from django_zrpc.metrics import BUCKETS
 
+
+def _use_native_locks() -> None:
+    """Give the values made from now on the interpreter's lock, not gevent's patched one.
+
+    runrpc patches ``threading`` before prometheus_client loads, so each value
+    would take a gevent lock, a Python-level object: measured (2026-11-29, 2
+    cores), a call's three updates cost 6-11 us with it, 3.5 us with the
+    native lock. The native lock is safe here: an update never yields while it
+    holds the lock, so no other greenlet can wait on it, and threads (blocking
+    functions) wait on it as they should. Values in multiprocess mode share one
+    lock made at import, which stays as it is.
+    """
+    from gevent import monkey
+    from prometheus_client import values
+
+    if monkey.is_module_patched("threading"):
+        values.Lock = monkey.get_original("_thread", "allocate_lock")
+
+
+_use_native_locks()
+
 #: The label of a function the server does not serve (a caller's typo).
 UNKNOWN = "_unknown"
 
