@@ -15,27 +15,50 @@ import time
 from types import SimpleNamespace, TracebackType
 from typing import Any
 
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
 from django_zrpc import conf
 from django_zrpc.metrics import BUCKETS
 
 _metrics: SimpleNamespace | None = None
-_available: bool | None = None
+# Whether metrics are on: ZRPC_METRICS is read once, not per call (the
+# settings lookup cost as much as the metrics), and again when a test
+# changes it (setting_changed).
+_on: bool | None = None
 # The labelled children of the calls and duration metrics, by their labels.
 _children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
 
 
+@receiver(setting_changed)
+def _forget_setting(setting: str, **kwargs: Any) -> None:
+    global _on
+    if setting == "ZRPC_METRICS":
+        _on = None
+
+
 def _get() -> SimpleNamespace | None:
     """Return the metrics, made on first use; None when they are off."""
-    global _metrics, _available
-    if _metrics is not None:
-        return _metrics if conf.get("METRICS") is not False else None
-    if _available is False or conf.get("METRICS") is False:
+    global _on
+    if _on is None:
+        _on = conf.get("METRICS") is not False and _installed()
+    if not _on:
         return None
+    return _metrics or _make()
+
+
+def _installed() -> bool:
     try:
-        from prometheus_client import Counter, Gauge, Histogram
+        import prometheus_client  # noqa: F401
     except ImportError:
-        _available = False
-        return None
+        return False
+    return True
+
+
+def _make() -> SimpleNamespace:
+    global _metrics
+    from prometheus_client import Counter, Gauge, Histogram
+
     _metrics = SimpleNamespace(
         calls=Counter(
             "zrpc_client_calls",
