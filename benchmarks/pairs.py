@@ -73,7 +73,7 @@ PAIRS = [
     Pair(WORKERS_1, "rpcclient", "runrpc-workers-1", ("echo",)),
     Pair(BURN_WORKERS_1, "rpcclient", "runrpc-workers-1", ("burn",)),
     Pair(BURN_WORKERS_2, "rpcclient", "runrpc-workers-2", ("burn",)),
-    Pair(METRICS_ON, "rpcclient", "runrpc-metrics", ("echo", "payload", "get_ticket")),
+    Pair(METRICS_ON, "rpcclient", "runrpc-metrics", ("echo",)),
 ]
 # (label, client kind of benchmarks.clients, server kind) of the ticket_list streams.
 STREAM_PAIRS = [

@@ -29,6 +29,8 @@ WORKERS_ECHO = [
     "RPCClient -> runrpc (no --workers), no call log",
     "RPCClient -> runrpc --workers 1, no call log",
 ]
+# runrpc --ops (issue 17): echo with the server's metrics on.
+METRICS_ECHO = ["RPCClient -> runrpc, no call log, metrics on"]
 WORKERS_BURN = [
     "RPCClient -> runrpc --workers 1, no call log (burn)",
     "RPCClient -> runrpc --workers 2, no call log (burn)",
@@ -56,7 +58,7 @@ def test_benchmark_runner_smoke_pass():
         assert float(calls_per_second.replace(",", "")) > 0, (workload, pair, callers)
         by_workload.setdefault((workload, callers), []).append(pair)
     for callers in ("1", "4"):
-        assert by_workload[("echo", callers)] == PAIRS + WORKERS_ECHO
+        assert by_workload[("echo", callers)] == PAIRS + WORKERS_ECHO + METRICS_ECHO
         assert by_workload[("payload", callers)] == PAIRS
         assert by_workload[("burn", callers)] == WORKERS_BURN
         if any(line.startswith("skipped: get_ticket rows:") for line in lines):
