@@ -9,9 +9,10 @@ import gevent
 import pytest
 
 from django_zrpc.core.client import Client
-from django_zrpc.exceptions import RemoteError
+from django_zrpc.exceptions import HandshakeFailed, RemoteError
 from tests.conftest import ServerProcess, free_port, raw_dealer, requires_postgres
 from tests.ops_http import get, scrape, value, wait_until
+from tests.test_curve import Keys
 
 pytest.importorskip("prometheus_client")
 
@@ -196,3 +197,41 @@ def test_ops_port_in_use_is_a_one_line_error(start_server):
     second = start_server("--ops", f"127.0.0.1:{taken}", wait=False)
     assert second.wait_stopped() == 1
     assert f"Port {taken} on 127.0.0.1 is already in use." in second.output
+
+
+@requires_postgres
+def test_database_connections_open_are_a_gauge(ops_server):
+    server, ops = ops_server
+    client = Client(server.endpoint, timeout=10)
+    try:
+        # CONN_MAX_AGE is 0 here: a worker's connection lives for its call.
+        querying = gevent.spawn(client.call, "db_sleep", 1.0)
+        wait_until(
+            lambda: value(scrape(ops), "zrpc_server_db_connections", database="default") == 1,
+            5,
+            "one connection open during the query",
+        )
+        assert querying.get(timeout=10) == 1.0
+    finally:
+        client.close()
+    wait_until(
+        lambda: value(scrape(ops), "zrpc_server_db_connections", database="default") == 0,
+        5,
+        "the connection closed with its call",
+    )
+
+
+def test_refused_handshakes_are_counted_and_the_zap_handler_keeps_it_ready(start_server, tmp_path):
+    keys = Keys(tmp_path)
+    port = free_port()
+    ops = f"http://127.0.0.1:{port}"
+    server = start_server(*keys.server_args(), "--ops", f"127.0.0.1:{port}")
+    before = value(scrape(ops), "zrpc_server_handshakes_refused_total")
+    with pytest.raises(HandshakeFailed):
+        keys.client(server.endpoint, "intruder").echo(1)
+    wait_until(
+        lambda: value(scrape(ops), "zrpc_server_handshakes_refused_total") > before,
+        5,
+        "the refused handshake counted",
+    )
+    assert get(f"{ops}/readyz") == (200, "ready\n")
