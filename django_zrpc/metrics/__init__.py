@@ -45,3 +45,21 @@ def require() -> None:
 def server_metrics_wanted(ops: Any) -> bool:
     """Return whether runrpc, serving its ops endpoint at ``ops`` (or not: None), keeps metrics."""
     return ops is not None and conf.get("METRICS") is not False
+
+
+def server_observer(ops: Any) -> Any:
+    """Return the ``ServerMetrics`` of a runrpc serving ops at ``ops``, or None if none are kept."""
+    if not server_metrics_wanted(ops):
+        return None
+    from django_zrpc.metrics.server import ServerMetrics
+
+    return ServerMetrics()
+
+
+def worker_metrics(ops: Any) -> Any:
+    """Return the supervisor's sum of its workers' metrics, or None; call it before any starts."""
+    if not server_metrics_wanted(ops):
+        return None
+    from django_zrpc.metrics.exposition import WorkerMetrics
+
+    return WorkerMetrics()

@@ -29,6 +29,7 @@ from gevent import monkey
 import django_zrpc
 from django_zrpc import conf
 from django_zrpc.addrport import AddrPort, parse_addrport
+from django_zrpc.metrics import server_observer, worker_metrics
 from django_zrpc.worker import WorkerHandles, end_with_supervisor
 
 LAUNCHER = "django_zrpc.launcher"
@@ -195,7 +196,7 @@ class Command(BaseCommand):
             self._supervise(options)
             return
 
-        observer = _server_metrics(options["ops"])
+        observer = server_observer(options["ops"])
         server = build_server(
             observer=observer,
             heartbeat=options["heartbeat"],
@@ -217,21 +218,7 @@ class Command(BaseCommand):
             self._fail(str(err), options["use_reloader"])
         for signum in (signal.SIGTERM, signal.SIGINT):
             _install_stop_handler(signum, server, options["graceful_timeout"])
-        ops_server = None
-        if observer is not None:
-            observer.known = server.served_names
-        if worker is None and options["ops"] is not None:
-            from django_zrpc import ops
-
-            try:
-                ops_server = self._serve_ops(options, ops.for_server(server, observer))
-            except CommandError as err:
-                server.close()
-                self._fail(str(err), options["use_reloader"])
-        elif observer is not None:
-            from django_zrpc.metrics.exposition import keep_sampling
-
-            keep_sampling(functools.partial(observer.sample, server))  # for the supervisor
+        ops_server = self._observe(server, observer, options)
         if worker is None:
             limits = _limits(server.heartbeat, server.concurrency, server.backlog)
             self._print_banner(endpoint, len(server.function_names), limits, options)
@@ -247,6 +234,27 @@ class Command(BaseCommand):
             self._fail(server.failure, options["use_reloader"])
         if worker is None:
             self._stopped(options["use_reloader"])
+
+    def _observe(self, server: Any, observer: Any, options: dict[str, Any]) -> Any:
+        """Serve the ops endpoint of a lone server and return it; a worker samples its gauges."""
+        if observer is not None:
+            observer.known = server.served_names
+        if options["worker"] is not None:
+            if observer is not None:  # its supervisor serves them, summed
+                from django_zrpc.metrics.exposition import keep_sampling
+
+                keep_sampling(functools.partial(observer.sample, server))
+            return None
+        if options["ops"] is None:
+            return None
+        from django_zrpc import ops
+
+        try:
+            return self._serve_ops(options, ops.for_server(server, observer))
+        except CommandError as err:
+            server.close()
+            self._fail(str(err), options["use_reloader"])
+            return None
 
     def _stopped(self, use_reloader: bool) -> None:
         self.stdout.write("Server stopped.\n")
@@ -296,7 +304,7 @@ class Command(BaseCommand):
             _limits(heartbeat, concurrency, backlog),
             options,
         )
-        metrics = _worker_metrics(options["ops"])
+        metrics = worker_metrics(options["ops"])
         supervisor = Supervisor(
             listener,
             count,
@@ -429,28 +437,6 @@ def _ops_address(value: str | None) -> AddrPort | None:
     if message is not None:
         raise CommandError(f"{message} Or set ZRPC_METRICS = False to serve health alone.")
     return addrport
-
-
-def _server_metrics(ops: AddrPort | None) -> Any:
-    """Return the observer that keeps the server's metrics, or None when none are kept."""
-    from django_zrpc.metrics import server_metrics_wanted
-
-    if not server_metrics_wanted(ops):
-        return None
-    from django_zrpc.metrics.server import ServerMetrics
-
-    return ServerMetrics()
-
-
-def _worker_metrics(ops: AddrPort | None) -> Any:
-    """Return the supervisor's sum of its workers' metrics (before any starts), or None."""
-    from django_zrpc.metrics import server_metrics_wanted
-
-    if not server_metrics_wanted(ops):
-        return None
-    from django_zrpc.metrics.exposition import WorkerMetrics
-
-    return WorkerMetrics()
 
 
 def _ops_line(url: str | None) -> str:
