@@ -43,6 +43,8 @@ SINGLE_PROCESS = "RPCClient -> runrpc (no --workers), no call log"
 WORKERS_1 = "RPCClient -> runrpc --workers 1, no call log"
 BURN_WORKERS_1 = "RPCClient -> runrpc --workers 1, no call log (burn)"
 BURN_WORKERS_2 = "RPCClient -> runrpc --workers 2, no call log (burn)"
+# Issue 17: the target pair with the ops endpoint and its metrics on.
+METRICS_ON = "RPCClient -> runrpc, no call log, metrics on"
 
 PAIRS = [
     Pair(RAW, "raw", "raw", ("echo", "payload")),
@@ -102,6 +104,7 @@ PAIRS = [
     Pair(WORKERS_1, "rpcclient", "runrpc-workers-1", ("echo",)),
     Pair(BURN_WORKERS_1, "rpcclient", "runrpc-workers-1", ("burn",)),
     Pair(BURN_WORKERS_2, "rpcclient", "runrpc-workers-2", ("burn",)),
+    Pair(METRICS_ON, "rpcclient", "runrpc-metrics", ("echo",)),
 ]
 # (label, client kind of benchmarks.clients, server kind) of the ticket_list streams.
 STREAM_PAIRS = [

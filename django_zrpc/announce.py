@@ -35,6 +35,7 @@ class Announcer:
         self._keys = Keys(self.service)
         self._state = UP
         self._greenlet: gevent.Greenlet | None = None
+        self._draining: gevent.Greenlet | None = None
         self._failing_since: float | None = None
 
     def start(self) -> None:
@@ -47,8 +48,15 @@ class Announcer:
         self._state = DRAINING
         self._write(publish=True)
 
+    def start_draining(self) -> None:
+        """``drain()`` in a greenlet of its own: stopping does not wait for Redis."""
+        if self._draining is None:
+            self._draining = gevent.spawn(self.drain)
+
     def withdraw(self) -> None:
         """Remove this instance (the server has stopped)."""
+        if self._draining is not None:
+            self._draining.join(timeout=2 * redis_registry.SOCKET_TIMEOUT)
         if self._greenlet is not None:
             self._greenlet.kill()
         try:

@@ -37,7 +37,8 @@ _SIMPLE: dict[str, tuple[Callable[[Any], bool], str, str]] = {
         "a number of seconds, 0 or more",
         "E006",
     ),
-    "LOG_CALLS": (lambda v: isinstance(v, bool), "True or False", "E007"),
+    "LOG_CALLS": (lambda v: v is None or isinstance(v, bool), "None, True or False", "E007"),
+    "METRICS": (lambda v: v is None or isinstance(v, bool), "None, True or False", "E018"),
     "BACKLOG": (lambda v: v is None or (_integer(v) and v >= 0), "None or 0 or more", "E009"),
     "MAX_MESSAGE_BYTES": (lambda v: _integer(v) and v > 0, "a positive integer", "E010"),
     "MAX_CONTAINER_LEN": (lambda v: _integer(v) and v > 0, "a positive integer", "E010"),
@@ -71,6 +72,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         *_check_clients(),
         *_check_curve(),
         *_check_announce(),
+        *_check_ops(),
     ]
 
 
@@ -112,6 +114,30 @@ def _check_announce() -> list[CheckMessage]:
     found = announcement_errors(source, conf.get("ANNOUNCE_ADDRESS"), conf.get("ANNOUNCE_TTL"))
     hint = "See ZRPC_ANNOUNCE in the README ('Many hosts')."
     return [Error(message, hint=hint, id="django_zrpc.E014") for message in found]
+
+
+def _check_ops() -> list[CheckMessage]:
+    """Check ZRPC_OPS's address, and that metrics asked for can be served."""
+    from django_zrpc.metrics import missing_message, server_metrics_wanted
+
+    value = conf.get("OPS")
+    if value is not None:
+        try:
+            parse_addrport(value)
+        except ValueError as err:
+            return [Error(f"ZRPC_OPS is invalid: {err}", id="django_zrpc.E017")]
+    metrics = conf.get("METRICS")
+    if metrics is True or server_metrics_wanted(value):
+        message = missing_message()
+        if message is not None:
+            return [
+                Error(
+                    message,
+                    hint="Or set ZRPC_METRICS = False to serve /livez and /readyz alone.",
+                    id="django_zrpc.E019",
+                )
+            ]
+    return []
 
 
 def _check_curve() -> list[CheckMessage]:

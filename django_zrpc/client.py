@@ -39,6 +39,7 @@ from django_zrpc.core.client import CallByName, Client, Stream
 from django_zrpc.curve import client_keys
 from django_zrpc.discovery import DEFAULT_REFRESH, directory_for
 from django_zrpc.exceptions import HandshakeFailed, LostRemote, RemoteError, ServerUnavailable
+from django_zrpc.metrics import client as client_metrics
 from django_zrpc.pool import Pool
 from django_zrpc.retry import backoff, may_retry
 
@@ -158,7 +159,8 @@ class RPCClient(CallByName):
             endpoint = self._directory.source  # in the log, if none could be chosen
             try:
                 endpoint = self._choose_endpoint(refused)
-                return self._call_once(endpoint, name, args, kwargs, more, deadline)
+                with client_metrics.timed_call(endpoint, name):
+                    return self._call_once(endpoint, name, args, kwargs, more, deadline)
             except Exception as err:
                 if isinstance(err, HandshakeFailed):
                     refused.add(endpoint)
@@ -179,6 +181,7 @@ class RPCClient(CallByName):
                     endpoint,
                     err,
                 )
+                client_metrics.record_retry(endpoint, name, err)
                 gevent.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -219,7 +222,8 @@ class RPCClient(CallByName):
         except BaseException:
             pool.release(connection)
             raise
-        self._down_until.pop(endpoint, None)
+        if self._down_until.pop(endpoint, None) is not None:
+            client_metrics.set_endpoint_up(endpoint, True)
         if isinstance(result, Stream):
             return PooledStream(result, pool, connection)
         pool.release(connection)
@@ -281,6 +285,7 @@ class RPCClient(CallByName):
     def _mark_down(self, endpoint: str, only_if_others: bool = False) -> None:
         if not only_if_others or len(self._directory.addresses) > 1:
             self._down_until[endpoint] = time.monotonic() + self.down_for
+            client_metrics.set_endpoint_up(endpoint, False)
 
     def _retire_gone(self, state: _ThreadState, addresses: tuple[str, ...]) -> None:
         """Close the pools of addresses that left; their calls in flight end as they would."""
@@ -305,6 +310,7 @@ class RPCClient(CallByName):
                 self.pool_size,
                 self.calls_per_connection,
             )
+            client_metrics.set_endpoint_up(endpoint, True)
         return pool
 
     def _state(self) -> _ThreadState:

@@ -37,8 +37,18 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a stopping server gives running calls before ending them.
     "GRACEFUL_TIMEOUT": 10.0,
     # One INFO line per successful call (errors and lost callers are always
-    # logged). It costs about a fifth of the server's CPU per call.
-    "LOG_CALLS": True,
+    # logged). It costs about as much server CPU as the rest of an echo call
+    # (~20 us), so None means "only with DEBUG = True": a developer sees every
+    # call, production keeps its visibility through the metrics (issue 17).
+    "LOG_CALLS": None,
+    # runrpc's ops endpoint (runserver's addrport grammar): /livez, /readyz
+    # and /metrics over HTTP. None: not served unless --ops is given.
+    "OPS": None,
+    # Prometheus metrics: None means on wherever they can be read, i.e. the
+    # server's when the ops endpoint is served and the client's when
+    # prometheus_client is installed; True insists (an error without it);
+    # False: none.
+    "METRICS": None,
     # Name reported by _zerorpc_name and _zerorpc_ping; None: the project's.
     "SERVER_NAME": None,
     # Dotted paths of server middleware; None: see default_middleware().
@@ -73,7 +83,7 @@ def get(name: str) -> Any:
         return default_middleware()
     if name == "SERVER_NAME" and value is None:
         return settings.SETTINGS_MODULE or "django_zrpc"
-    if name == "SEND_TRACEBACKS" and value is None:
+    if name in ("SEND_TRACEBACKS", "LOG_CALLS") and value is None:
         return settings.DEBUG
     return value
 

@@ -27,6 +27,7 @@ __all__ = [
     "HandshakeFailed",
     "InvalidRPCName",
     "LostRemote",
+    "MetricsUnavailable",
     "PoolExhausted",
     "RemoteDoesNotExist",
     "RemoteError",
@@ -67,6 +68,10 @@ class DuplicateRPCName(ZRPCConfigurationError):
 
 class CurveKeyError(ZRPCConfigurationError, ValueError):
     """A CURVE key file or allow-list folder cannot be used; the message says why."""
+
+
+class MetricsUnavailable(ZRPCConfigurationError):
+    """Metrics were asked for (``--ops``, ``ZRPC_METRICS = True``) without prometheus_client."""
 
 
 # -- calls that did not reach the server -------------------------------------------

@@ -29,6 +29,7 @@ from another hub hangs and one inherited through ``fork`` is unusable.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +39,7 @@ from gevent.hub import Waiter, get_hub
 
 from django_zrpc.core.client import Client
 from django_zrpc.exceptions import PoolExhausted, ServerUnavailable
+from django_zrpc.metrics import client as client_metrics
 
 #: Calls in flight on the least busy connection before another is opened (while
 #: there is room). Calls in flight on one socket go out and come back in
@@ -129,7 +131,9 @@ class Pool:
             if best is not None and calls[best] < self.calls_per_connection:
                 calls[best] += 1
                 return best
+        waited_from = time.monotonic()
         item = self._wait(timeout)
+        client_metrics.record_pool_wait(self.endpoint, time.monotonic() - waited_from)
         if item is _CLOSED:
             # The address left its service (or the client was closed): the
             # call never went out, so it may go elsewhere.

@@ -126,6 +126,7 @@ class Supervisor:
         log: Callable[[str], None],
         on_serving: Callable[[], None],
         on_stop: Callable[[], None] | None = None,
+        on_worker_exit: Callable[[int], None] | None = None,
     ) -> None:
         self._listener = listener
         self.count = count
@@ -134,6 +135,9 @@ class Supervisor:
         self._log = log
         self._on_serving = on_serving
         self._on_stop = on_stop
+        self._on_worker_exit = on_worker_exit
+        #: True from the moment SIGTERM or SIGINT arrives (the ops endpoint's /readyz).
+        self.stopping = False
         self._workers: list[_Worker] = []
         self._events: gevent.queue.Queue[tuple[str, _Worker | None]] = gevent.queue.Queue()
         self._failures = 0
@@ -143,7 +147,7 @@ class Supervisor:
     def run(self) -> None:
         """Supervise until told to stop; raise ``WorkersFailed`` if workers cannot start."""
         for signum in (signal.SIGTERM, signal.SIGINT):
-            gevent.signal_handler(signum, self._events.put, ("stop", None))
+            gevent.signal_handler(signum, self._on_stop_signal)
         gevent.signal_handler(signal.SIGHUP, self._events.put, ("reload", None))
         try:
             self._top_up()
@@ -156,6 +160,19 @@ class Supervisor:
         finally:
             self._kill_all()
             self._listener.close()
+
+    def _on_stop_signal(self) -> None:
+        self.stopping = True
+        self._events.put(("stop", None))
+
+    def problems(self) -> list[str]:
+        """Return why the server is not ready, in sentences: stopping, or workers missing."""
+        if self.stopping:
+            return ["The server is stopping."]
+        serving = len([w for w in self._workers if w.serving and not w.retiring])
+        if serving < self.count:
+            return [f"{serving} of {self.count} workers serve."]
+        return []
 
     def _handle(self, kind: str, worker: _Worker | None) -> None:
         if kind == "reload":
@@ -255,6 +272,8 @@ class Supervisor:
             worker.outcome.set(True)
             self._events.put(("ready", worker))
         worker.proc.wait()
+        if self._on_worker_exit is not None:
+            self._on_worker_exit(worker.proc.pid)
         copier.join(timeout=2)
         if not worker.outcome.ready():
             worker.outcome.set(False)

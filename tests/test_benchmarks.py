@@ -40,6 +40,8 @@ WORKERS_ECHO = [
     "RPCClient -> runrpc (no --workers), no call log",
     "RPCClient -> runrpc --workers 1, no call log",
 ]
+# runrpc --ops (issue 17): echo with the server's metrics on.
+METRICS_ECHO = ["RPCClient -> runrpc, no call log, metrics on"]
 WORKERS_BURN = [
     "RPCClient -> runrpc --workers 1, no call log (burn)",
     "RPCClient -> runrpc --workers 2, no call log (burn)",
@@ -69,7 +71,7 @@ def test_benchmark_runner_smoke_pass():
     grpc_skipped = [line for line in lines if line.startswith("skipped: gRPC rows:")]
     grpc = [] if grpc_skipped else GRPC
     for callers in ("1", "4"):
-        assert by_workload[("echo", callers)] == PAIRS + grpc + WORKERS_ECHO
+        assert by_workload[("echo", callers)] == PAIRS + grpc + WORKERS_ECHO + METRICS_ECHO
         assert by_workload[("payload", callers)] == PAIRS + grpc
         assert by_workload[("burn", callers)] == WORKERS_BURN
         if any(line.startswith("skipped: get_ticket rows:") for line in lines):

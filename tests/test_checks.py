@@ -37,6 +37,8 @@ def test_default_settings_pass():
         ("ZRPC_MAX_CONTAINERS", None, "django_zrpc.E010"),
         ("ZRPC_BUILTINS", 1, "django_zrpc.E011"),
         ("ZRPC_SEND_TRACEBACKS", "yes", "django_zrpc.E011"),
+        ("ZRPC_OPS", "not an address", "django_zrpc.E017"),
+        ("ZRPC_METRICS", "yes", "django_zrpc.E018"),
     ],
 )
 def test_bad_settings_are_check_errors(setting, value, error_id):

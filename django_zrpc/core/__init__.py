@@ -7,7 +7,8 @@ What is here, one job a module:
 - ``server``: ``Server``, which serves calls on a ROUTER socket with
   persistent workers; ``calls`` (what one call is, and the steps of running
   it), ``builtins`` (``_zerorpc_*``), ``stall`` (the blocked loop warning),
-  ``hooks`` (zerorpc-style middleware), ``ratelimit``;
+  ``hooks`` (zerorpc-style middleware), ``observer`` (what metrics are told
+  of each call), ``ratelimit``;
 - ``client``: ``Client``, one DEALER connection that carries many calls, on
   gevent; ``calls_out`` (the caller's side of a call) and ``dealer`` (a
   client's socket), free of gevent and shared with the asyncio client

@@ -62,6 +62,7 @@ class Call(protocol.Heard):
         "identity",
         "kill_pending",
         "lost",
+        "received",
         "replied",
         "request",
         "rich",
@@ -73,6 +74,8 @@ class Call(protocol.Heard):
         # judged by zerorpc's until its heartbeats show its own.
         super().__init__(now, protocol.announced_period(request.header))
         self.request = request
+        # When it came, to tell how long it waited for a worker.
+        self.received = now
         self.identity = request.identity
         # Each side may send one event before the other grants more (_zpc_more).
         self.credits = 1

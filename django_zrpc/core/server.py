@@ -32,6 +32,7 @@ from gevent.hub import Waiter
 from django_zrpc import remote_errors, values
 from django_zrpc.context import CallContext
 from django_zrpc.context import _current as _current_call
+from django_zrpc.core import observer as observed
 from django_zrpc.core import protocol
 from django_zrpc.core.builtins import builtins as builtin_functions
 from django_zrpc.core.calls import (
@@ -68,6 +69,8 @@ _INTERRUPTED = {CANCELLED: "cancelled", DEADLINE_PASSED: "deadline"}
 
 #: Seconds a stopped server keeps refusing calls before it closes its socket.
 STOP_LINGER = 0.5
+#: Why calls are given up when the server stops.
+STOPPING_REASON = "the server is stopping"
 
 
 class Server:
@@ -93,6 +96,7 @@ class Server:
         stop_linger: float = STOP_LINGER,
         quiet_linger: float = 0.0,
         trim_every: float | None = 10.0,
+        observer: observed.Observer | None = None,
     ) -> None:
         self.name = name
         self.heartbeat = heartbeat
@@ -163,6 +167,8 @@ class Server:
         )
         self._on_worker_exit = on_worker_exit
         self._log_calls = log_calls
+        # Told of each call's fate, for metrics; the base class does nothing.
+        self._observer = observer or observed.NOTHING
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -217,6 +223,35 @@ class Server:
             self._io.flush()  # the last replies, ServerStopping errors among them
             reader.kill()
 
+    @property
+    def served_names(self) -> frozenset[str]:
+        """The names calls may name: the functions and zerorpc's built-ins."""
+        return frozenset(self._functions)
+
+    @property
+    def accepting(self) -> bool:
+        """Whether new calls are taken: False from the moment ``stop()`` is called."""
+        return self._accepting
+
+    def load(self) -> tuple[int, int, int]:
+        """Return the calls running, the calls waiting for a worker, and the workers busy.
+
+        Read when wanted (a metrics scrape), so that nothing is counted per call.
+        """
+        waiting = len(self._waiting)
+        busy = self.concurrency - len(self._idle) if self._greenlets else 0
+        return len(self._calls) - waiting, waiting, busy
+
+    def problems(self) -> list[str]:
+        """Return why the server cannot serve new calls now, in sentences; empty if it can."""
+        found = []
+        if not self._accepting:
+            found.append("The server is stopping.")
+        greenlet = getattr(self, "_authenticator_greenlet", None)
+        if greenlet is not None and greenlet.dead:
+            found.append("The CURVE ZAP handler stopped: no client can connect.")
+        return found
+
     def _on_authenticator_end(self, greenlet: gevent.Greenlet) -> None:
         if not self._accepting:
             return  # the server is stopping: so is its ZAP handler
@@ -248,7 +283,7 @@ class Server:
                     "CallInterrupted",
                     "The server stopped during the call; it may have run in part.",
                 )
-            self._lose(call, "the server is stopping")
+            self._lose(call, STOPPING_REASON)
         self._stopped.set()
 
     def close(self) -> None:
@@ -268,6 +303,7 @@ class Server:
             event = self._unpacker.unpack(blob)
         except protocol.BadEvent as err:
             self._drops.record(str(err))
+            self._observer.frame_dropped()
             if identity is not None:
                 self._refuse(identity, blob, str(err))
             return
@@ -293,10 +329,12 @@ class Server:
             self._probe_callers()
             if self._trimmer is not None:
                 self._trimmer.peer_left()
-        # Refused keys (HANDSHAKE_FAILED_AUTH) are logged by the ZAP handler,
-        # with the key.
-        elif event in FAILED_EVENTS and event != zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-            self._handshake_failures.record(describe_failure(event, value, SERVER))
+        elif event in FAILED_EVENTS:
+            self._observer.handshake_refused()
+            # Refused keys (HANDSHAKE_FAILED_AUTH) are logged by the ZAP
+            # handler, with the key.
+            if event != zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                self._handshake_failures.record(describe_failure(event, value, SERVER))
 
     def _route(self, event: protocol.Event) -> None:
         response_to = event.response_to
@@ -320,12 +358,15 @@ class Server:
         key = (event.identity, event.message_id)
         if key in self._calls:
             self._drops.record(f"duplicate message_id {event.message_id!r:.40}")
+            self._observer.frame_dropped()
             return
         call = Call(event, time.monotonic())
         if not isinstance(event.args, list | tuple):
             self._reply_error(call, "TypeError", "The call's arguments are not an array.")
+            self._observer.call_refused(event.name, observed.BAD_REQUEST)
         elif not self._accepting:
             self._last_refused = time.monotonic()
+            self._observer.call_refused(event.name, observed.STOPPING)
             self._reply_error(
                 call, "ServerStopping", "The server is stopping; call again later.", True
             )
@@ -337,6 +378,7 @@ class Server:
                 f"{self.backlog} are waiting; call again later.",
                 True,
             )
+            self._observer.call_refused(event.name, observed.BUSY)
         else:
             self._calls[key] = call
             if self._idle:
@@ -418,6 +460,7 @@ class Server:
             # Still queued: out of the queue and the bound at once (a caller
             # that cancels queued calls must not grow the queue past it).
             self._calls.pop((call.identity, call.request.message_id), None)
+            self._observer.call_refused(call.request.name, _outcome_of_loss(reason))
             try:
                 self._waiting.remove(call)
             except ValueError:
@@ -480,14 +523,18 @@ class Server:
             self._expire(call)
             return
         call.worker = gevent.getcurrent()
+        started = time.monotonic()
+        self._observer.call_started(call.request.name, started - call.received)
         timer = None
         if call.deadline is not None:
-            timer = self._hub.loop.timer(max(call.deadline - time.monotonic(), 0.0))
+            timer = self._hub.loop.timer(max(call.deadline - started, 0.0))
             timer.start(self._on_deadline, call)
         try:
             self._execute(call)
         except CallLost as lost:
             self._log(call, 0.0, _INTERRUPTED.get(str(lost), "lost"), lost)
+            outcome = _outcome_of_loss(str(lost))
+            self._observer.call_ended(call.request.name, outcome, time.monotonic() - started)
         except Exception:
             logger.exception("Call %s failed outside its function.", call.request)
         finally:
@@ -579,14 +626,21 @@ class Server:
                 if language:
                     translation.deactivate()
                 _current_call.reset(token)
-        self._log(call, (time.perf_counter() - started) * 1000, outcome, error, context.request_id)
+        seconds = time.perf_counter() - started
+        self._log(call, seconds * 1000, outcome, error, context.request_id)
+        if error is None:
+            self._observer.call_ended(request.name, observed.OK, seconds)
+        else:
+            self._observer.call_ended(request.name, observed.ERROR, seconds, type(error).__name__)
 
     def _stream(self, call: Call, iterable: Iterable[Any], context: CallContext) -> None:
         iterator = iter(iterable)
         on_item = self._hooks.has("server_stream_item")
+        sent = 0
         try:
             for item in iterator:
                 self._send(call, protocol.STREAM, item)
+                sent += 1
                 if call.deadline is not None:
                     # The caller's timeout runs only until its first item.
                     call.deadline = None
@@ -594,6 +648,7 @@ class Server:
                 if on_item:
                     self._hooks.call("server_stream_item", call.request)
         finally:
+            self._observer.stream_items_sent(call.request.name, sent)
             # Close a generator now, also when the caller was lost, so that
             # what it holds (a server-side database cursor) is released.
             close = getattr(iterator, "close", None)
@@ -694,3 +749,14 @@ class Server:
                 error,
                 exc_info=(type(error), error, error.__traceback__),
             )
+
+
+def _outcome_of_loss(reason: str) -> str:
+    """Return the observer's outcome for a call given up for ``reason`` (see ``_lose``)."""
+    if reason == CANCELLED:
+        return observed.CANCELLED
+    if reason == DEADLINE_PASSED:
+        return observed.DEADLINE
+    if reason == STOPPING_REASON:
+        return observed.STOPPING
+    return observed.LOST

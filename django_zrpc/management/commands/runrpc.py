@@ -29,6 +29,7 @@ from gevent import monkey
 import django_zrpc
 from django_zrpc import conf
 from django_zrpc.addrport import AddrPort, parse_addrport
+from django_zrpc.metrics import server_observer, worker_metrics
 from django_zrpc.worker import WorkerHandles, end_with_supervisor
 
 LAUNCHER = "django_zrpc.launcher"
@@ -102,6 +103,12 @@ class Command(BaseCommand):
             help="The tcp://HOST:PORT callers should dial (default: ZRPC_ANNOUNCE_ADDRESS, "
             "else the address listened on).",
         )
+        parser.add_argument(
+            "--ops",
+            metavar="ADDRPORT",
+            help="Serve /livez, /readyz and /metrics over HTTP at ADDRPORT, beside the RPC "
+            "socket (default: ZRPC_OPS, none). See 'Health and metrics'.",
+        )
         # How the supervisor starts a worker (django_zrpc.worker): not for people.
         parser.add_argument("--worker", help=argparse.SUPPRESS)
         parser.add_argument(
@@ -118,6 +125,7 @@ class Command(BaseCommand):
             options["use_reloader"] = False  # the supervisor's to do
         options["addrport"] = self._parse_addrport(options["addrport"])
         options["workers"] = _workers(options["workers"])
+        options["ops"] = _ops_address(options["ops"])
         for name in ("heartbeat", "concurrency"):
             value = options[name]
             if value is not None and not value > 0:
@@ -221,7 +229,9 @@ class Command(BaseCommand):
             self._supervise(options)
             return
 
+        observer = server_observer(options["ops"])
         server = build_server(
+            observer=observer,
             heartbeat=options["heartbeat"],
             concurrency=options["concurrency"],
             backlog=options["backlog"],
@@ -242,6 +252,7 @@ class Command(BaseCommand):
         announcer = options["announcer"]
         for signum in (signal.SIGTERM, signal.SIGINT):
             _install_stop_handler(signum, server, options["graceful_timeout"], announcer)
+        ops_server = self._observe(server, observer, options)
         if worker is None:
             limits = _limits(server.heartbeat, server.concurrency, server.backlog)
             self._print_banner(endpoint, len(server.function_names), limits, options)
@@ -252,6 +263,8 @@ class Command(BaseCommand):
         try:
             server.run()
         finally:
+            if ops_server is not None:
+                ops_server.stop(timeout=0)
             server.close()
             if announcer is not None:
                 announcer.withdraw()
@@ -259,6 +272,27 @@ class Command(BaseCommand):
             self._fail(server.failure, options["use_reloader"])
         if worker is None:
             self._stopped(options["use_reloader"])
+
+    def _observe(self, server: Any, observer: Any, options: dict[str, Any]) -> Any:
+        """Serve the ops endpoint of a lone server and return it; a worker samples its gauges."""
+        if observer is not None:
+            observer.known = server.served_names
+        if options["worker"] is not None:
+            if observer is not None:  # its supervisor serves them, summed
+                from django_zrpc.metrics.exposition import keep_sampling
+
+                keep_sampling(functools.partial(observer.sample, server))
+            return None
+        if options["ops"] is None:
+            return None
+        from django_zrpc import ops
+
+        try:
+            return self._serve_ops(options, ops.for_server(server, observer))
+        except CommandError as err:
+            server.close()
+            self._fail(str(err), options["use_reloader"])
+            return None
 
     def _stopped(self, use_reloader: bool) -> None:
         self.stdout.write("Server stopped.\n")
@@ -315,6 +349,7 @@ class Command(BaseCommand):
             if announcer is not None:
                 announcer.start()
 
+        metrics = worker_metrics(options["ops"])
         supervisor = Supervisor(
             listener,
             count,
@@ -322,8 +357,17 @@ class Command(BaseCommand):
             options["graceful_timeout"],
             self._log,
             on_serving,
-            on_stop=None if announcer is None else functools.partial(_drain, announcer),
+            on_stop=None if announcer is None else announcer.start_draining,
+            on_worker_exit=metrics.worker_exited if metrics is not None else None,
         )
+        ops_server = None
+        if options["ops"] is not None:
+            from django_zrpc import ops
+
+            try:
+                ops_server = self._serve_ops(options, ops.for_supervisor(supervisor, metrics))
+            except CommandError as err:
+                self._fail(str(err), use_reloader)
         try:
             supervisor.run()
         except WorkersFailed as err:
@@ -331,7 +375,25 @@ class Command(BaseCommand):
         finally:
             if announcer is not None:
                 announcer.withdraw()
+            if ops_server is not None:
+                ops_server.stop(timeout=0)
+            if metrics is not None:
+                metrics.close()
         self._stopped(use_reloader)
+
+    def _serve_ops(self, options: dict[str, Any], app: Any) -> Any:
+        """Serve the ops endpoint in this event loop; fail as runrpc does if its port is taken."""
+        from django_zrpc import ops
+
+        addrport = self._resolve(options["ops"])
+        try:
+            ops_server = ops.serve(addrport, app)
+        except OSError as err:
+            message = _listen_error(addrport, err)
+            raise CommandError(f"The ops endpoint cannot start: {message}") from err
+        host = f"[{addrport.host}]" if addrport.ipv6 else addrport.host
+        options["ops_url"] = f"http://{host}:{ops_server.server_port}"
+        return ops_server
 
     def _log(self, message: str) -> None:
         self.stderr.write(f"[{datetime.now().strftime('%Y-%m-%d %H:%M:%S')}] {message}")
@@ -386,6 +448,7 @@ class Command(BaseCommand):
             f"using settings {settings.SETTINGS_MODULE!r}\n"
             f"Serving {functions} RPC functions at {serving}\n"
             f"{_curve_line(options['curve'])}"
+            f"{_ops_line(options.get('ops_url'))}"
             f"Quit the server with {quit_command}.\n"
         )
         self.stdout.flush()
@@ -400,6 +463,34 @@ def _workers(value: int | None) -> int:
     elif value < 1:
         raise CommandError(f"--workers must be 1 or more, not {value!r}.")
     return value
+
+
+def _ops_address(value: str | None) -> AddrPort | None:
+    """Return where the ops endpoint listens (``--ops``, else ``ZRPC_OPS``), or None.
+
+    Fail at once if its metrics are wanted and prometheus_client is missing.
+    """
+    from django_zrpc.metrics import missing_message, server_metrics_wanted
+
+    option = "--ops"
+    if value is None:
+        value, option = conf.get("OPS"), "ZRPC_OPS"
+    if value is None:
+        return None
+    try:
+        addrport = parse_addrport(str(value))
+    except ValueError as err:
+        raise CommandError(f"{option} is invalid: {err}") from err
+    message = missing_message() if server_metrics_wanted(addrport) else None
+    if message is not None:
+        raise CommandError(f"{message} Or set ZRPC_METRICS = False to serve health alone.")
+    return addrport
+
+
+def _ops_line(url: str | None) -> str:
+    if url is None:
+        return ""
+    return f"Ops endpoint at {url}/ (/livez, /readyz, /metrics)\n"
 
 
 def _per_worker(options: dict[str, Any]) -> tuple[float, int, int]:
@@ -490,17 +581,12 @@ def _install_stop_handler(signum: int, server: Any, grace: float, announcer: Any
 
     def stop() -> None:
         if announcer is not None:
-            _drain(announcer)
+            # Clients stop sending here as soon as Redis has it; calls that
+            # arrive meanwhile are refused (ServerStopping) and sent elsewhere.
+            announcer.start_draining()
         server.stop(grace)
 
     gevent.signal_handler(signum, stop)
-
-
-def _drain(announcer: Any) -> None:
-    """Mark the server draining for its clients first, waiting a second at most for Redis."""
-    import gevent
-
-    gevent.spawn(announcer.drain).join(timeout=1.0)
 
 
 def _is_ip(host: str) -> bool:

@@ -1,0 +1,166 @@
+"""The client's Prometheus metrics, in the Django process's default registry (issue 17).
+
+``RPCClient`` and its pools call the small functions here at one line each;
+they do nothing when ``ZRPC_METRICS = False`` or prometheus_client is not
+installed. The metrics live in prometheus_client's default ``REGISTRY``,
+which django-prometheus, ``prometheus_client.start_http_server`` and the
+other exporters already serve, and which prometheus_client's multiprocess
+mode sums over gunicorn's workers. Labels are the endpoints and function
+names the project's own code chooses, so their number stays bounded.
+"""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace, TracebackType
+from typing import Any
+
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from django_zrpc import conf
+from django_zrpc.metrics import BUCKETS
+
+_metrics: SimpleNamespace | None = None
+# Whether metrics are on: ZRPC_METRICS is read once, not per call (the
+# settings lookup cost as much as the metrics), and again when a test
+# changes it (setting_changed).
+_on: bool | None = None
+# The labelled children of the calls and duration metrics, by their labels.
+_children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+
+
+@receiver(setting_changed)
+def _forget_setting(setting: str, **kwargs: Any) -> None:
+    global _on
+    if setting == "ZRPC_METRICS":
+        _on = None
+
+
+def _get() -> SimpleNamespace | None:
+    """Return the metrics, made on first use; None when they are off."""
+    global _on
+    if _on is None:
+        _on = conf.get("METRICS") is not False and _installed()
+    if not _on:
+        return None
+    return _metrics or _make()
+
+
+def _installed() -> bool:
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _make() -> SimpleNamespace:
+    global _metrics
+    from prometheus_client import Counter, Gauge, Histogram
+
+    _metrics = SimpleNamespace(
+        calls=Counter(
+            "zrpc_client_calls",
+            "Calls by endpoint, function and outcome (ok, error); error: the exception's type.",
+            ["endpoint", "function", "outcome", "error"],
+        ),
+        duration=Histogram(
+            "zrpc_client_call_duration_seconds",
+            "Seconds a call took, on one endpoint, from the caller's side.",
+            ["endpoint", "function"],
+            buckets=BUCKETS,
+        ),
+        pool_waits=Histogram(
+            "zrpc_client_pool_wait_seconds",
+            "Seconds a call waited for room in a full pool (calls that did not wait are not "
+            "counted).",
+            ["endpoint"],
+            buckets=BUCKETS,
+        ),
+        retries=Counter(
+            "zrpc_client_retries",
+            "Calls sent again, by endpoint, function and the error that made them retry.",
+            ["endpoint", "function", "error"],
+        ),
+        up=Gauge(
+            "zrpc_client_endpoint_up",
+            "1 while an endpoint is taking calls, 0 while it is avoided after a failure.",
+            ["endpoint"],
+            multiprocess_mode="livemin",
+        ),
+    )
+    return _metrics
+
+
+def record_call(
+    endpoint: str, function: str, outcome: str, seconds: float, error: str = ""
+) -> None:
+    """Count one call to ``endpoint``: ``outcome`` "ok" or "error" (``error``: its type)."""
+    metrics = _get()
+    if metrics is None:
+        return
+    key = (endpoint, function, outcome, error)
+    children = _children.get(key)
+    if children is None:
+        # labels() takes a lock and builds a key each time: once per series.
+        children = _children[key] = (
+            metrics.calls.labels(endpoint, function, outcome, error),
+            metrics.duration.labels(endpoint, function),
+        )
+    children[0].inc()
+    children[1].observe(seconds)
+
+
+def record_retry(endpoint: str, function: str, error: BaseException) -> None:
+    """Count a call sent again after ``error`` on ``endpoint``."""
+    metrics = _get()
+    if metrics is not None:
+        metrics.retries.labels(endpoint, function, _error_name(error)).inc()
+
+
+def record_pool_wait(endpoint: str, seconds: float) -> None:
+    """Count a call that waited ``seconds`` for room in ``endpoint``'s full pool."""
+    metrics = _get()
+    if metrics is not None:
+        metrics.pool_waits.labels(endpoint).observe(seconds)
+
+
+def set_endpoint_up(endpoint: str, up: bool) -> None:
+    """Say whether ``endpoint`` takes calls (1) or is avoided after a failure (0)."""
+    metrics = _get()
+    if metrics is not None:
+        metrics.up.labels(endpoint).set(1 if up else 0)
+
+
+def _error_name(error: BaseException) -> str:
+    # A RemoteError carries the server's exception type; its name is bounded
+    # by what the server raises, cut short against a hostile one.
+    return str(getattr(error, "name", None) or type(error).__name__)[:64]
+
+
+class timed_call:
+    """Time the call in the ``with`` block and ``record_call`` it, with its outcome."""
+
+    __slots__ = ("endpoint", "function", "started")
+
+    def __init__(self, endpoint: str, function: str) -> None:
+        self.endpoint = endpoint
+        self.function = function
+
+    def __enter__(self) -> timed_call:
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Any:
+        seconds = time.perf_counter() - self.started
+        if error is None:
+            record_call(self.endpoint, self.function, "ok", seconds)
+        elif isinstance(error, Exception):
+            record_call(self.endpoint, self.function, "error", seconds, _error_name(error))
+        return None
