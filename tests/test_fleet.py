@@ -8,6 +8,7 @@ calling ``server_pid``, so each answer says which instance served it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -17,7 +18,7 @@ import time
 
 import pytest
 
-from django_zrpc import RPCClient
+from django_zrpc import AsyncRPCClient, RPCClient
 from django_zrpc.exceptions import LostRemote, ServerUnavailable
 from tests.conftest import ROOT, free_port, subprocess_env
 from tests.fleet_load import Load, wait_until
@@ -269,3 +270,34 @@ def test_a_child_made_by_fork_follows_redis_with_a_lookup_of_its_own(redis_serve
     assert os.waitstatus_to_exitcode(status) == 0
     assert answer == repr(("tcp://127.0.0.1:1", server.endpoint))
     client.close()
+
+
+@pytest.mark.asyncio
+async def test_the_asyncio_client_follows_redis_and_rides_out_a_graceful_stop(
+    redis_server, start_server
+):
+    leaving, staying = announced(redis_server, start_server, "--graceful-timeout", "3", count=2)
+    client = AsyncRPCClient(redis_server.url(SERVICE), timeout=10)
+    answers: list[tuple[float, int]] = []
+    failures: list[BaseException] = []
+
+    async def caller(until: float) -> None:
+        while time.monotonic() < until:
+            try:
+                answers.append((time.monotonic(), await client.server_pid()))
+            except Exception as err:
+                failures.append(err)
+                await asyncio.sleep(0.01)
+
+    try:
+        callers = [asyncio.create_task(caller(time.monotonic() + 3.0)) for _ in range(32)]
+        await asyncio.sleep(1.0)
+        assert {pid for _, pid in answers} == {pid_of(leaving), pid_of(staying)}
+        stopped_at = time.monotonic()
+        leaving.signal()
+        await asyncio.gather(*callers)
+    finally:
+        await client.aclose()
+    assert not failures, failures[:3]
+    later = {pid for at, pid in answers if at > stopped_at + 1.0}
+    assert later == {pid_of(staying)}

@@ -30,8 +30,9 @@ from django_zrpc.aio.stream import AsyncStream, PooledAsyncStream
 from django_zrpc.client_options import check_options, validate_endpoints
 from django_zrpc.core.calls_out import CallByName
 from django_zrpc.curve import client_keys
-from django_zrpc.discovery import DEFAULT_REFRESH, is_discovery
+from django_zrpc.discovery import DEFAULT_REFRESH, directory_for
 from django_zrpc.exceptions import HandshakeFailed, LostRemote, RemoteError, ServerUnavailable
+from django_zrpc.metrics import client as client_metrics
 from django_zrpc.retry import backoff, may_retry
 
 logger = logging.getLogger("django_zrpc.client")
@@ -43,6 +44,8 @@ class _LoopState:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.pools: dict[str, AsyncPool] = {}
+        # The directory's version these pools were last matched against.
+        self.version = -1
 
 
 class AsyncRPCClient(CallByName):
@@ -65,13 +68,6 @@ class AsyncRPCClient(CallByName):
         curve_server: str | os.PathLike[str] | None = None,
     ) -> None:
         self.endpoints = validate_endpoints(endpoints)
-        if any(is_discovery(endpoint) for endpoint in self.endpoints):
-            # Issue 16 gave the asyncio client fixed endpoints; finding them
-            # (django_zrpc.discovery) runs on gevent for now.
-            raise ValueError(
-                f"AsyncRPCClient calls fixed endpoints only, not {self.endpoints[0]!r}: give "
-                "it 'tcp://host:port' endpoints (RPCClient follows dns:/// and redis:// ones)."
-            )
         check_options(
             {
                 "timeout": timeout,
@@ -94,6 +90,10 @@ class AsyncRPCClient(CallByName):
         self.down_for = down_for
         self.connect_timeout = connect_timeout
         self.idempotent = idempotent
+        self.refresh = refresh
+        # The addresses to call (django_zrpc.discovery): the endpoints given, or
+        # those a dns:/// or redis:// source lists now (its lookup is a thread).
+        self._directory = directory_for(self.endpoints, refresh)
         # Per event loop, forgotten with it.
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
@@ -130,18 +130,27 @@ class AsyncRPCClient(CallByName):
         # Endpoints that refused this client's handshake: the same keys would
         # be refused again, so only the others are tried.
         refused: set[str] = set()
+        if not self._directory.looked:
+            await self._await_first_look(deadline)
         for attempt in itertools.count():
-            endpoint = self._choose_endpoint(refused)
+            endpoint = self._directory.source  # in the log, if none could be chosen
             try:
-                return await self._call_once(endpoint, name, args, kwargs, more, deadline)
+                endpoint = self._choose_endpoint(refused)
+                with client_metrics.timed_call(endpoint, name):
+                    return await self._call_once(endpoint, name, args, kwargs, more, deadline)
             except Exception as err:
                 if isinstance(err, HandshakeFailed):
                     refused.add(endpoint)
-                    if refused.issuperset(self.endpoints):
+                    if refused.issuperset(self._directory.addresses):
                         raise
                 pause = backoff(attempt)
-                if not may_retry(err, idempotent) or time.monotonic() + pause >= deadline:
+                if (
+                    self._closed
+                    or not may_retry(err, idempotent)
+                    or time.monotonic() + pause >= deadline
+                ):
                     raise
+                client_metrics.record_retry(endpoint, name, err)
                 logger.info(
                     "Retrying rpc %s (attempt %d) after %s from %s: %s",
                     name,
@@ -171,21 +180,24 @@ class AsyncRPCClient(CallByName):
             # The server went silent, or was never reached: retire the
             # connection and avoid the endpoint for a while.
             pool.discard(connection)
-            self._down_until[endpoint] = time.monotonic() + self.down_for
+            self._mark_down(endpoint)
+            self._directory.refresh_soon()
             raise
         except RemoteError as err:
             if err.name in ("ServerStopping", "CallInterrupted"):
                 # The process behind this connection is going away.
                 pool.discard(connection)
-                if len(self.endpoints) > 1:
-                    self._down_until[endpoint] = time.monotonic() + self.down_for
+                self._mark_down(endpoint, only_if_others=True)
             else:
+                if err.name == "ServerBusy":
+                    self._mark_down(endpoint, only_if_others=True)
                 pool.release(connection)  # a remote error: the connection is fine
             raise
         except BaseException:
             pool.release(connection)
             raise
-        self._down_until.pop(endpoint, None)
+        if self._down_until.pop(endpoint, None) is not None:
+            client_metrics.set_endpoint_up(endpoint, True)
         if isinstance(result, AsyncStream):
             return PooledAsyncStream(result, pool, connection)
         pool.release(connection)
@@ -225,17 +237,40 @@ class AsyncRPCClient(CallByName):
     async def __aexit__(self, *exc_info: Any) -> None:
         self.close()
 
+    async def _await_first_look(self, deadline: float) -> None:
+        """Give a new directory until ``deadline`` to look once (a few ms, usually)."""
+        for _ in range(100_000):
+            if self._directory.looked or time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(0.005)
+
+    def _mark_down(self, endpoint: str, only_if_others: bool = False) -> None:
+        if not only_if_others or len(self._directory.addresses) > 1:
+            self._down_until[endpoint] = time.monotonic() + self.down_for
+            client_metrics.set_endpoint_up(endpoint, False)
+
     def _choose_endpoint(self, refused: set[str]) -> str:
-        if len(self.endpoints) == 1:
-            return self.endpoints[0]
-        pools = self._state().pools
+        directory = self._directory
+        addresses = directory.addresses
+        state = self._state()
+        if state.version != directory.version:
+            # Close the pools of addresses that left; their calls end as they would.
+            for gone in [e for e in state.pools if e not in addresses]:
+                state.pools.pop(gone).close()
+                self._down_until.pop(gone, None)
+            state.version = directory.version
+        if len(addresses) == 1 and not refused:
+            return addresses[0]
+        if not [e for e in addresses if e not in refused]:
+            raise ServerUnavailable(directory.no_address())
+        pools = state.pools
 
         def in_flight(endpoint: str) -> int:
             pool = pools.get(endpoint)
             return pool.in_flight if pool is not None else 0
 
         return choose_endpoint(
-            self.endpoints,
+            addresses,
             refused,
             self._down_until,
             in_flight,
@@ -270,6 +305,8 @@ class AsyncRPCClient(CallByName):
         if state is None or state.pid != os.getpid():
             if state is not None:
                 self._inherited.append(state)  # made before fork: never to be used
+                # The directory's thread did not come through the fork either.
+                self._directory = directory_for(self.endpoints, self.refresh)
             state = self._states[loop] = _LoopState()
         # A weak reference: the last loop is not kept alive by its client.
         self._last = (weakref.ref(loop), state)
