@@ -38,7 +38,7 @@ from django_zrpc.core.monitor import (
     SocketMonitor,
     describe_failure,
 )
-from django_zrpc.core.socket_loop import SocketLoop
+from django_zrpc.core.socket_loop import SocketLoop, batch_io_threads
 from django_zrpc.curve import ClientKeys
 from django_zrpc.exceptions import (
     HandshakeFailed,
@@ -82,6 +82,7 @@ def _context() -> zmq.Context:
     context: zmq.Context = zmq.Context.instance()
     if context.get(zmq.MAX_SOCKETS) < MAX_SOCKETS:
         context.set(zmq.MAX_SOCKETS, MAX_SOCKETS)
+        batch_io_threads(context)
     return context
 
 

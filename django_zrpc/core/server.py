@@ -54,7 +54,7 @@ from django_zrpc.core.monitor import (
     describe_failure,
 )
 from django_zrpc.core.ratelimit import RateLimitedLog
-from django_zrpc.core.socket_loop import SocketLoop
+from django_zrpc.core.socket_loop import SocketLoop, batch_io_threads
 from django_zrpc.core.stall import StallWatch
 from django_zrpc.core.zap import Authenticator
 from django_zrpc.curve import ServerKeys
@@ -112,6 +112,7 @@ class Server:
         self._unpacker = unpacker or protocol.Unpacker()
         self._new_id = protocol.MessageIds()
         self._context = zmq.Context()
+        batch_io_threads(self._context)
         self._socket = self._context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.IPV6, 1)
         self._socket.setsockopt(zmq.MAXMSGSIZE, self._unpacker.max_event_bytes)
