@@ -7,9 +7,10 @@ server is retired: lent no more, and closed when its last call ends.
 
 Unlike a socket of redis-py, a django_zrpc connection carries many calls at
 once (ZeroMQ multiplexes them, and each call has its own message id), so up
-to ``calls_per_connection`` calls share one. A call goes to the connection
-with the fewest calls in flight (the last released among equals), and a new
-connection is made once each open one carries ``SPREAD_AT``: calls spread
+to ``calls_per_connection`` calls share one. A call goes to the busiest
+connection with fewer than ``SPREAD_AT`` calls in flight, a new connection is
+made once each open one carries ``SPREAD_AT``, and past that the one with the
+fewest calls in flight (the last released among equals) takes it: calls spread
 over the processes behind one address (``runrpc --workers``), yet calls in
 flight on one socket still go out and come back in batches, where the same
 calls spread one per socket cost a wake-up each. With
@@ -111,20 +112,28 @@ class Pool:
         if self._closed:
             raise RuntimeError(f"The pool of {self.endpoint} is closed.")
         if not self._waiting:
-            # The connection with the fewest calls in flight (the last
-            # released among equals); a new one while every open one has
-            # SPREAD_AT calls and there is room: calls spread over up to
-            # ``size`` connections, and so over the processes behind one
-            # address (runrpc --workers), which the kernel hands connections.
+            # The busiest connection with fewer than SPREAD_AT calls in
+            # flight; a new one while every open one has SPREAD_AT and there
+            # is room; then the one with the fewest (the last released among
+            # equals): calls spread over up to ``size`` connections, and so
+            # over the processes behind one address (runrpc --workers), which
+            # the kernel hands connections. Filling the busiest first keeps
+            # calls batched when fewer are in flight than the connections
+            # opened for a burst could carry: 16 callers spread one or two a
+            # connection over the 10 a burst of 64 opened cost 84 us of
+            # client CPU a call, 4 a connection 61 (2026-11-29).
             calls = self._calls
-            best = None
-            for connection in reversed(self._lendable):
-                if best is None or calls[connection] < calls[best]:
-                    best = connection
             busy = min(SPREAD_AT, self.calls_per_connection)
-            if best is not None and calls[best] < busy:
-                calls[best] += 1
-                return best
+            best = fill = None
+            for connection in reversed(self._lendable):
+                count = calls[connection]
+                if count < busy and (fill is None or count > calls[fill]):
+                    fill = connection
+                if best is None or count < calls[best]:
+                    best = connection
+            if fill is not None:
+                calls[fill] += 1
+                return fill
             if self.connections < self.size:
                 self._opening += 1
                 return self._new()

@@ -118,6 +118,31 @@ def test_calls_spread_over_up_to_size_connections_then_share_the_least_busy():
         pool.acquire(0.05)
 
 
+def test_fewer_calls_than_after_a_burst_fill_the_busiest_connection_up_to_spread_at():
+    made = []
+    pool = Pool("tcp://127.0.0.1:1", lambda: made.append(Connection()) or made[-1], 4, 100)
+    burst = [pool.acquire(1) for _ in range(4 * SPREAD_AT)]
+    assert len(made) == 4
+    # Most of the burst ends: one call left on each connection.
+    for connection in made:
+        for _ in range(SPREAD_AT - 1):
+            burst.remove(connection)
+            pool.release(connection)
+    # New calls batch on one connection up to SPREAD_AT rather than going one
+    # a connection to the least busy, then on the next.
+    held = [pool.acquire(1) for _ in range(2 * (SPREAD_AT - 1))]
+    assert len(set(held[: SPREAD_AT - 1])) == 1
+    assert len(set(held[SPREAD_AT - 1 :])) == 1
+    assert held[0] is not held[-1]
+    assert len(made) == 4
+    # The other two connections fill likewise; then every one carries SPREAD_AT.
+    more = [pool.acquire(1) for _ in range(2 * (SPREAD_AT - 1))]
+    assert {held[0], held[-1]}.isdisjoint(more)
+    assert len(set(more)) == 2
+    assert pool.calls_in_flight == 4 * SPREAD_AT
+    assert len(made) == 4
+
+
 def test_a_full_connection_makes_way_for_a_new_one_before_spread_at():
     made = []
     pool = Pool("tcp://127.0.0.1:1", lambda: made.append(Connection()) or made[-1], 2, 3)

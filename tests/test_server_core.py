@@ -5,6 +5,7 @@ tests/test_runrpc_protocol.py calls the same engine in a runrpc process over TCP
 
 from __future__ import annotations
 
+import os
 import time
 
 import gevent
@@ -152,4 +153,32 @@ def test_calls_cancelled_while_queued_leave_the_queue(core):
         assert busy.get(timeout=5) == 1
     finally:
         sock.close()
+        client.close()
+
+
+def _io_thread_policies() -> dict[int, int]:
+    policies = {}
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/comm") as comm:
+            if comm.read().startswith("ZMQbg/IO"):
+                policies[int(task)] = os.sched_getscheduler(int(task))
+    return policies
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux's")
+def test_the_servers_zeromq_io_thread_runs_as_batch_work_and_the_callers_thread_does_not(core):
+    before = _io_thread_policies()
+    _server, endpoint = core()
+    # The thread names itself and sets its policy once it runs.
+    deadline = time.monotonic() + 5
+    new: dict[int, int] = {}
+    while not new and time.monotonic() < deadline:
+        gevent.sleep(0.01)
+        new = {tid: policy for tid, policy in _io_thread_policies().items() if tid not in before}
+    assert list(new.values()) == [os.SCHED_BATCH]
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the probe ran on a thread of its own
+    client = zerorpc.Client(endpoint, timeout=10)
+    try:
+        assert client.echo("batched") == "batched"
+    finally:
         client.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import zmq
 
+from django_zrpc.core.io_threads import batch_io_threads
 from django_zrpc.curve import ClientKeys
 
 #: Sockets the clients' shared context may hold: each connection takes three
@@ -27,6 +28,7 @@ def shared_context() -> zmq.Context:
     ctx: zmq.Context = zmq.Context.instance()
     if ctx.get(zmq.MAX_SOCKETS) < MAX_SOCKETS:
         ctx.set(zmq.MAX_SOCKETS, MAX_SOCKETS)
+        batch_io_threads(ctx)
     return ctx
 
 

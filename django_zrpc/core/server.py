@@ -49,6 +49,7 @@ from django_zrpc.core.calls import (
 )
 from django_zrpc.core.heap import HeapTrimmer
 from django_zrpc.core.hooks import Hooks
+from django_zrpc.core.io_threads import batch_io_threads
 from django_zrpc.core.monitor import (
     DISCONNECTED,
     FAILED_EVENTS,
@@ -121,6 +122,7 @@ class Server:
         self._unpacker = unpacker or protocol.Unpacker()
         self._new_id = protocol.MessageIds()
         self._context = zmq.Context()
+        batch_io_threads(self._context)
         self._socket = self._context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.IPV6, 1)
         self._socket.setsockopt(zmq.MAXMSGSIZE, self._unpacker.max_event_bytes)
