@@ -35,7 +35,10 @@ GRPC_PAIRS = [GRPC_SYNC, GRPC_AIO, GRPC_AIO_SERVER]
 # to raw pyzmq, to zerorpc -> zerorpc and to every gRPC pair of the run
 # (issues 16, 17), AsyncRPCClient's among them (issue 16: >= 0.4x raw pyzmq at 64).
 ASYNC_PAIR = "AsyncRPCClient -> runrpc, no call log"
-ZRPC_PAIRS = [TARGET_PAIR, ASYNC_PAIR]
+# Issue 17: runrpc as deployed with the defaults (DEBUG off, no ZRPC_* server
+# settings): the call log follows DEBUG, so it is off.
+DEFAULTS_PAIR = "RPCClient -> runrpc, production defaults"
+ZRPC_PAIRS = [TARGET_PAIR, DEFAULTS_PAIR, ASYNC_PAIR]
 # runrpc --workers (issue 14): the 2 ms CPU function on 1 and 2 processes, and
 # echo on --workers 1 against the single process of before. Each label says
 # "workers", so that `run.py --pairs workers` runs these alone.
@@ -76,6 +79,7 @@ PAIRS = [
     ),
     Pair("RPCClient -> runrpc", "rpcclient", "runrpc", ("echo", "payload")),
     Pair(TARGET_PAIR, "rpcclient", "runrpc-quiet", ("echo", "payload", "get_ticket")),
+    Pair(DEFAULTS_PAIR, "rpcclient", "runrpc-defaults", ("echo",)),
     Pair(
         "HTTP -> gunicorn gevent view -> RPCClient -> runrpc, no call log",
         "http",

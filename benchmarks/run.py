@@ -85,6 +85,9 @@ def start_servers(wanted: set[str], plan: Plan, callers: int) -> dict[str, Serve
         for kind, log_calls in (("runrpc", "1"), ("runrpc-quiet", "0")):
             if kind in wanted or (kind == "runrpc-quiet" and wanted & {"web", "web-asgi"}):
                 servers[kind] = runrpc(kind, {**env, "ZRPC_LOG_CALLS": log_calls})
+        if "runrpc-defaults" in wanted:  # DEBUG off, no ZRPC_* server settings (issue 17)
+            bare = {k: v for k, v in env.items() if k not in ("ZRPC_LOG_CALLS", "DJANGO_DEBUG")}
+            servers["runrpc-defaults"] = runrpc("runrpc-defaults", bare)
         if "runrpc-metrics" in wanted:  # the ops endpoint and its metrics (issue 17)
             quiet = {**env, "ZRPC_LOG_CALLS": "0"}
             ops = ["--ops", f"127.0.0.1:{free_port()}"]
