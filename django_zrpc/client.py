@@ -34,11 +34,9 @@ import gevent
 from gevent import monkey
 
 from django_zrpc import context, tracing
-from django_zrpc.client_options import check_options, validate_endpoints
+from django_zrpc.client_options import ClientOptions
 from django_zrpc.core.client import CallByName, Client, Stream
-from django_zrpc.curve import client_keys
-from django_zrpc.discovery import DEFAULT_REFRESH, directory_for
-from django_zrpc.exceptions import HandshakeFailed, LostRemote, RemoteError, ServerUnavailable
+from django_zrpc.exceptions import HandshakeFailed, LostRemote, ServerUnavailable
 from django_zrpc.metrics import client as client_metrics
 from django_zrpc.pool import Pool
 from django_zrpc.retry import backoff, may_retry
@@ -85,54 +83,13 @@ class _ThreadState:
 _OSThreadLocal = monkey.get_original("threading", "local")
 
 
-class RPCClient(CallByName):
+class RPCClient(ClientOptions, CallByName):
     """Call the functions served at ``endpoints`` through pooled connections."""
 
-    def __init__(
-        self,
-        endpoints: str | Sequence[str],
-        *,
-        timeout: float = 30.0,
-        heartbeat: float | None = 5.0,
-        pool_size: int = 10,
-        calls_per_connection: int = 100,
-        pool_timeout: float | None = None,
-        down_for: float = 5.0,
-        connect_timeout: float = 1.0,
-        idempotent: bool = False,
-        refresh: float = DEFAULT_REFRESH,
-        curve_secret: str | os.PathLike[str] | None = None,
-        curve_server: str | os.PathLike[str] | None = None,
-    ) -> None:
-        self.endpoints = validate_endpoints(endpoints)
-        check_options(
-            {
-                "timeout": timeout,
-                "heartbeat": heartbeat,
-                "pool_size": pool_size,
-                "calls_per_connection": calls_per_connection,
-                "pool_timeout": pool_timeout,
-                "down_for": down_for,
-                "connect_timeout": connect_timeout,
-                "idempotent": idempotent,
-                "refresh": refresh,
-            }
-        )
-        self.curve = client_keys(curve_secret, curve_server)
-        self.calls_per_connection = calls_per_connection
-        self.timeout = timeout
-        self.heartbeat = heartbeat
-        self.pool_size = pool_size
-        self.pool_timeout = timeout if pool_timeout is None else pool_timeout
-        self.down_for = down_for
-        self.connect_timeout = connect_timeout
-        self.idempotent = idempotent
-        self.refresh = refresh
-        self._directory = directory_for(self.endpoints, refresh)
+    def __init__(self, endpoints: str | Sequence[str], **options: Any) -> None:
+        """``endpoints`` and the options of ``ClientOptions`` (``django_zrpc.client_options``)."""
+        super().__init__(endpoints, **options)
         self._local = _OSThreadLocal()
-        self._down_until: dict[str, float] = {}
-        self._turn = itertools.count()
-        self._closed = False
 
     # -- calling ---------------------------------------------------------------
 
@@ -166,18 +123,19 @@ class RPCClient(CallByName):
         # Endpoints that refused this client's handshake: the same keys would
         # be refused again, so only the others are tried.
         refused: set[str] = set()
-        if not self._directory.looked:
+        balancer = self._balancer
+        if not balancer.directory.looked:
             self._await_first_look(deadline)
         for attempt in itertools.count():
-            endpoint = self._directory.source  # in the log, if none could be chosen
+            endpoint = balancer.source  # in the log, if none could be chosen
             try:
-                endpoint = self._choose_endpoint(refused)
+                endpoint = balancer.choose(self._state(), refused)
                 with client_metrics.timed_call(endpoint, name):
                     return self._call_once(endpoint, name, args, kwargs, more, deadline)
             except Exception as err:
                 if isinstance(err, HandshakeFailed):
                     refused.add(endpoint)
-                    if refused.issuperset(self._directory.addresses):
+                    if balancer.all_refused(refused):
                         raise
                 pause = backoff(attempt)
                 if (
@@ -213,30 +171,16 @@ class RPCClient(CallByName):
         connection = pool.acquire(min(self.pool_timeout, remaining))
         try:
             result = connection.call(name, *args, timeout=remaining, kwargs=kwargs, **more)
-        except (LostRemote, ServerUnavailable):
-            # The server went silent, or was never reached: retire the
-            # connection (its other calls end on their own) and avoid the
-            # endpoint for a while.
-            pool.discard(connection)
-            self._mark_down(endpoint)
-            self._directory.refresh_soon()
-            raise
-        except RemoteError as err:
-            if err.name in ("ServerStopping", "CallInterrupted"):
-                # The process behind this connection is going away; a new
-                # connection reaches one that is not (--workers, a restart).
+        except BaseException as err:
+            # A server gone silent, unreachable or stopping: retire the
+            # connection (its other calls end on their own). Otherwise (a
+            # function's error, a timeout) the connection is fine.
+            if self._balancer.failed(endpoint, err):
                 pool.discard(connection)
-                self._mark_down(endpoint, only_if_others=True)
             else:
-                if err.name == "ServerBusy":
-                    self._mark_down(endpoint, only_if_others=True)
-                pool.release(connection)  # a remote error: the connection is fine
+                pool.release(connection)
             raise
-        except BaseException:
-            pool.release(connection)
-            raise
-        if self._down_until.pop(endpoint, None) is not None:
-            client_metrics.set_endpoint_up(endpoint, True)
+        self._balancer.succeeded(endpoint)
         # Client makes Stream itself, never a subclass; isinstance() on an
         # abstract base class's subclass costs 0.4 us a call.
         if type(result) is Stream:
@@ -262,52 +206,12 @@ class RPCClient(CallByName):
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    def _choose_endpoint(self, refused: set[str]) -> str:
-        """The endpoint not refused nor down with the fewest calls in flight from this thread."""
-        directory = self._directory
-        addresses = directory.addresses
-        state = self._state()
-        if state.version != directory.version:
-            self._retire_gone(state, addresses)
-            state.version = directory.version
-        if len(addresses) == 1 and not refused:
-            return addresses[0]
-        candidates = [e for e in addresses if e not in refused]
-        if not candidates:
-            raise ServerUnavailable(directory.no_address())
-        now = time.monotonic()
-        up = [e for e in candidates if self._down_until.get(e, 0.0) <= now]
-        if not up:  # all down: try the one that failed longest ago
-            return min(candidates, key=lambda e: self._down_until.get(e, 0.0))
-        # Among equals, the first after a turning start: calls spread evenly.
-        start = next(self._turn) % len(up)
-        pools = state.pools
-        best, fewest = up[start], None
-        for endpoint in up[start:] + up[:start]:
-            pool = pools.get(endpoint)
-            calls = pool.calls_in_flight if pool is not None else 0
-            if fewest is None or calls < fewest:
-                best, fewest = endpoint, calls
-        return best
-
     def _await_first_look(self, deadline: float) -> None:
         """Give a new directory until ``deadline`` to look once (a few ms, usually)."""
         for _ in range(100_000):
-            if self._directory.looked or time.monotonic() >= deadline:
+            if self._balancer.directory.looked or time.monotonic() >= deadline:
                 return
             gevent.sleep(0.005)
-
-    def _mark_down(self, endpoint: str, only_if_others: bool = False) -> None:
-        if not only_if_others or len(self._directory.addresses) > 1:
-            self._down_until[endpoint] = time.monotonic() + self.down_for
-            client_metrics.set_endpoint_up(endpoint, False)
-
-    def _retire_gone(self, state: _ThreadState, addresses: tuple[str, ...]) -> None:
-        """Close the pools of addresses that left; their calls in flight end as they would."""
-        for endpoint in [e for e in state.pools if e not in addresses]:
-            logger.info("%s left %s; closing its connections.", endpoint, self._directory.source)
-            state.pools.pop(endpoint).close()
-            self._down_until.pop(endpoint, None)
 
     def _pool(self, endpoint: str) -> Pool:
         state = self._state()
@@ -333,8 +237,7 @@ class RPCClient(CallByName):
         if state is None or state.pid != _pid:
             if state is not None:
                 _INHERITED.append(state)  # made before fork: never to be used
-                # The directory's thread did not come through the fork either.
-                self._directory = directory_for(self.endpoints, self.refresh)
+                self._balancer.after_fork()
             state = self._local.state = _ThreadState()
         return state
 

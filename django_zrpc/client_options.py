@@ -5,12 +5,14 @@ Imports no socket code, so that the system checks can use it.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
 
-from django_zrpc.discovery import is_discovery
+from django_zrpc.discovery import DEFAULT_REFRESH, is_discovery
 from django_zrpc.exceptions import CurveKeyError, ZRPCConfigurationError
 
 #: Keys of a ZRPC_CLIENTS entry -> RPCClient keyword arguments.
@@ -176,3 +178,58 @@ def client_entry(alias: str) -> tuple[list[str], dict[str, Any]]:
         raise ZRPCConfigurationError(" ".join(errors))
     options = {OPTIONS[key]: value for key, value in config.items() if key in OPTIONS}
     return validate_endpoints(config["ENDPOINTS"]), options
+
+
+class ClientOptions:
+    """What ``RPCClient`` and ``AsyncRPCClient`` are given, checked once and kept.
+
+    Also their ``Balancer`` (``django_zrpc.balancer``): where calls go among
+    the endpoints, or among the addresses a ``dns:///`` or ``redis://``
+    source lists.
+    """
+
+    def __init__(
+        self,
+        endpoints: str | Sequence[str],
+        *,
+        timeout: float = 30.0,
+        heartbeat: float | None = 5.0,
+        pool_size: int = 10,
+        calls_per_connection: int = 100,
+        pool_timeout: float | None = None,
+        down_for: float = 5.0,
+        connect_timeout: float = 1.0,
+        idempotent: bool = False,
+        refresh: float = DEFAULT_REFRESH,
+        curve_secret: str | os.PathLike[str] | None = None,
+        curve_server: str | os.PathLike[str] | None = None,
+    ) -> None:
+        from django_zrpc.balancer import Balancer
+        from django_zrpc.curve import client_keys  # reads key files; needs pyzmq
+
+        self.endpoints = validate_endpoints(endpoints)
+        check_options(
+            {
+                "timeout": timeout,
+                "heartbeat": heartbeat,
+                "pool_size": pool_size,
+                "calls_per_connection": calls_per_connection,
+                "pool_timeout": pool_timeout,
+                "down_for": down_for,
+                "connect_timeout": connect_timeout,
+                "idempotent": idempotent,
+                "refresh": refresh,
+            }
+        )
+        self.curve = client_keys(curve_secret, curve_server)
+        self.timeout = timeout
+        self.heartbeat = heartbeat
+        self.pool_size = pool_size
+        self.calls_per_connection = calls_per_connection
+        self.pool_timeout = timeout if pool_timeout is None else pool_timeout
+        self.down_for = down_for
+        self.connect_timeout = connect_timeout
+        self.idempotent = idempotent
+        self.refresh = refresh
+        self._balancer = Balancer(self.endpoints, refresh, down_for)
+        self._closed = False

@@ -183,7 +183,7 @@ def test_dns_endpoints_follow_the_name(start_server):
     client = RPCClient(f"dns:///localhost:{server.port}", timeout=5)
     try:
         assert client.echo("by name") == "by name"
-        assert client._directory.addresses == (server.endpoint,)
+        assert client._balancer.directory.addresses == (server.endpoint,)
     finally:
         client.close()
 
@@ -257,9 +257,10 @@ def test_a_child_made_by_fork_follows_redis_with_a_lookup_of_its_own(redis_serve
             registry.set(f"zrpc:{SERVICE}:instance:{newcomer}", "up", px=60_000)
             registry.publish(f"zrpc:{SERVICE}:changes", newcomer)
             deadline = time.monotonic() + 5
-            while newcomer not in client._directory.addresses and time.monotonic() < deadline:
+            directory = client._balancer.directory  # the child's own, made at its first call
+            while newcomer not in directory.addresses and time.monotonic() < deadline:
                 time.sleep(0.02)
-            os.write(write, repr(client._directory.addresses).encode())
+            os.write(write, repr(directory.addresses).encode())
             code = 0
         finally:
             os._exit(code)

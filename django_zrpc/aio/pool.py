@@ -68,7 +68,7 @@ class AsyncPool:
         return len(self._calls)
 
     @property
-    def in_flight(self) -> int:
+    def calls_in_flight(self) -> int:
         """Calls holding a place in this pool now."""
         return sum(self._calls.values())
 

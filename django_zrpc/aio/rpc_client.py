@@ -24,14 +24,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from django_zrpc.aio.connection import AsyncConnection
-from django_zrpc.aio.endpoints import choose_endpoint
 from django_zrpc.aio.pool import AsyncPool
 from django_zrpc.aio.stream import AsyncStream, PooledAsyncStream
-from django_zrpc.client_options import check_options, validate_endpoints
+from django_zrpc.client_options import ClientOptions
 from django_zrpc.core.calls_out import CallByName
-from django_zrpc.curve import client_keys
-from django_zrpc.discovery import DEFAULT_REFRESH, directory_for
-from django_zrpc.exceptions import HandshakeFailed, LostRemote, RemoteError, ServerUnavailable
+from django_zrpc.exceptions import HandshakeFailed
 from django_zrpc.metrics import client as client_metrics
 from django_zrpc.retry import backoff, may_retry
 
@@ -48,52 +45,12 @@ class _LoopState:
         self.version = -1
 
 
-class AsyncRPCClient(CallByName):
+class AsyncRPCClient(ClientOptions, CallByName):
     """Call the functions served at ``endpoints`` from coroutines, through pooled connections."""
 
-    def __init__(
-        self,
-        endpoints: str | Sequence[str],
-        *,
-        timeout: float = 30.0,
-        heartbeat: float | None = 5.0,
-        pool_size: int = 10,
-        calls_per_connection: int = 100,
-        pool_timeout: float | None = None,
-        down_for: float = 5.0,
-        connect_timeout: float = 1.0,
-        idempotent: bool = False,
-        refresh: float = DEFAULT_REFRESH,
-        curve_secret: str | os.PathLike[str] | None = None,
-        curve_server: str | os.PathLike[str] | None = None,
-    ) -> None:
-        self.endpoints = validate_endpoints(endpoints)
-        check_options(
-            {
-                "timeout": timeout,
-                "heartbeat": heartbeat,
-                "pool_size": pool_size,
-                "calls_per_connection": calls_per_connection,
-                "pool_timeout": pool_timeout,
-                "down_for": down_for,
-                "connect_timeout": connect_timeout,
-                "idempotent": idempotent,
-                "refresh": refresh,
-            }
-        )
-        self.curve = client_keys(curve_secret, curve_server)
-        self.timeout = timeout
-        self.heartbeat = heartbeat
-        self.pool_size = pool_size
-        self.calls_per_connection = calls_per_connection
-        self.pool_timeout = timeout if pool_timeout is None else pool_timeout
-        self.down_for = down_for
-        self.connect_timeout = connect_timeout
-        self.idempotent = idempotent
-        self.refresh = refresh
-        # The addresses to call (django_zrpc.discovery): the endpoints given, or
-        # those a dns:/// or redis:// source lists now (its lookup is a thread).
-        self._directory = directory_for(self.endpoints, refresh)
+    def __init__(self, endpoints: str | Sequence[str], **options: Any) -> None:
+        """``endpoints`` and the options of ``ClientOptions`` (``django_zrpc.client_options``)."""
+        super().__init__(endpoints, **options)
         # Per event loop, forgotten with it.
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
@@ -101,9 +58,6 @@ class AsyncRPCClient(CallByName):
         # Sockets inherited through fork: kept referenced, never used or closed.
         self._inherited: list[_LoopState] = []
         self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], _LoopState] | None = None
-        self._down_until: dict[str, float] = {}
-        self._turn = itertools.count()
-        self._closed = False
 
     # -- calling ---------------------------------------------------------------
 
@@ -130,18 +84,19 @@ class AsyncRPCClient(CallByName):
         # Endpoints that refused this client's handshake: the same keys would
         # be refused again, so only the others are tried.
         refused: set[str] = set()
-        if not self._directory.looked:
+        balancer = self._balancer
+        if not balancer.directory.looked:
             await self._await_first_look(deadline)
         for attempt in itertools.count():
-            endpoint = self._directory.source  # in the log, if none could be chosen
+            endpoint = balancer.source  # in the log, if none could be chosen
             try:
-                endpoint = self._choose_endpoint(refused)
+                endpoint = balancer.choose(self._state(), refused)
                 with client_metrics.timed_call(endpoint, name):
                     return await self._call_once(endpoint, name, args, kwargs, more, deadline)
             except Exception as err:
                 if isinstance(err, HandshakeFailed):
                     refused.add(endpoint)
-                    if refused.issuperset(self._directory.addresses):
+                    if balancer.all_refused(refused):
                         raise
                 pause = backoff(attempt)
                 if (
@@ -176,28 +131,16 @@ class AsyncRPCClient(CallByName):
         connection = await pool.acquire(min(self.pool_timeout, remaining))
         try:
             result = await connection.call(name, *args, timeout=remaining, kwargs=kwargs, **more)
-        except (LostRemote, ServerUnavailable):
-            # The server went silent, or was never reached: retire the
-            # connection and avoid the endpoint for a while.
-            pool.discard(connection)
-            self._mark_down(endpoint)
-            self._directory.refresh_soon()
-            raise
-        except RemoteError as err:
-            if err.name in ("ServerStopping", "CallInterrupted"):
-                # The process behind this connection is going away.
+        except BaseException as err:
+            # A server gone silent, unreachable or stopping: retire the
+            # connection. Otherwise (a function's error, a timeout, this task
+            # cancelled) the connection is fine.
+            if self._balancer.failed(endpoint, err):
                 pool.discard(connection)
-                self._mark_down(endpoint, only_if_others=True)
             else:
-                if err.name == "ServerBusy":
-                    self._mark_down(endpoint, only_if_others=True)
-                pool.release(connection)  # a remote error: the connection is fine
+                pool.release(connection)
             raise
-        except BaseException:
-            pool.release(connection)
-            raise
-        if self._down_until.pop(endpoint, None) is not None:
-            client_metrics.set_endpoint_up(endpoint, True)
+        self._balancer.succeeded(endpoint)
         if isinstance(result, AsyncStream):
             return PooledAsyncStream(result, pool, connection)
         pool.release(connection)
@@ -240,43 +183,9 @@ class AsyncRPCClient(CallByName):
     async def _await_first_look(self, deadline: float) -> None:
         """Give a new directory until ``deadline`` to look once (a few ms, usually)."""
         for _ in range(100_000):
-            if self._directory.looked or time.monotonic() >= deadline:
+            if self._balancer.directory.looked or time.monotonic() >= deadline:
                 return
             await asyncio.sleep(0.005)
-
-    def _mark_down(self, endpoint: str, only_if_others: bool = False) -> None:
-        if not only_if_others or len(self._directory.addresses) > 1:
-            self._down_until[endpoint] = time.monotonic() + self.down_for
-            client_metrics.set_endpoint_up(endpoint, False)
-
-    def _choose_endpoint(self, refused: set[str]) -> str:
-        directory = self._directory
-        addresses = directory.addresses
-        state = self._state()
-        if state.version != directory.version:
-            # Close the pools of addresses that left; their calls end as they would.
-            for gone in [e for e in state.pools if e not in addresses]:
-                state.pools.pop(gone).close()
-                self._down_until.pop(gone, None)
-            state.version = directory.version
-        if len(addresses) == 1 and not refused:
-            return addresses[0]
-        if not [e for e in addresses if e not in refused]:
-            raise ServerUnavailable(directory.no_address())
-        pools = state.pools
-
-        def in_flight(endpoint: str) -> int:
-            pool = pools.get(endpoint)
-            return pool.in_flight if pool is not None else 0
-
-        return choose_endpoint(
-            addresses,
-            refused,
-            self._down_until,
-            in_flight,
-            time.monotonic(),
-            next(self._turn),
-        )
 
     def _pool(self, endpoint: str) -> AsyncPool:
         state = self._state()
@@ -305,8 +214,7 @@ class AsyncRPCClient(CallByName):
         if state is None or state.pid != os.getpid():
             if state is not None:
                 self._inherited.append(state)  # made before fork: never to be used
-                # The directory's thread did not come through the fork either.
-                self._directory = directory_for(self.endpoints, self.refresh)
+                self._balancer.after_fork()
             state = self._states[loop] = _LoopState()
         # A weak reference: the last loop is not kept alive by its client.
         self._last = (weakref.ref(loop), state)
