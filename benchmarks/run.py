@@ -156,6 +156,9 @@ def _web_asgi(behind: Server, env: dict[str, str]) -> Server:
     port = free_port()
     args = [sys.executable, "-m", "uvicorn", "testproject.asgi:application", "--port", str(port)]
     args += ["--lifespan", "off", "--no-access-log", "--log-level", "warning"]
+    # As gunicorn's --keep-alive 30 above: a caller's connection outlives the
+    # pause between two workloads (uvicorn's default closes it after 5 s).
+    args += ["--timeout-keep-alive", "30"]
     web_env = {**env, "ZRPC_ENDPOINT": behind.endpoint, "DJANGO_SETTINGS_MODULE": ASGI_SETTINGS}
     server = Server("uvicorn", args, web_env, port, None, scheme="http")
     return server.wait_ready(f"{server.endpoint}/bench/echo/")
