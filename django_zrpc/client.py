@@ -36,10 +36,9 @@ from gevent import monkey
 from django_zrpc import context, tracing
 from django_zrpc.client_options import ClientOptions
 from django_zrpc.core.client import CallByName, Client, Stream
-from django_zrpc.exceptions import HandshakeFailed, LostRemote, ServerUnavailable
+from django_zrpc.exceptions import LostRemote, ServerUnavailable
 from django_zrpc.metrics import client as client_metrics
 from django_zrpc.pool import Pool
-from django_zrpc.retry import backoff, may_retry
 
 logger = logging.getLogger("django_zrpc.client")
 
@@ -133,26 +132,11 @@ class RPCClient(ClientOptions, CallByName):
                 with client_metrics.timed_call(endpoint, name):
                     return self._call_once(endpoint, name, args, kwargs, more, deadline)
             except Exception as err:
-                if isinstance(err, HandshakeFailed):
-                    refused.add(endpoint)
-                    if balancer.all_refused(refused):
-                        raise
-                pause = backoff(attempt)
-                if (
-                    self._closed
-                    or not may_retry(err, idempotent)
-                    or time.monotonic() + pause >= deadline
-                ):
-                    raise
-                logger.info(
-                    "Retrying rpc %s (attempt %d) after %s from %s: %s",
-                    name,
-                    attempt + 2,
-                    type(err).__name__,
-                    endpoint,
-                    err,
+                pause = self._retry_pause(
+                    err, attempt, endpoint, name, refused, idempotent, deadline
                 )
-                client_metrics.record_retry(endpoint, name, err)
+                if pause is None:
+                    raise
                 gevent.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 

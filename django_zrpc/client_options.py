@@ -5,8 +5,10 @@ Imports no socket code, so that the system checks can use it.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +16,8 @@ from django.conf import settings
 
 from django_zrpc.discovery import DEFAULT_REFRESH, is_discovery
 from django_zrpc.exceptions import CurveKeyError, ZRPCConfigurationError
+
+logger = logging.getLogger("django_zrpc.client")
 
 #: Keys of a ZRPC_CLIENTS entry -> RPCClient keyword arguments.
 OPTIONS = {
@@ -233,3 +237,41 @@ class ClientOptions:
         self.refresh = refresh
         self._balancer = Balancer(self.endpoints, refresh, down_for)
         self._closed = False
+
+    def _retry_pause(
+        self,
+        error: Exception,
+        attempt: int,
+        endpoint: str,
+        name: str,
+        refused: set[str],
+        idempotent: bool,
+        deadline: float,
+    ) -> float | None:
+        """Seconds to wait before sending call ``name`` again after ``error``; None: raise it.
+
+        An endpoint that refused the handshake is not tried again for this
+        call (the same keys would be refused). Otherwise ``retry.py``'s rule,
+        within the call's ``deadline`` and while the client is open.
+        """
+        from django_zrpc.exceptions import HandshakeFailed
+        from django_zrpc.metrics import client as client_metrics
+        from django_zrpc.retry import backoff, may_retry
+
+        if isinstance(error, HandshakeFailed):
+            refused.add(endpoint)
+            if self._balancer.all_refused(refused):
+                return None
+        pause = backoff(attempt)
+        if self._closed or not may_retry(error, idempotent) or time.monotonic() + pause >= deadline:
+            return None
+        client_metrics.record_retry(endpoint, name, error)
+        logger.info(
+            "Retrying rpc %s (attempt %d) after %s from %s: %s",
+            name,
+            attempt + 2,
+            type(error).__name__,
+            endpoint,
+            error,
+        )
+        return pause

@@ -28,9 +28,7 @@ from django_zrpc.aio.pool import AsyncPool
 from django_zrpc.aio.stream import AsyncStream, PooledAsyncStream
 from django_zrpc.client_options import ClientOptions
 from django_zrpc.core.calls_out import CallByName
-from django_zrpc.exceptions import HandshakeFailed
 from django_zrpc.metrics import client as client_metrics
-from django_zrpc.retry import backoff, may_retry
 
 logger = logging.getLogger("django_zrpc.client")
 
@@ -94,26 +92,11 @@ class AsyncRPCClient(ClientOptions, CallByName):
                 with client_metrics.timed_call(endpoint, name):
                     return await self._call_once(endpoint, name, args, kwargs, more, deadline)
             except Exception as err:
-                if isinstance(err, HandshakeFailed):
-                    refused.add(endpoint)
-                    if balancer.all_refused(refused):
-                        raise
-                pause = backoff(attempt)
-                if (
-                    self._closed
-                    or not may_retry(err, idempotent)
-                    or time.monotonic() + pause >= deadline
-                ):
-                    raise
-                client_metrics.record_retry(endpoint, name, err)
-                logger.info(
-                    "Retrying rpc %s (attempt %d) after %s from %s: %s",
-                    name,
-                    attempt + 2,
-                    type(err).__name__,
-                    endpoint,
-                    err,
+                pause = self._retry_pause(
+                    err, attempt, endpoint, name, refused, idempotent, deadline
                 )
+                if pause is None:
+                    raise
                 await asyncio.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 

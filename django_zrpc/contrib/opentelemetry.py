@@ -26,7 +26,6 @@ a stock zerorpc client carries none: its server span starts a new trace.
 from __future__ import annotations
 
 import time
-
 from collections.abc import Iterator
 from contextvars import ContextVar, Token
 from typing import Any
