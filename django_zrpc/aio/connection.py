@@ -23,7 +23,7 @@ from typing import Any
 
 import zmq
 
-from django_zrpc import context, values
+from django_zrpc import context
 from django_zrpc.aio.pending import Pending
 from django_zrpc.aio.sockets import NOBLOCK, DealerSocket, has_message
 from django_zrpc.aio.stream import AsyncStream
@@ -52,7 +52,7 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-class AsyncConnection(calls_out.CallByName):
+class AsyncConnection(calls_out.Receiving, calls_out.CallByName):
     """Call the functions of one zerorpc server at ``endpoint``; made inside a running loop."""
 
     def __init__(
@@ -246,25 +246,8 @@ class AsyncConnection(calls_out.CallByName):
             if not self.closed:
                 raise
 
-    def _on_frames(self, frames: list[bytes]) -> None:
-        try:
-            event = calls_out.decode(self._unpacker, frames)
-        except protocol.BadEvent as err:
-            logger.warning("Dropped a bad frame from %s: %s", self.endpoint, err)
-            return
-        pending = self._pending.get(event.response_to)
-        if pending is None:
-            return  # for a call that timed out or was abandoned
-        if self.server_reads_values is None:
-            self.server_reads_values = event.header.get(values.HEADER) == values.VERSION
-            # Every later call on this connection judges the server by it.
-            self._server_period = protocol.announced_period(event.header)
-            pending.peer_period = pending.peer_period or self._server_period
-        reply = pending.receive(event, time.monotonic(), self.endpoint)
-        if isinstance(reply, RemoteError):
-            self.cancel(pending)  # past the credit granted
-        if reply is not None:
-            pending.deliver(reply)
+    def _give_up(self, pending: Any) -> None:
+        self.cancel(pending)
 
     async def _watch(self) -> None:
         pair = self._monitor.pair

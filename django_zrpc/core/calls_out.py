@@ -10,7 +10,9 @@ rules are written once.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections import deque
 from typing import Any
 
@@ -23,6 +25,8 @@ from django_zrpc.exceptions import (
     ServerUnavailable,
     TimeoutExpired,
 )
+
+logger = logging.getLogger("django_zrpc.client")
 
 #: Stream items the client lets the server send ahead of what was consumed.
 STREAM_WINDOW = 100
@@ -69,6 +73,45 @@ class CallByName:
         return lambda *args, timeout=None, **kwargs: self.call(
             name, *args, timeout=timeout, kwargs=kwargs
         )
+
+
+class Receiving:
+    """What a connection does with the events it receives; both clients' connections are one.
+
+    The first reply on a connection says whether its server reads
+    django_zrpc's values and which heartbeat period it keeps (every later
+    call is judged by it from its start); each event then goes to its call.
+    A subclass sets the attributes below and gives ``_give_up`` (cancel a
+    call whose server broke the stream's credit).
+    """
+
+    endpoint: str
+    server_reads_values: bool | None
+    _server_period: float | None
+    _unpacker: protocol.Unpacker
+    _pending: dict[Any, Any]
+
+    def _give_up(self, pending: Any) -> None:
+        raise NotImplementedError
+
+    def _on_frames(self, frames: list[bytes]) -> None:
+        try:
+            event = decode(self._unpacker, frames)
+        except protocol.BadEvent as err:
+            logger.warning("Dropped a bad frame from %s: %s", self.endpoint, err)
+            return
+        pending = self._pending.get(event.response_to)
+        if pending is None:
+            return  # for a call that timed out or was abandoned
+        if self.server_reads_values is None:
+            self.server_reads_values = event.header.get(values.HEADER) == values.VERSION
+            self._server_period = protocol.announced_period(event.header)
+            pending.peer_period = pending.peer_period or self._server_period
+        reply = pending.receive(event, time.monotonic(), self.endpoint)
+        if isinstance(reply, RemoteError):
+            self._give_up(pending)  # past the credit granted
+        if reply is not None:
+            pending.deliver(reply)
 
 
 # -- the request -----------------------------------------------------------------

@@ -25,7 +25,6 @@ import zmq
 from gevent import monkey
 from gevent.hub import Waiter
 
-from django_zrpc import values
 from django_zrpc.core import calls_out, protocol
 from django_zrpc.core.calls_out import (  # noqa: F401 (their import path before issue 16)
     HANDSHAKE_GRACE,
@@ -133,7 +132,7 @@ class Stream(Iterator[Any]):
             pass
 
 
-class Client(CallByName):
+class Client(calls_out.Receiving, CallByName):
     """Call the functions of one zerorpc server at ``endpoint``."""
 
     def __init__(
@@ -334,26 +333,8 @@ class Client(CallByName):
         """Return the frames of a later event of ``pending``'s call (heartbeat, credit, cancel)."""
         return calls_out.follow_up(self._new_id(), pending.message_id, name, args)
 
-    def _on_frames(self, frames: list[bytes]) -> None:
-        try:
-            event = calls_out.decode(self._unpacker, frames)
-        except protocol.BadEvent as err:
-            logger.warning("Dropped a bad frame from %s: %s", self.endpoint, err)
-            return
-        pending = self._pending.get(event.response_to)
-        if pending is None:
-            return  # for a call that timed out or was abandoned
-        if self.server_reads_values is None:
-            self.server_reads_values = event.header.get(values.HEADER) == values.VERSION
-            # A django_zrpc server says its heartbeat period: every later call
-            # on this connection judges the server by it from its start.
-            self._server_period = protocol.announced_period(event.header)
-            pending.peer_period = pending.peer_period or self._server_period
-        reply = pending.receive(event, time.monotonic(), self.endpoint)
-        if isinstance(reply, RemoteError):
-            self._cancel(pending)  # past the credit granted
-        if reply is not None:
-            pending.deliver(reply)
+    def _give_up(self, pending: Any) -> None:
+        self._cancel(pending)
 
     def _on_socket_event(self, event: int, value: int) -> None:
         if event == DISCONNECTED:
