@@ -110,6 +110,16 @@ def endpoint_attributes(endpoint: str) -> dict[str, Any]:
     return attributes
 
 
+def _server_span(request_event: Any, parent: Any) -> Span:
+    """Start the SERVER span of a call, child of the caller's span in ``parent``."""
+    return _tracer.start_span(
+        request_event.name,
+        context=parent,
+        kind=SpanKind.SERVER,
+        attributes={"rpc.system": SYSTEM, "rpc.method": request_event.name},
+    )
+
+
 def _fail(span: Span, error_type: str, message: str) -> None:
     span.set_attribute("error.type", error_type)
     span.set_status(Status(StatusCode.ERROR, message[:500]))
@@ -232,12 +242,7 @@ class OpenTelemetryMiddleware:
         if not _configured():
             return
         parent = propagate.extract(request_event.header, getter=_getter)
-        span = _tracer.start_span(
-            request_event.name,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes={"rpc.system": SYSTEM, "rpc.method": request_event.name},
-        )
+        span = _server_span(request_event, parent)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         _served.set(_Served(span, token))
 
@@ -278,13 +283,7 @@ class OpenTelemetryMiddleware:
         """Record a call dropped unstarted, its caller gone, as a failed span of its trace."""
         if not _configured():
             return
-        parent = propagate.extract(request_event.header, getter=_getter)
-        span = _tracer.start_span(
-            request_event.name,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes={"rpc.system": SYSTEM, "rpc.method": request_event.name},
-        )
+        span = _server_span(request_event, propagate.extract(request_event.header, getter=_getter))
         _fail(span, "DeadlineExceeded", "The caller's deadline passed before the call started.")
         span.end()
 
