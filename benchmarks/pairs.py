@@ -46,6 +46,12 @@ SINGLE_PROCESS = "RPCClient -> runrpc (no --workers), no call log"
 WORKERS_1 = "RPCClient -> runrpc --workers 1, no call log"
 BURN_WORKERS_1 = "RPCClient -> runrpc --workers 1, no call log (burn)"
 BURN_WORKERS_2 = "RPCClient -> runrpc --workers 2, no call log (burn)"
+# The HTTP rows (issue 16: the uvicorn row at least as fast as gunicorn's),
+# and each web server's ceiling: the same views' answers made without an RPC.
+WEB_GEVENT = "HTTP -> gunicorn gevent view -> RPCClient -> runrpc, no call log"
+WEB_ASGI = "HTTP -> uvicorn async view -> AsyncRPCClient -> runrpc, no call log"
+WEB_GEVENT_BARE = "HTTP -> gunicorn gevent view, no RPC (ceiling)"
+WEB_ASGI_BARE = "HTTP -> uvicorn async view, no RPC (ceiling)"
 # Issue 17: the target pair with the ops endpoint and its metrics on.
 METRICS_ON = "RPCClient -> runrpc, no call log, metrics on"
 
@@ -80,12 +86,8 @@ PAIRS = [
     Pair("RPCClient -> runrpc", "rpcclient", "runrpc", ("echo", "payload")),
     Pair(TARGET_PAIR, "rpcclient", "runrpc-quiet", ("echo", "payload", "get_ticket")),
     Pair(DEFAULTS_PAIR, "rpcclient", "runrpc-defaults", ("echo",)),
-    Pair(
-        "HTTP -> gunicorn gevent view -> RPCClient -> runrpc, no call log",
-        "http",
-        "web",
-        ("echo", "payload", "get_ticket"),
-    ),
+    Pair(WEB_GEVENT, "http", "web", ("echo", "payload", "get_ticket")),
+    Pair(WEB_GEVENT_BARE, "http", "web-bare", ("echo", "payload")),
     # AsyncRPCClient on asyncio (issue 16): tasks instead of greenlets.
     Pair(
         ASYNC_PAIR,
@@ -93,12 +95,8 @@ PAIRS = [
         "runrpc-quiet",
         ("echo", "payload", "get_ticket"),
     ),
-    Pair(
-        "HTTP -> uvicorn async view -> AsyncRPCClient -> runrpc, no call log",
-        "http",
-        "web-asgi",
-        ("echo", "payload", "get_ticket"),
-    ),
+    Pair(WEB_ASGI, "http", "web-asgi", ("echo", "payload", "get_ticket")),
+    Pair(WEB_ASGI_BARE, "http", "web-asgi-bare", ("echo", "payload")),
     Pair(NAMEKO_REUSED, "nameko-reused", "nameko", ("echo", "payload")),
     Pair("nameko proxy per call -> nameko", "nameko-per-call", "nameko", ("echo", "payload")),
     Pair(GRPC_SYNC, "grpc-sync", "grpc", ("echo", "payload")),

@@ -34,6 +34,10 @@ from benchmarks.pairs import (
     SINGLE_PROCESS,
     STREAM_PAIRS,
     TARGET_PAIR,
+    WEB_ASGI,
+    WEB_ASGI_BARE,
+    WEB_GEVENT,
+    WEB_GEVENT_BARE,
     WORKERS_1,
     ZRPC_PAIRS,
 )
@@ -184,6 +188,7 @@ def targets(report: dict) -> list[str]:
         lines.append(_rate_line(pair, RAW, n, goal, rate, digits=2))
     lines += _metrics_targets(rate)
     lines += _workers_targets(rate)
+    lines += _web_targets(rate)
     peaks = {r["rows"]: r["peak_rss_mb"] for r in report["streams"] if r["pair"] == TARGET_PAIR}
     if len(peaks) >= 2:
         small, large = min(peaks), max(peaks)
@@ -258,6 +263,29 @@ def _workers_targets(rate: Callable[..., float | None]) -> list[str]:
                 f"echo, {callers} callers, --workers 1 vs no --workers: {ratio:.2f}x "
                 "(the same code path: about 1x)"
             )
+    return lines
+
+
+def _web_targets(rate: Callable[..., float | None]) -> list[str]:
+    """The uvicorn row over the gunicorn row (issue 16), and each over its ceiling.
+
+    The ceiling is the same web server and view making the answer without an
+    RPC: what is left of it in the RPC row is what the call costs there.
+    """
+    lines = []
+    for callers in COMPARED_CALLERS:
+        ratio = _ratio(rate(WEB_ASGI, callers), rate(WEB_GEVENT, callers))
+        what = f"{WEB_ASGI} vs {WEB_GEVENT}, echo, {callers} callers"
+        if ratio is None:
+            lines.append(f"{what}: not measured in this run")
+            continue
+        verdict = "met" if ratio >= 1 else "NOT met"
+        line = f"{what}: {ratio:.2f}x (target >= 1x: {verdict})"
+        for row, ceiling in ((WEB_GEVENT, WEB_GEVENT_BARE), (WEB_ASGI, WEB_ASGI_BARE)):
+            share = _ratio(rate(row, callers), rate(ceiling, callers))
+            if share is not None:
+                line += f"; {row.split(' -> ')[1]} with the RPC vs without: {share:.2f}x"
+        lines.append(line)
     return lines
 
 

@@ -45,6 +45,8 @@ from benchmarks.wrk import wrk
 
 AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
 ASGI_SETTINGS = "benchmarks.settings_asgi"
+BARE_URLCONF = "benchmarks.web_bare"
+BARE_ASYNC_URLCONF = "benchmarks.web_bare_async"
 # runrpc's workers (and so its database connections), and the zerorpc server's
 # concurrent database calls: both bounded so that the run stays well under
 # PostgreSQL's max_connections (100) while other work uses the database too.
@@ -118,6 +120,13 @@ def start_servers(wanted: set[str], plan: Plan, callers: int) -> dict[str, Serve
             servers["web"] = _web(servers["runrpc-quiet"], env)
         if "web-asgi" in wanted:
             servers["web-asgi"] = _web_asgi(servers["runrpc-quiet"], env)
+        # The same views' answers made without an RPC: what the web server and
+        # Django's handler cost alone (see benchmarks.web_bare).
+        if "web-bare" in wanted:
+            servers["web-bare"] = _web(None, {**env, "ZRPC_BENCH_URLCONF": BARE_URLCONF})
+        if "web-asgi-bare" in wanted:
+            bare = {**env, "ZRPC_BENCH_URLCONF": BARE_ASYNC_URLCONF}
+            servers["web-asgi-bare"] = _web_asgi(None, bare)
     except BaseException:
         for server in servers.values():
             server.stop()
@@ -131,8 +140,11 @@ def runrpc(name: str, env: dict[str, str], extra: list[str] | None = None) -> Se
     return Server(name, args, env, port, "Serving ")
 
 
-def _web(behind: Server, env: dict[str, str]) -> Server:
-    """gunicorn, one gevent worker, serving views that call ``behind`` through RPCClient."""
+def _web(behind: Server | None, env: dict[str, str]) -> Server:
+    """gunicorn, one gevent worker, serving views that call ``behind`` through RPCClient.
+
+    ``behind`` None: views that make the answer themselves (``ZRPC_BENCH_URLCONF``).
+    """
     port = free_port()
     args = [
         str(Path(sys.executable).parent / "gunicorn"),
@@ -146,20 +158,25 @@ def _web(behind: Server, env: dict[str, str]) -> Server:
         f"127.0.0.1:{port}",
         "testproject.wsgi",
     ]
-    web_env = {**env, "ZRPC_ENDPOINT": behind.endpoint}
+    web_env = {**env, "ZRPC_ENDPOINT": behind.endpoint} if behind is not None else env
     server = Server("gunicorn", args, web_env, port, None, scheme="http")
     return server.wait_ready(f"{server.endpoint}/bench/echo/")
 
 
-def _web_asgi(behind: Server, env: dict[str, str]) -> Server:
-    """uvicorn, one process, serving async views that call ``behind`` through AsyncRPCClient."""
+def _web_asgi(behind: Server | None, env: dict[str, str]) -> Server:
+    """uvicorn, one process, serving async views that call ``behind`` through AsyncRPCClient.
+
+    ``behind`` None: views that make the answer themselves (``ZRPC_BENCH_URLCONF``).
+    """
     port = free_port()
     args = [sys.executable, "-m", "uvicorn", "testproject.asgi:application", "--port", str(port)]
     args += ["--lifespan", "off", "--no-access-log", "--log-level", "warning"]
     # As gunicorn's --keep-alive 30 above: a caller's connection outlives the
     # pause between two workloads (uvicorn's default closes it after 5 s).
     args += ["--timeout-keep-alive", "30"]
-    web_env = {**env, "ZRPC_ENDPOINT": behind.endpoint, "DJANGO_SETTINGS_MODULE": ASGI_SETTINGS}
+    web_env = {**env, "DJANGO_SETTINGS_MODULE": ASGI_SETTINGS}
+    if behind is not None:
+        web_env["ZRPC_ENDPOINT"] = behind.endpoint
     server = Server("uvicorn", args, web_env, port, None, scheme="http")
     return server.wait_ready(f"{server.endpoint}/bench/echo/")
 

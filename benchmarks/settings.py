@@ -6,6 +6,8 @@ test suite's functions are not installed, so that the benchmarks do not
 depend on where those live (issue 12).
 """
 
+import os
+
 from testproject.settings import *  # noqa: F403
 from testproject.settings import ZRPC_CLIENTS
 
@@ -21,5 +23,6 @@ INSTALLED_APPS = [
 
 # The HTTP row: benchmarks.web's echo views and the test project's ticket view,
 # calling runrpc through RPCClient's default pool, as in the RPCClient rows.
-ROOT_URLCONF = "benchmarks.web"
+# ZRPC_BENCH_URLCONF: other views (the rows' ceilings, benchmarks.web_bare).
+ROOT_URLCONF = os.environ.get("ZRPC_BENCH_URLCONF", "benchmarks.web")
 ZRPC_CLIENTS = {"default": {**ZRPC_CLIENTS["default"], "POOL_SIZE": 10, "TIMEOUT": 30.0}}

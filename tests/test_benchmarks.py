@@ -25,10 +25,13 @@ PAIRS = [
     "RPCClient -> runrpc",
     "RPCClient -> runrpc, no call log",
     "HTTP -> gunicorn gevent view -> RPCClient -> runrpc, no call log",
+    "HTTP -> gunicorn gevent view, no RPC (ceiling)",
     "AsyncRPCClient -> runrpc, no call log",
     "HTTP -> uvicorn async view -> AsyncRPCClient -> runrpc, no call log",
+    "HTTP -> uvicorn async view, no RPC (ceiling)",
 ]
-NO_RAW = PAIRS[1:]
+# The web servers' ceilings answer echo and payload alone.
+NO_RAW = [p for p in PAIRS[1:] if not p.endswith("(ceiling)")]
 # Echo alone: runrpc as deployed with the defaults (issue 17), after the target pair.
 ECHO_PAIRS = [*PAIRS[:9], "RPCClient -> runrpc, production defaults", *PAIRS[9:]]
 GRPC = [
@@ -119,3 +122,25 @@ def test_target_lines_give_ratios_to_raw_pyzmq_zerorpc_and_grpc():
         "RPCClient -> runrpc, no call log vs zerorpc -> zerorpc, echo, 16 callers: "
         "not measured in this run (target >= 5x)"
     )
+
+
+def test_web_target_line_gives_each_row_over_its_ceiling():
+    def row(pair: str, rate: float) -> dict:
+        return {"pair": pair, "callers": 64, "workload": "echo", "rate": rate}
+
+    rows = [
+        row("HTTP -> gunicorn gevent view -> RPCClient -> runrpc, no call log", 2_000),
+        row("HTTP -> gunicorn gevent view, no RPC (ceiling)", 2_500),
+        row("HTTP -> uvicorn async view -> AsyncRPCClient -> runrpc, no call log", 900),
+        row("HTTP -> uvicorn async view, no RPC (ceiling)", 1_000),
+    ]
+    lines = [line for line in report.targets({"rows": rows, "streams": []}) if "uvicorn" in line]
+    assert lines == [
+        "HTTP -> uvicorn async view -> AsyncRPCClient -> runrpc, no call log vs "
+        "HTTP -> gunicorn gevent view -> RPCClient -> runrpc, no call log, echo, 16 callers: "
+        "not measured in this run",
+        "HTTP -> uvicorn async view -> AsyncRPCClient -> runrpc, no call log vs "
+        "HTTP -> gunicorn gevent view -> RPCClient -> runrpc, no call log, echo, 64 callers: "
+        "0.45x (target >= 1x: NOT met); gunicorn gevent view with the RPC vs without: 0.80x; "
+        "uvicorn async view with the RPC vs without: 0.90x",
+    ]
