@@ -46,12 +46,6 @@ logger = logging.getLogger("django_zrpc.client")
 DRAIN = 256
 
 
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    # A follow-up whose send failed (the socket closed): nothing waits for it.
-    if not future.cancelled():
-        future.exception()
-
-
 class AsyncConnection(calls_out.Receiving, calls_out.CallByName):
     """Call the functions of one zerorpc server at ``endpoint``; made inside a running loop."""
 
@@ -73,7 +67,14 @@ class AsyncConnection(calls_out.Receiving, calls_out.CallByName):
         self._thread = threading.get_ident()
         self._unpacker = unpacker or protocol.Unpacker()
         self._new_id = protocol.MessageIds()
-        self._dealer = DealerSocket(self._unpacker.max_event_bytes, curve)
+        self._dealer = DealerSocket(
+            self._unpacker.max_event_bytes,
+            curve,
+            wanted=self._is_pending,
+            on_sent=self._on_sent,
+            on_waiting=self._on_waiting,
+            on_failed=self._on_failed,
+        )
         self._socket = self._dealer.socket
         self._side = CURVE_CLIENT if curve is not None else PLAIN_CLIENT
         self._monitor = SocketMonitor(self._socket, self._on_socket_event)
@@ -197,34 +198,27 @@ class AsyncConnection(calls_out.Receiving, calls_out.CallByName):
     # -- the socket ----------------------------------------------------------------
 
     def _send_request(self, pending: Pending, blob: bytes) -> None:
-        future = self._dealer.send([b"", blob])
-        if future is None:
-            self._on_sent(pending)
-        else:
-            # No connection takes it yet (IMMEDIATE): it waits in zmq.asyncio,
-            # and is cancelled if the call ends first.
-            pending.send = future
-            future.add_done_callback(lambda done: self._sent_later(pending, done))
+        # Dropped unsent if the call ends before its turn comes.
+        self._dealer.send([b"", blob], pending)
 
-    def _sent_later(self, pending: Pending, future: asyncio.Future[Any]) -> None:
-        if future.cancelled():
-            return
-        error = future.exception()
-        if error is not None:
-            if self._pending.get(pending.message_id) is pending:
-                self._fail(pending, error)
-        else:
-            self._on_sent(pending)
+    def _is_pending(self, pending: Pending) -> bool:
+        return self._pending.get(pending.message_id) is pending
+
+    def _on_waiting(self, pending: Pending, future: asyncio.Future[Any]) -> None:
+        # No connection takes it yet (IMMEDIATE): it waits in zmq.asyncio,
+        # and is cancelled if the call ends first.
+        pending.send = future
+
+    def _on_failed(self, pending: Pending, error: BaseException) -> None:
+        if self._pending.get(pending.message_id) is pending:
+            self._fail(pending, error)
 
     def _on_sent(self, pending: Pending) -> None:
         pending.sent = True
         pending.last_seen = time.monotonic()
 
     def _send(self, pending: Pending, name: str, args: Any) -> None:
-        frames = calls_out.follow_up(self._new_id(), pending.message_id, name, args)
-        future = self._dealer.send(frames)
-        if future is not None:
-            future.add_done_callback(_retrieve)
+        self._dealer.send(calls_out.follow_up(self._new_id(), pending.message_id, name, args))
 
     async def _read(self) -> None:
         try:

@@ -1,0 +1,95 @@
+"""The asyncio client's DEALER socket: what is queued in one turn of the loop goes out together.
+
+Against a plain ZeroMQ ROUTER on 127.0.0.1, which sees exactly what arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import zmq
+
+from django_zrpc.aio.sockets import DealerSocket
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.asyncio
+
+
+class Owner:
+    def __init__(self, name: str, wanted: bool = True) -> None:
+        self.name = name
+        self.wanted = wanted
+
+
+@pytest.fixture
+def router():
+    context = zmq.Context()
+    sock = context.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.RCVTIMEO, 5000)
+    port = free_port()
+    sock.bind(f"tcp://127.0.0.1:{port}")
+    yield sock, f"tcp://127.0.0.1:{port}"
+    sock.close(linger=0)
+    context.term()
+
+
+def dealer(events: list) -> DealerSocket:
+    return DealerSocket(
+        1 << 20,
+        None,
+        wanted=lambda owner: owner.wanted,
+        on_sent=lambda owner: events.append(("sent", owner.name)),
+        on_waiting=lambda owner, future: events.append(("waiting", owner.name)),
+        on_failed=lambda owner, error: events.append(("failed", owner.name, error)),
+    )
+
+
+def receive_blobs(sock: zmq.Socket, count: int) -> list[bytes]:
+    return [sock.recv_multipart()[-1] for _ in range(count)]
+
+
+async def test_queued_messages_go_at_the_end_of_the_turn_in_order_unwanted_ones_dropped(router):
+    sock, endpoint = router
+    events: list = []
+    client = dealer(events)
+    try:
+        client.socket.connect(endpoint)
+        for _ in range(200):  # the connection is made (IMMEDIATE: no queue before)
+            if client.plain.getsockopt(zmq.EVENTS) & zmq.POLLOUT:
+                break
+            await asyncio.sleep(0.01)
+        first, ended, last = Owner("first"), Owner("ended"), Owner("last")
+        client.send([b"", b"1"], first)
+        client.send([b"", b"2"], ended)
+        client.send([b"", b"3"])  # no owner: a heartbeat, say: always goes
+        client.send([b"", b"4"], last)
+        assert events == []  # nothing goes before the turn ends
+        ended.wanted = False  # its call ended meanwhile
+        await asyncio.sleep(0)
+        assert events == [("sent", "first"), ("sent", "last")]
+        blobs = await asyncio.to_thread(receive_blobs, sock, 3)
+        assert blobs == [b"1", b"3", b"4"]
+    finally:
+        client.close()
+
+
+async def test_with_no_connection_a_message_waits_in_zmq_asyncio_then_goes(router):
+    sock, endpoint = router
+    events: list = []
+    client = dealer(events)
+    try:
+        waiting = Owner("waiting")
+        client.send([b"", b"late"], waiting)  # not connected yet: IMMEDIATE refuses it
+        await asyncio.sleep(0)
+        assert events == [("waiting", "waiting")]
+        client.socket.connect(endpoint)
+        blobs = await asyncio.to_thread(receive_blobs, sock, 1)
+        assert blobs == [b"late"]
+        for _ in range(200):
+            if ("sent", "waiting") in events:
+                break
+            await asyncio.sleep(0.01)
+        assert events == [("waiting", "waiting"), ("sent", "waiting")]
+    finally:
+        client.close()
