@@ -1,8 +1,9 @@
 """Where ``RPCClient`` meets the OpenTelemetry integration, without importing OpenTelemetry.
 
 ``RPCClient.call`` is wrapped by ``traced``: when tracing is off (see
-``conf.opentelemetry_enabled``) a call costs one global read more; when it
-is on, ``django_zrpc.contrib.opentelemetry`` makes the call's CLIENT span.
+``conf.opentelemetry_enabled``) a call costs one global read more, and while
+no tracer provider is set (the API alone, no SDK) one clock read more; when
+it is on, ``django_zrpc.contrib.opentelemetry`` makes the call's CLIENT span.
 Which it is is decided at the first call, and again when
 ``ZRPC_OPENTELEMETRY`` changes (``override_settings`` in tests).
 """
@@ -43,7 +44,7 @@ def traced(call: _Call) -> _Call:
     @functools.wraps(call)
     def traced_call(self: Any, name: str, /, *args: Any, **kwargs: Any) -> Any:
         tracer = client_tracer()
-        if tracer is None:
+        if tracer is None or not tracer.active():
             return call(self, name, *args, **kwargs)
         return tracer.trace(call, self, name, args, kwargs)
 
