@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import gevent
 import pytest
 from django.test import override_settings
 
 from django_zrpc import RPCClient
 from django_zrpc.exceptions import RemoteError, ServerUnavailable
-from tests.conftest import free_port
+from tests.conftest import ROOT, free_port
 
 prometheus_client = pytest.importorskip("prometheus_client")
 REGISTRY = prometheus_client.REGISTRY
@@ -73,3 +77,57 @@ def test_no_client_metrics_when_switched_off(server):
     with override_settings(ZRPC_METRICS=False), RPCClient(server.endpoint) as client:
         assert client.echo(1) == 1
     assert sample("zrpc_client_calls_total", **labels) == before
+
+
+def test_latency_buckets_hold_each_call_once_at_its_bound(server):
+    labels = {"endpoint": server.endpoint, "function": "sleep"}
+
+    def bucket(bound: str) -> float:
+        return sample("zrpc_client_call_duration_seconds_bucket", **labels, le=bound)
+
+    with RPCClient(server.endpoint) as client:
+        client.echo(1)  # connected: the call below is timed alone
+        before = {bound: bucket(bound) for bound in ("0.0005", "0.05", "0.1", "+Inf")}
+        client.sleep(0.06)
+    assert bucket("0.0005") - before["0.0005"] == 0
+    assert bucket("0.05") - before["0.05"] == 0
+    assert bucket("0.1") - before["0.1"] == 1  # cumulative: every bound from 0.1 up
+    assert bucket("+Inf") - before["+Inf"] == 1
+    assert sample("zrpc_client_call_duration_seconds_sum", **labels) >= 0.06
+
+
+MULTIPROCESS_SCRIPT = """
+import django
+django.setup()
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+from django_zrpc.metrics import client
+client.record_call("tcp://127.0.0.1:1", "echo", "ok", 0.002)
+client.record_call("tcp://127.0.0.1:1", "echo", "error", 0.002, "ValueError")
+registry = CollectorRegistry()
+MultiProcessCollector(registry)
+labels = {"endpoint": "tcp://127.0.0.1:1", "function": "echo"}
+print(
+    registry.get_sample_value("zrpc_client_calls_total", {**labels, "outcome": "ok", "error": ""}),
+    registry.get_sample_value("zrpc_client_call_duration_seconds_count", labels),
+)
+"""
+
+
+def test_multiprocess_mode_counts_in_prometheus_clients_files(tmp_path):
+    """gunicorn's workers summed by prometheus_client's multiprocess collector."""
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", MULTIPROCESS_SCRIPT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["1.0", "2.0"]
