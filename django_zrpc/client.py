@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -33,7 +32,7 @@ from typing import Any
 import gevent
 from gevent import monkey
 
-from django_zrpc import context, tracing
+from django_zrpc import client_options, context, tracing
 from django_zrpc.client_options import ClientOptions
 from django_zrpc.core.client import CallByName, Client, Stream
 from django_zrpc.exceptions import LostRemote, ServerUnavailable
@@ -46,25 +45,12 @@ logger = logging.getLogger("django_zrpc.client")
 # closing them in the child could disturb the parent's.
 _INHERITED: list[Any] = []
 
-# This process's id, renewed in a child made by fork: os.getpid() is a system
-# call each time, and every call checked it twice (2026-11-29: 0.7 of the
-# 4.6 us a call spent in RPCClient).
-_pid = os.getpid()
-
-
-def _renew_pid() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_renew_pid)
-
 
 class _ThreadState:
     """The pools of one OS thread (and so one gevent hub) in one process."""
 
     def __init__(self) -> None:
-        self.pid = _pid
+        self.pid = client_options.pid
         self.pools: dict[str, Pool] = {}
         # The directory's version these pools were last matched against.
         self.version = -1
@@ -72,7 +58,7 @@ class _ThreadState:
     def __del__(self) -> None:
         # The thread ended (a thread-per-request server does that after each
         # request): its hub will not run again, so close the sockets only.
-        if self.pid == _pid:
+        if self.pid == client_options.pid:
             for pool in self.pools.values():
                 pool.abandon()
 
@@ -117,7 +103,6 @@ class RPCClient(ClientOptions, CallByName):
         if self._closed:
             raise RuntimeError(f"This RPCClient of {self.endpoints} is closed.")
         timeout = context.inherited_timeout(self.timeout if timeout is None else timeout)
-        idempotent = self.idempotent if idempotent is None else idempotent
         deadline = time.monotonic() + timeout
         # Endpoints that refused this client's handshake: the same keys would
         # be refused again, so only the others are tried.
@@ -128,10 +113,20 @@ class RPCClient(ClientOptions, CallByName):
         for attempt in itertools.count():
             endpoint = balancer.source  # in the log, if none could be chosen
             try:
-                endpoint = balancer.choose(self._state(), refused)
-                with client_metrics.timed_call(endpoint, name):
-                    return self._call_once(endpoint, name, args, kwargs, more, deadline)
+                state = self._state()
+                endpoint = balancer.choose(state, refused)
+                started = time.perf_counter()
+                try:
+                    result = self._call_once(state, endpoint, name, args, kwargs, more, deadline)
+                except Exception as err:
+                    seconds = time.perf_counter() - started
+                    client_metrics.record_outcome(endpoint, name, seconds, err)
+                    raise
+                client_metrics.record_outcome(endpoint, name, time.perf_counter() - started)
+                return result
             except Exception as err:
+                if idempotent is None:
+                    idempotent = self.idempotent
                 pause = self._retry_pause(
                     err, attempt, endpoint, name, refused, idempotent, deadline
                 )
@@ -142,6 +137,7 @@ class RPCClient(ClientOptions, CallByName):
 
     def _call_once(
         self,
+        state: _ThreadState,
         endpoint: str,
         name: str,
         args: tuple[Any, ...],
@@ -150,7 +146,9 @@ class RPCClient(ClientOptions, CallByName):
         deadline: float,
     ) -> Any:
         tracing.attempt(endpoint)
-        pool = self._pool(endpoint)
+        pool = state.pools.get(endpoint)
+        if pool is None:
+            pool = self._new_pool(state, endpoint)
         remaining = max(deadline - time.monotonic(), 0.001)
         connection = pool.acquire(min(self.pool_timeout, remaining))
         try:
@@ -197,28 +195,25 @@ class RPCClient(ClientOptions, CallByName):
                 return
             gevent.sleep(0.005)
 
-    def _pool(self, endpoint: str) -> Pool:
-        state = self._state()
-        pool = state.pools.get(endpoint)
-        if pool is None:
-            pool = state.pools[endpoint] = Pool(
+    def _new_pool(self, state: _ThreadState, endpoint: str) -> Pool:
+        pool = state.pools[endpoint] = Pool(
+            endpoint,
+            lambda: Client(
                 endpoint,
-                lambda: Client(
-                    endpoint,
-                    timeout=self.timeout,
-                    heartbeat=self.heartbeat,
-                    connect_timeout=self.connect_timeout,
-                    curve=self.curve,
-                ),
-                self.pool_size,
-                self.calls_per_connection,
-            )
-            client_metrics.set_endpoint_up(endpoint, True)
+                timeout=self.timeout,
+                heartbeat=self.heartbeat,
+                connect_timeout=self.connect_timeout,
+                curve=self.curve,
+            ),
+            self.pool_size,
+            self.calls_per_connection,
+        )
+        client_metrics.set_endpoint_up(endpoint, True)
         return pool
 
     def _state(self) -> _ThreadState:
         state: _ThreadState | None = getattr(self._local, "state", None)
-        if state is None or state.pid != _pid:
+        if state is None or state.pid != client_options.pid:
             if state is not None:
                 _INHERITED.append(state)  # made before fork: never to be used
                 self._balancer.after_fork()

@@ -17,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
 import time
 import weakref
 from collections.abc import Sequence
 from typing import Any
 
+from django_zrpc import client_options
 from django_zrpc.aio.connection import AsyncConnection
 from django_zrpc.aio.pool import AsyncPool
 from django_zrpc.aio.stream import AsyncStream, PooledAsyncStream
@@ -37,7 +37,7 @@ class _LoopState:
     """The pools of one event loop in one process."""
 
     def __init__(self) -> None:
-        self.pid = os.getpid()
+        self.pid = client_options.pid
         self.pools: dict[str, AsyncPool] = {}
         # The directory's version these pools were last matched against.
         self.version = -1
@@ -77,7 +77,6 @@ class AsyncRPCClient(ClientOptions, CallByName):
         if self._closed:
             raise RuntimeError(f"This AsyncRPCClient of {self.endpoints} is closed.")
         timeout = self.timeout if timeout is None else timeout
-        idempotent = self.idempotent if idempotent is None else idempotent
         deadline = time.monotonic() + timeout
         # Endpoints that refused this client's handshake: the same keys would
         # be refused again, so only the others are tried.
@@ -88,10 +87,22 @@ class AsyncRPCClient(ClientOptions, CallByName):
         for attempt in itertools.count():
             endpoint = balancer.source  # in the log, if none could be chosen
             try:
-                endpoint = balancer.choose(self._state(), refused)
-                with client_metrics.timed_call(endpoint, name):
-                    return await self._call_once(endpoint, name, args, kwargs, more, deadline)
+                state = self._state()
+                endpoint = balancer.choose(state, refused)
+                started = time.perf_counter()
+                try:
+                    result = await self._call_once(
+                        state, endpoint, name, args, kwargs, more, deadline
+                    )
+                except Exception as err:
+                    seconds = time.perf_counter() - started
+                    client_metrics.record_outcome(endpoint, name, seconds, err)
+                    raise
+                client_metrics.record_outcome(endpoint, name, time.perf_counter() - started)
+                return result
             except Exception as err:
+                if idempotent is None:
+                    idempotent = self.idempotent
                 pause = self._retry_pause(
                     err, attempt, endpoint, name, refused, idempotent, deadline
                 )
@@ -102,6 +113,7 @@ class AsyncRPCClient(ClientOptions, CallByName):
 
     async def _call_once(
         self,
+        state: _LoopState,
         endpoint: str,
         name: str,
         args: tuple[Any, ...],
@@ -109,7 +121,9 @@ class AsyncRPCClient(ClientOptions, CallByName):
         more: dict[str, Any],
         deadline: float,
     ) -> Any:
-        pool = self._pool(endpoint)
+        pool = state.pools.get(endpoint)
+        if pool is None:
+            pool = self._new_pool(state, endpoint)
         remaining = max(deadline - time.monotonic(), 0.001)
         connection = await pool.acquire(min(self.pool_timeout, remaining))
         try:
@@ -170,31 +184,28 @@ class AsyncRPCClient(ClientOptions, CallByName):
                 return
             await asyncio.sleep(0.005)
 
-    def _pool(self, endpoint: str) -> AsyncPool:
-        state = self._state()
-        pool = state.pools.get(endpoint)
-        if pool is None:
-            pool = state.pools[endpoint] = AsyncPool(
+    def _new_pool(self, state: _LoopState, endpoint: str) -> AsyncPool:
+        pool = state.pools[endpoint] = AsyncPool(
+            endpoint,
+            lambda: AsyncConnection(
                 endpoint,
-                lambda: AsyncConnection(
-                    endpoint,
-                    timeout=self.timeout,
-                    heartbeat=self.heartbeat,
-                    connect_timeout=self.connect_timeout,
-                    curve=self.curve,
-                ),
-                self.pool_size,
-                self.calls_per_connection,
-            )
+                timeout=self.timeout,
+                heartbeat=self.heartbeat,
+                connect_timeout=self.connect_timeout,
+                curve=self.curve,
+            ),
+            self.pool_size,
+            self.calls_per_connection,
+        )
         return pool
 
     def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
         last = self._last
-        if last is not None and last[0]() is loop and last[1].pid == os.getpid():
+        if last is not None and last[0]() is loop and last[1].pid == client_options.pid:
             return last[1]  # the usual case: one loop (an ASGI server's)
         state = self._states.get(loop)
-        if state is None or state.pid != os.getpid():
+        if state is None or state.pid != client_options.pid:
             if state is not None:
                 self._inherited.append(state)  # made before fork: never to be used
                 self._balancer.after_fork()

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import _thread
 import os
-import time
 from bisect import bisect_left
 from collections.abc import Iterator
-from types import SimpleNamespace, TracebackType
+from types import SimpleNamespace
 from typing import Any
 
 from django.core.signals import setting_changed
@@ -199,6 +198,16 @@ def record_call(
     children[1].observe(seconds)
 
 
+def record_outcome(
+    endpoint: str, function: str, seconds: float, error: BaseException | None = None
+) -> None:
+    """Count one call to ``endpoint`` that took ``seconds``: ok, or failed with ``error``."""
+    if error is None:
+        record_call(endpoint, function, "ok", seconds)
+    else:
+        record_call(endpoint, function, "error", seconds, _error_name(error))
+
+
 def record_retry(endpoint: str, function: str, error: BaseException) -> None:
     """Count a call sent again after ``error`` on ``endpoint``."""
     metrics = _get()
@@ -224,30 +233,3 @@ def _error_name(error: BaseException) -> str:
     # A RemoteError carries the server's exception type; its name is bounded
     # by what the server raises, cut short against a hostile one.
     return str(getattr(error, "name", None) or type(error).__name__)[:64]
-
-
-class timed_call:
-    """Time the call in the ``with`` block and ``record_call`` it, with its outcome."""
-
-    __slots__ = ("endpoint", "function", "started")
-
-    def __init__(self, endpoint: str, function: str) -> None:
-        self.endpoint = endpoint
-        self.function = function
-
-    def __enter__(self) -> timed_call:
-        self.started = time.perf_counter()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> Any:
-        seconds = time.perf_counter() - self.started
-        if error is None:
-            record_call(self.endpoint, self.function, "ok", seconds)
-        elif isinstance(error, Exception):
-            record_call(self.endpoint, self.function, "error", seconds, _error_name(error))
-        return None
