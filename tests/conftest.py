@@ -173,11 +173,13 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_test_environment, django_db_blocker):
+def django_db_setup(django_test_environment, django_db_blocker, django_db_modify_db_settings):
     """Create the test database for every session, not only for django_db tests.
 
     pytest-django sets up only the databases that marked tests use; the tests
     here mostly reach the database through runrpc processes instead.
+    ``django_db_modify_db_settings`` gives each pytest-xdist worker a database
+    of its own (``test_test_gw0``, ...).
     """
     from django.test.utils import setup_databases, teardown_databases
 

@@ -18,6 +18,9 @@ def test_the_plugin_is_loaded_from_the_installed_package(pytestconfig):
 @pytest.mark.django_db
 def test_rpc_client_calls_the_projects_functions_and_sees_the_tests_rows(rpc_server, rpc_client):
     assert rpc_server.endpoint.startswith("tcp://127.0.0.1:")
+    # Rows another test committed (the demo tickets) go too, in this test's
+    # transaction: the server sees what the test sees, whatever ran before.
+    Ticket.objects.all().delete()
     ticket = Ticket.objects.create(title="Concert", price="10.50")
     assert rpc_client.get_ticket(id=ticket.pk)["title"] == "Concert"
     assert [row["id"] for row in rpc_client.ticket_list(5)] == [ticket.pk]
