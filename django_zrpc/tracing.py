@@ -1,9 +1,10 @@
 """Where ``RPCClient`` meets the OpenTelemetry integration, without importing OpenTelemetry.
 
-``RPCClient.call`` is wrapped by ``traced``: when tracing is off (see
-``conf.opentelemetry_enabled``) a call costs one global read more, and while
-no tracer provider is set (the API alone, no SDK) one clock read more; when
-it is on, ``django_zrpc.contrib.opentelemetry`` makes the call's CLIENT span.
+``RPCClient.call`` is wrapped by ``traced``, ``AsyncRPCClient.call`` by
+``traced_async``: when tracing is off (see ``conf.opentelemetry_enabled``) a
+call costs one global read more, and while no tracer provider is set (the API
+alone, no SDK) one clock read more; when it is on,
+``django_zrpc.contrib.opentelemetry`` makes the call's CLIENT span.
 Which it is is decided at the first call, and again when
 ``ZRPC_OPENTELEMETRY`` changes (``override_settings`` in tests).
 """
@@ -47,6 +48,19 @@ def traced(call: _Call) -> _Call:
         if tracer is None or not tracer.active():
             return call(self, name, *args, **kwargs)
         return tracer.trace(call, self, name, args, kwargs)
+
+    return traced_call  # type: ignore[return-value]
+
+
+def traced_async(call: _Call) -> _Call:
+    """``traced`` for ``AsyncRPCClient.call``, a coroutine function."""
+
+    @functools.wraps(call)
+    async def traced_call(self: Any, name: str, /, *args: Any, **kwargs: Any) -> Any:
+        tracer = client_tracer()
+        if tracer is None or not tracer.active():
+            return await call(self, name, *args, **kwargs)
+        return await tracer.trace_async(call, self, name, args, kwargs)
 
     return traced_call  # type: ignore[return-value]
 

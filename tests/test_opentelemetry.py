@@ -7,10 +7,12 @@ probe; this process keeps its own CLIENT spans the same way.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,7 @@ pytest.importorskip("opentelemetry.sdk")
 
 from opentelemetry import trace
 
-from django_zrpc import RPCClient
+from django_zrpc import AsyncRPCClient, RPCClient
 from django_zrpc.exceptions import TimeoutExpired
 from testproject.tickets.errors import SoldOut
 from tests import otel
@@ -87,6 +89,37 @@ def test_a_view_its_rpc_and_the_rpcs_query_are_one_trace(traced, client):
     assert served["attributes"] == {"rpc.system": "zerorpc", "rpc.method": "query_in_a_span"}
     # Current while the function runs: what it (or a DB driver) traces nests under it.
     assert query["parent_id"] == served["span_id"]
+
+
+def test_an_async_views_rpc_and_the_rpcs_query_are_one_trace(traced, client):
+    async def view() -> Any:
+        async with AsyncRPCClient(traced.endpoint, timeout=10) as async_client:
+            with tracer.start_as_current_span("GET /async/") as span:
+                assert await async_client.query_in_a_span() is True
+            return span
+
+    view_span = asyncio.run(view())
+    view_trace = f"{view_span.get_span_context().trace_id:032x}"
+    sent = client_span("query_in_a_span")
+    assert sent["trace_id"] == view_trace
+    assert sent["parent_id"] == f"{view_span.get_span_context().span_id:016x}"
+    assert sent["attributes"]["server.port"] == traced.port
+    spans = {s["name"]: s for s in server_spans(client, 2, trace_id=view_trace)}
+    assert spans["query_in_a_span"]["parent_id"] == sent["span_id"]
+    assert spans["query"]["parent_id"] == spans["query_in_a_span"]["span_id"]
+
+
+def test_an_async_stream_is_one_span_with_its_item_count(traced, client):
+    async def read() -> list[int]:
+        async with AsyncRPCClient(traced.endpoint, timeout=10) as async_client:
+            return [item async for item in await async_client.count_up(5)]
+
+    assert asyncio.run(read()) == [0, 1, 2, 3, 4]
+    sent = client_span("count_up")
+    assert sent["attributes"]["rpc.zerorpc.stream.items"] == 5
+    (served,) = server_spans(client, 1, trace_id=sent["trace_id"])
+    assert served["parent_id"] == sent["span_id"]
+    assert served["attributes"]["rpc.zerorpc.stream.items"] == 5
 
 
 def test_the_server_span_is_current_in_a_blocking_functions_thread(client):

@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from django_zrpc import client_options
+from django_zrpc import client_options, tracing
 from django_zrpc.aio.connection import AsyncConnection
 from django_zrpc.aio.pool import AsyncPool
 from django_zrpc.aio.stream import AsyncStream, PooledAsyncStream
@@ -59,6 +59,7 @@ class AsyncRPCClient(ClientOptions, CallByName):
 
     # -- calling ---------------------------------------------------------------
 
+    @tracing.traced_async
     async def call(
         self,
         name: str,
@@ -121,6 +122,7 @@ class AsyncRPCClient(ClientOptions, CallByName):
         more: dict[str, Any],
         deadline: float,
     ) -> Any:
+        tracing.attempt(endpoint)
         pool = state.pools.get(endpoint)
         if pool is None:
             pool = self._new_pool(state, endpoint)

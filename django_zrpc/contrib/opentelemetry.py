@@ -1,4 +1,6 @@
-"""OpenTelemetry traces: a CLIENT span per ``RPCClient`` call, a SERVER span per call served.
+"""OpenTelemetry traces: a CLIENT span per client call, a SERVER span per call served.
+
+The clients are ``RPCClient`` and ``AsyncRPCClient``.
 
 On whenever opentelemetry-api is installed (``ZRPC_OPENTELEMETRY = None``,
 the default; ``False`` turns it off). Spans go wherever the process's tracer
@@ -26,7 +28,7 @@ a stock zerorpc client carries none: its server span starts a new trace.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -145,10 +147,7 @@ class ClientTracer:
 
     def trace(self, call: Any, client: Any, name: str, args: Any, kwargs: Any) -> Any:
         """Make ``call``'s CLIENT span (``active()`` said spans are made)."""
-        attributes = {"rpc.system": SYSTEM, "rpc.method": name}
-        if len(client.endpoints) == 1:
-            attributes.update(endpoint_attributes(client.endpoints[0]))
-        span = _tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        span = self._start(client, name)
         token = otel_context.attach(trace.set_span_in_context(span))
         try:
             result = call(client, name, *args, **kwargs)
@@ -163,6 +162,29 @@ class ClientTracer:
         span.end()
         return result
 
+    async def trace_async(self, call: Any, client: Any, name: str, args: Any, kwargs: Any) -> Any:
+        """``trace`` for ``AsyncRPCClient.call``, a coroutine: the span is current in its task."""
+        span = self._start(client, name)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            result = await call(client, name, *args, **kwargs)
+        except BaseException as err:
+            _fail(span, _error_type(err), str(err))
+            span.end()
+            raise
+        finally:
+            otel_context.detach(token)
+        if isinstance(result, AsyncIterator):
+            return TracedAsyncStream(result, span)
+        span.end()
+        return result
+
+    def _start(self, client: Any, name: str) -> Span:
+        attributes = {"rpc.system": SYSTEM, "rpc.method": name}
+        if len(client.endpoints) == 1:
+            attributes.update(endpoint_attributes(client.endpoints[0]))
+        return _tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+
     def attempt(self, endpoint: str) -> None:
         if not _provider_set:
             return  # no provider: no span records (asking for it cost 1 us a call)
@@ -171,13 +193,29 @@ class ClientTracer:
             span.set_attributes(endpoint_attributes(endpoint))
 
 
-class TracedStream(Iterator[Any]):
+class _StreamSpan:
+    """The CLIENT span of a stream: ended once, at its end, its error or its close."""
+
+    def __init__(self, span: Span) -> None:
+        self._span: Span | None = span
+        self._items = 0
+
+    def _end(self, error: BaseException | None) -> None:
+        span, self._span = self._span, None
+        if span is None:
+            return
+        span.set_attribute(STREAM_ITEMS, self._items)
+        if error is not None:
+            _fail(span, _error_type(error), str(error))
+        span.end()
+
+
+class TracedStream(_StreamSpan, Iterator[Any]):
     """A stream whose CLIENT span ends with it: at its end, its error, or ``close()``."""
 
     def __init__(self, stream: Iterator[Any], span: Span) -> None:
+        super().__init__(span)
         self._stream = stream
-        self._span: Span | None = span
-        self._items = 0
 
     def __next__(self) -> Any:
         try:
@@ -204,14 +242,51 @@ class TracedStream(Iterator[Any]):
         except Exception:  # pragma: no cover - interpreter shutdown
             pass
 
-    def _end(self, error: BaseException | None) -> None:
-        span, self._span = self._span, None
-        if span is None:
-            return
-        span.set_attribute(STREAM_ITEMS, self._items)
-        if error is not None:
-            _fail(span, _error_type(error), str(error))
-        span.end()
+
+class TracedAsyncStream(_StreamSpan, AsyncIterator[Any]):
+    """An ``AsyncRPCClient`` stream whose CLIENT span ends with it, as ``TracedStream``'s."""
+
+    def __init__(self, stream: AsyncIterator[Any], span: Span) -> None:
+        super().__init__(span)
+        self._stream = stream
+
+    def __aiter__(self) -> TracedAsyncStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            item = await self._stream.__anext__()
+        except StopAsyncIteration:
+            self._end(None)
+            raise
+        except BaseException as err:
+            self._end(err)
+            raise
+        self._items += 1
+        return item
+
+    def close(self) -> None:
+        """Abandon the stream; the server gives the call up."""
+        try:
+            self._stream.close()  # type: ignore[attr-defined]
+        finally:
+            self._end(None)
+
+    async def aclose(self) -> None:
+        """Abandon the stream (``close()``, for ``contextlib.aclosing``)."""
+        self.close()
+
+    async def __aenter__(self) -> TracedAsyncStream:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
 
 
 # -- the serving side ------------------------------------------------------------
