@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -25,11 +26,29 @@ STARTUP_TIMEOUT = 30.0
 SETTINGS = "tests.settings"
 
 
+# Each pytest-xdist worker hands out ports from a range of its own, below the
+# kernel's ephemeral ports (32768 and up): a port one worker uses for a
+# server that is down on purpose (its clients keep trying to connect) is never
+# another worker's live server, and no two workers race for the same port.
+_PORTS_PER_WORKER = 2500
+_FIRST_PORT = 12000
+_port_turn = itertools.count()
+
+
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """Return a TCP port on 127.0.0.1 that nothing listens on now, from this worker's range."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    first = _FIRST_PORT + (index % 8) * _PORTS_PER_WORKER
+    for _ in range(_PORTS_PER_WORKER):
+        port = first + next(_port_turn) % _PORTS_PER_WORKER
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use (a server of this worker, or another service)
+            return port
+    raise RuntimeError(f"No free port in {first}-{first + _PORTS_PER_WORKER - 1}.")
 
 
 class ServerProcess:
