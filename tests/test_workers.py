@@ -137,7 +137,9 @@ def test_a_killed_worker_is_replaced_and_only_its_calls_fail(start_server):
     assert failures, "no call was on the killed worker"
     # None: the first call on a new connection, accepted by the victim as it died.
     assert {pid for pid, _ in failures} <= {victim, None}, failures
-    assert all("LostRemote" in error for _, error in failures), failures
+    assert all("LostRemote" in error for _, error in failures), sorted(
+        {error.split(":")[0] + f" ({pid})" for pid, error in failures}
+    )
     assert f"Worker {victim} was killed by SIGKILL; starting another." in server.output
 
 

@@ -31,11 +31,9 @@ from django_zrpc.core import calls_out, protocol
 from django_zrpc.core.monitor import (
     CURVE_CLIENT,
     DISCONNECTED,
-    FAILED_EVENTS,
     PLAIN_CLIENT,
-    SUCCEEDED,
+    Handshakes,
     SocketMonitor,
-    describe_failure,
 )
 from django_zrpc.curve import ClientKeys
 from django_zrpc.exceptions import LostRemote, RemoteError
@@ -76,10 +74,9 @@ class AsyncConnection(calls_out.Receiving, calls_out.CallByName):
             on_failed=self._on_failed,
         )
         self._socket = self._dealer.socket
-        self._side = CURVE_CLIENT if curve is not None else PLAIN_CLIENT
         self._monitor = SocketMonitor(self._socket, self._on_socket_event)
         self._monitor_drain: zmq.Socket = zmq.Socket.shadow(self._monitor.pair.underlying)
-        self._handshake_failure: str | None = None
+        self._handshakes = Handshakes(CURVE_CLIENT if curve is not None else PLAIN_CLIENT)
         self._socket.connect(endpoint)
         self._pending: dict[Any, Pending] = {}
         self.closed = False
@@ -269,10 +266,8 @@ class AsyncConnection(calls_out.Receiving, calls_out.CallByName):
             for pending in list(self._pending.values()):
                 if pending.sent:
                     self._fail(pending, calls_out.lost_in_flight(pending, self.endpoint))
-        elif event == SUCCEEDED:
-            self._handshake_failure = None
-        elif event in FAILED_EVENTS:
-            self._handshake_failure = describe_failure(event, value, self._side)
+        else:
+            self._handshakes.on_event(event, value)
 
     async def _tick(self) -> None:
         """Expire timed-out calls, send heartbeats, notice a silent server; while calls exist."""
@@ -283,7 +278,7 @@ class AsyncConnection(calls_out.Receiving, calls_out.CallByName):
                 await asyncio.sleep(calls_out.TICK)
                 now = time.monotonic()
                 beat = heartbeat is not None and now >= next_beat
-                failure = self._handshake_failure
+                failure = self._handshakes.failure
                 for pending in list(self._pending.values()):
                     error = calls_out.overdue(
                         pending, now, failure, self.connect_timeout, self.endpoint

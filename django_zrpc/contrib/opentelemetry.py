@@ -35,7 +35,6 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
 
 from django_zrpc import __version__, conf, context
-from django_zrpc.core.calls import CANCELLED, DEADLINE_PASSED, CallLost
 
 try:
     from opentelemetry import context as otel_context
@@ -370,6 +369,10 @@ class OpenTelemetryMiddleware:
 
 def _interrupted(span: Span, error: BaseException) -> None:
     """Mark a span whose call was stopped from outside: deadline, lost caller, server stopping."""
+    # Here, not at the top: the server's calls load gevent, which an asyncio
+    # process tracing AsyncRPCClient's calls must not.
+    from django_zrpc.core.calls import CANCELLED, DEADLINE_PASSED, CallLost
+
     reason = str(error)
     if isinstance(error, CallLost) and reason == CANCELLED:
         # The caller closed a stream it had read enough of: not a failure.

@@ -37,11 +37,9 @@ from django_zrpc.core.dealer import configure_dealer, shared_context
 from django_zrpc.core.monitor import (
     CURVE_CLIENT,
     DISCONNECTED,
-    FAILED_EVENTS,
     PLAIN_CLIENT,
-    SUCCEEDED,
+    Handshakes,
     SocketMonitor,
-    describe_failure,
 )
 from django_zrpc.core.socket_loop import SocketLoop
 from django_zrpc.curve import ClientKeys
@@ -156,11 +154,10 @@ class Client(calls_out.Receiving, CallByName):
         self._new_id = protocol.MessageIds()
         self._socket: zmq.Socket = _context().socket(zmq.DEALER)
         configure_dealer(self._socket, self._unpacker.max_event_bytes, curve)
-        self._side = CURVE_CLIENT if curve is not None else PLAIN_CLIENT
         # A dropped connection fails the calls in flight on it at once, and a
         # failed handshake the calls waiting for one, each saying why.
         self._monitor = SocketMonitor(self._socket, self._on_socket_event)
-        self._handshake_failure: str | None = None
+        self._handshakes = Handshakes(CURVE_CLIENT if curve is not None else PLAIN_CLIENT)
         self._socket.connect(endpoint)
         self._pending: dict[Any, _Pending] = {}
         # The OS thread the client belongs to: a stream dropped in another
@@ -343,10 +340,8 @@ class Client(calls_out.Receiving, CallByName):
             for pending in list(self._pending.values()):
                 if pending.sent:
                     self._fail(pending, calls_out.lost_in_flight(pending, self.endpoint))
-        elif event == SUCCEEDED:
-            self._handshake_failure = None
-        elif event in FAILED_EVENTS:
-            self._handshake_failure = describe_failure(event, value, self._side)
+        else:
+            self._handshakes.on_event(event, value)
 
     def _tick(self) -> None:
         """Expire timed-out calls, send heartbeats, notice a silent server; while calls exist."""
@@ -357,7 +352,7 @@ class Client(calls_out.Receiving, CallByName):
                 gevent.sleep(TICK)
                 now = time.monotonic()
                 beat = heartbeat is not None and now >= next_beat
-                failure = self._handshake_failure
+                failure = self._handshakes.failure
                 for pending in list(self._pending.values()):
                     error = calls_out.overdue(
                         pending, now, failure, self.connect_timeout, self.endpoint

@@ -22,6 +22,7 @@ FAILED_EVENTS = {
     int(zmq.EVENT_HANDSHAKE_FAILED_AUTH),
 }
 SUCCEEDED = int(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+_NO_DETAIL = int(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 DISCONNECTED = int(zmq.EVENT_DISCONNECTED)
 _monitor_ids = itertools.count()
 
@@ -65,6 +66,37 @@ def parse_event(frames: list[bytes]) -> tuple[int, int]:
     except RuntimeError:
         return 0, 0
     return int(message["event"]), int(message["value"])
+
+
+class Handshakes:
+    """What a client's connection attempts say of the server: that it refuses them, or not.
+
+    A server that refuses this client (its CURVE key, a mechanism or server
+    key that does not match) does so at every attempt. A connection closed
+    during the handshake with no more said is also how a server process
+    that died at that moment looks (a worker killed, a restart): ZeroMQ
+    connects again, to another process or the same one restarted. So such a
+    failure counts only once the attempt after it fails too; the others count
+    at once. ``failure`` says the refusal in words (None: none).
+    """
+
+    __slots__ = ("_closed_once", "failure", "side")
+
+    def __init__(self, side: str) -> None:
+        self.side = side
+        self.failure: str | None = None
+        self._closed_once = False
+
+    def on_event(self, event: int, value: int) -> None:
+        """Note a monitor event; only handshake events change anything."""
+        if event == SUCCEEDED:
+            self.failure = None
+            self._closed_once = False
+        elif event in FAILED_EVENTS:
+            if event == _NO_DETAIL and not self._closed_once:
+                self._closed_once = True
+                return
+            self.failure = describe_failure(event, value, self.side)
 
 
 def describe_failure(event: int, value: int, side: str) -> str:
