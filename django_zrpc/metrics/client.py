@@ -8,21 +8,14 @@ other exporters already serve, and which prometheus_client's multiprocess
 mode sums over gunicorn's workers. Labels are the endpoints and function
 names the project's own code chooses, so their number stays bounded.
 
-Every call is counted and timed, so those two are kept by ``_CallTable``
-under one lock a call and read by a collector when the registry is scraped:
-prometheus_client's Counter and Histogram take a lock per value, three a
-call, and cost about 5 us of the ~47 a call spent in the client at 64
-callers (2026-11-29). In prometheus_client's multiprocess mode
-(``PROMETHEUS_MULTIPROC_DIR``), whose exporter reads only the files its own
-metrics write, they are prometheus_client's Counter and Histogram as before.
+Every call is counted and timed, so those two are kept in a
+``metrics.table.Table`` (one lock a call, read when the registry is scraped)
+but in prometheus_client's multiprocess mode, where they are its Counter and
+Histogram.
 """
 
 from __future__ import annotations
 
-import _thread
-import os
-from bisect import bisect_left
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,6 +24,7 @@ from django.dispatch import receiver
 
 from django_zrpc import conf
 from django_zrpc.metrics import BUCKETS
+from django_zrpc.metrics.table import Table, multiprocess
 
 _metrics: SimpleNamespace | None = None
 # Whether metrics are on: ZRPC_METRICS is read once, not per call (the
@@ -40,78 +34,15 @@ _on: bool | None = None
 # The labelled children of the calls and duration metrics, by their labels
 # (multiprocess mode only; else the calls go to _table).
 _children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
-_table: _CallTable | None = None
+# The calls and duration families when not in multiprocess mode (a Table).
+_table: Table | None = None
+_calls: dict[Any, float] = {}
+_durations: dict[Any, list[float]] = {}
 
 CALLS = "zrpc_client_calls"
 CALLS_HELP = "Calls by endpoint, function and outcome (ok, error); error: the exception's type."
 DURATION = "zrpc_client_call_duration_seconds"
 DURATION_HELP = "Seconds a call took, on one endpoint, from the caller's side."
-
-
-class _CallTable:
-    """Calls and their latency, by labels, counted under one lock and read by ``collect``.
-
-    The lock is the C one even in a gevent-patched process (nothing switches
-    greenlets while it is held), so threads of a threaded server lose no count.
-    """
-
-    def __init__(self) -> None:
-        self._lock = _thread.allocate_lock()
-        self._calls: dict[tuple[str, str, str, str], int] = {}
-        # (endpoint, function) -> the count in each bucket (not cumulative),
-        # the last one past the largest bound, then the sum of the seconds.
-        self._durations: dict[tuple[str, str], list[float]] = {}
-
-    def record(self, key: tuple[str, str, str, str], seconds: float) -> None:
-        where = bisect_left(BUCKETS, seconds)  # the first bound >= seconds
-        with self._lock:
-            calls = self._calls
-            calls[key] = calls.get(key, 0) + 1
-            series = self._durations.get(key[:2])
-            if series is None:
-                series = self._durations[key[:2]] = [0.0] * (len(BUCKETS) + 2)
-            series[where] += 1
-            series[-1] += seconds
-
-    def describe(self) -> list[Any]:
-        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
-
-        return [
-            CounterMetricFamily(
-                CALLS, CALLS_HELP, labels=["endpoint", "function", "outcome", "error"]
-            ),
-            HistogramMetricFamily(DURATION, DURATION_HELP, labels=["endpoint", "function"]),
-        ]
-
-    def collect(self) -> Iterator[Any]:
-        calls_family, duration_family = self.describe()
-        with self._lock:
-            calls = list(self._calls.items())
-            durations = [(labels, list(series)) for labels, series in self._durations.items()]
-        for call_labels, count in calls:
-            calls_family.add_metric(list(call_labels), count)
-        bounds = [*(_bound(b) for b in BUCKETS), "+Inf"]
-        for labels, series in durations:
-            total, cumulative = 0.0, []
-            for bound, in_bucket in zip(bounds, series[:-1], strict=True):
-                total += in_bucket
-                cumulative.append((bound, total))
-            duration_family.add_metric(list(labels), cumulative, series[-1])
-        yield calls_family
-        yield duration_family
-
-
-def _bound(value: float) -> str:
-    # As prometheus_client writes a bucket's bound (floatToGoString).
-    from prometheus_client.utils import floatToGoString
-
-    return str(floatToGoString(value))
-
-
-def _multiprocess() -> bool:
-    return bool(
-        os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
-    )
 
 
 @receiver(setting_changed)
@@ -140,17 +71,19 @@ def _installed() -> bool:
 
 
 def _make() -> SimpleNamespace:
-    global _metrics, _table
-    from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+    global _metrics, _table, _calls, _durations
+    from prometheus_client import Counter, Gauge, Histogram
 
     calls = duration = None
-    if _multiprocess():
+    if multiprocess():
         labels = ["endpoint", "function", "outcome", "error"]
         calls = Counter(CALLS, CALLS_HELP, labels)
         duration = Histogram(DURATION, DURATION_HELP, labels[:2], buckets=BUCKETS)
     else:
-        _table = _CallTable()
-        REGISTRY.register(_table)
+        _table = Table()
+        _calls = _table.counter(CALLS, CALLS_HELP, ["endpoint", "function", "outcome", "error"])
+        _durations = _table.histogram(DURATION, DURATION_HELP, ["endpoint", "function"])
+        _table.register()
     _metrics = SimpleNamespace(
         calls=calls,
         duration=duration,
@@ -185,7 +118,9 @@ def record_call(
         return
     key = (endpoint, function, outcome, error)
     if _table is not None:
-        _table.record(key, seconds)
+        with _table.lock:
+            _calls[key] = _calls.get(key, 0) + 1
+            Table.observe(_durations, key[:2], seconds)
         return
     children = _children.get(key)
     if children is None:

@@ -8,9 +8,11 @@ sums (``metrics.workers``). Gauges (calls running and waiting, workers busy,
 database connections) are read from the server when sampled, not counted per
 call: ``livesum`` adds them up over the live workers.
 
-Cheap by construction: a call costs two dictionary look-ups and three
-increments (count, latency, wait); the labelled children are made once per
-function and outcome. Function labels are only the names the server serves,
+Cheap by construction: in one process a call's count, latency and wait are
+kept in a ``metrics.table.Table``, under one lock a call and turned into
+Prometheus families when scraped; in multiprocess mode they are
+prometheus_client's own, their labelled children made once per function and
+outcome. Function labels are only the names the server serves,
 so that a caller cannot grow the series by calling names that do not exist.
 """
 
@@ -26,6 +28,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from django_zrpc.core.observer import Observer
 from django_zrpc.metrics import BUCKETS
+from django_zrpc.metrics.table import Table, multiprocess
 
 
 def _use_native_locks() -> None:
@@ -51,23 +54,73 @@ _use_native_locks()
 #: The label of a function the server does not serve (a caller's typo).
 UNKNOWN = "_unknown"
 
-CALLS = Counter(
-    "zrpc_server_calls",
+CALLS_NAME = "zrpc_server_calls"
+CALLS_HELP = (
     "Calls by function and outcome (ok, error, lost, cancelled, busy, stopping, bad_request); "
-    "error: the exception's type.",
-    ["function", "outcome", "error"],
+    "error: the exception's type."
 )
-DURATION = Histogram(
-    "zrpc_server_call_duration_seconds",
-    "Seconds a call ran on its worker, by function.",
-    ["function"],
-    buckets=BUCKETS,
-)
-WAIT = Histogram(
-    "zrpc_server_call_wait_seconds",
-    "Seconds a call waited for a free worker.",
-    buckets=BUCKETS,
-)
+DURATION_NAME = "zrpc_server_call_duration_seconds"
+DURATION_HELP = "Seconds a call ran on its worker, by function."
+WAIT_NAME = "zrpc_server_call_wait_seconds"
+WAIT_HELP = "Seconds a call waited for a free worker."
+
+
+class _Native:
+    """Calls counted in prometheus_client's own Counter and Histograms (multiprocess mode)."""
+
+    def __init__(self) -> None:
+        self.calls = Counter(CALLS_NAME, CALLS_HELP, ["function", "outcome", "error"])
+        self.duration = Histogram(DURATION_NAME, DURATION_HELP, ["function"], buckets=BUCKETS)
+        self.wait = Histogram(WAIT_NAME, WAIT_HELP, buckets=BUCKETS)
+        # The labelled children, made once per function and outcome.
+        self._ended: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def started(self, waited: float) -> None:
+        self.wait.observe(waited)
+
+    def ended(self, label: str, outcome: str, error: str, seconds: float) -> None:
+        key = (label, outcome, error)
+        children = self._ended.get(key)
+        if children is None:
+            children = (self.calls.labels(*key), self.duration.labels(label))
+            if label != UNKNOWN:  # an unknown name is one of many: keep no entry per name
+                self._ended[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def refused(self, label: str, outcome: str) -> None:
+        self.calls.labels(label, outcome, "").inc()
+
+
+class _Tabled:
+    """The same, in a ``metrics.table.Table``: one lock a call (one process)."""
+
+    def __init__(self) -> None:
+        self.table = Table()
+        self.calls = self.table.counter(CALLS_NAME, CALLS_HELP, ["function", "outcome", "error"])
+        self.duration = self.table.histogram(DURATION_NAME, DURATION_HELP, ["function"])
+        self.wait = self.table.histogram(WAIT_NAME, WAIT_HELP, [])
+        self.table.register()
+
+    def started(self, waited: float) -> None:
+        with self.table.lock:
+            Table.observe(self.wait, (), waited)
+
+    def ended(self, label: str, outcome: str, error: str, seconds: float) -> None:
+        key = (label, outcome, error)
+        with self.table.lock:
+            self.calls[key] = self.calls.get(key, 0) + 1
+            Table.observe(self.duration, (label,), seconds)
+
+    def refused(self, label: str, outcome: str) -> None:
+        key = (label, outcome, "")
+        with self.table.lock:
+            self.calls[key] = self.calls.get(key, 0) + 1
+
+
+# Calls, their latency and their wait: the families every call updates.
+_CALLS: _Native | _Tabled = _Native() if multiprocess() else _Tabled()
+
 STREAM_ITEMS = Counter(
     "zrpc_server_stream_items_sent", "Items sent by streams, by function.", ["function"]
 )
@@ -100,8 +153,6 @@ class ServerMetrics(Observer):
 
     def __init__(self, known: Collection[str] = ()) -> None:
         self.known = frozenset(known)
-        self._ended: dict[tuple[str, str, str], tuple[Any, Any]] = {}
-        self._refused: dict[tuple[str, str], Any] = {}
         # Every connection Django opens in this process, for the gauge:
         # Django keeps one per worker greenlet, where no one can list them.
         self._opened: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -111,28 +162,13 @@ class ServerMetrics(Observer):
         return name if name in self.known else UNKNOWN
 
     def call_started(self, name: str, waited: float) -> None:
-        WAIT.observe(waited)
+        _CALLS.started(waited)
 
     def call_ended(self, name: str, outcome: str, seconds: float, error: str = "") -> None:
-        key = (name, outcome, error)
-        children = self._ended.get(key)
-        if children is None:
-            label = self._label(name)
-            children = (CALLS.labels(label, outcome, error), DURATION.labels(label))
-            if label != UNKNOWN:  # an unknown name is one of many: keep no entry per name
-                self._ended[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        _CALLS.ended(self._label(name), outcome, error, seconds)
 
     def call_refused(self, name: str, outcome: str) -> None:
-        key = (name, outcome)
-        child = self._refused.get(key)
-        if child is None:
-            label = self._label(name)
-            child = CALLS.labels(label, outcome, "")
-            if label != UNKNOWN:
-                self._refused[key] = child
-        child.inc()
+        _CALLS.refused(self._label(name), outcome)
 
     def stream_items_sent(self, name: str, count: int) -> None:
         if count:
