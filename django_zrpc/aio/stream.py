@@ -15,7 +15,37 @@ if TYPE_CHECKING:
     from django_zrpc.aio.pool import AsyncPool
 
 
-class AsyncStream(AsyncIterator[Any]):
+class ClosingAsyncIterator(AsyncIterator[Any]):
+    """An async iterator of a call that ``close()`` abandons.
+
+    ``aclose()`` (for ``contextlib.aclosing``), ``async with`` and dropping
+    it (breaking out of ``async for`` does) close it too.
+    """
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __aiter__(self) -> Any:
+        return self
+
+    async def aclose(self) -> None:
+        """Abandon the stream (``close()``, for ``contextlib.aclosing``)."""
+        self.close()
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+
+class AsyncStream(ClosingAsyncIterator):
     """A remote stream; grants the server credit as it is read.
 
     ``aclose()``, ``async with``, or dropping the stream (breaking out of
@@ -29,9 +59,6 @@ class AsyncStream(AsyncIterator[Any]):
         self._connection = connection
         self._pending: Pending | None = pending
         self._reply: protocol.Event | None = first
-
-    def __aiter__(self) -> AsyncStream:
-        return self
 
     async def __anext__(self) -> Any:
         pending = self._pending
@@ -62,33 +89,14 @@ class AsyncStream(AsyncIterator[Any]):
             pending, self._pending = self._pending, None
             self._connection.cancel(pending)
 
-    async def aclose(self) -> None:
-        """Abandon the stream (``close()``, for ``contextlib.aclosing``)."""
-        self.close()
 
-    async def __aenter__(self) -> AsyncStream:
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
-
-
-class PooledAsyncStream(AsyncIterator[Any]):
+class PooledAsyncStream(ClosingAsyncIterator):
     """A stream that holds its place in the pool until it ends or is closed."""
 
     def __init__(self, stream: AsyncStream, pool: AsyncPool, connection: AsyncConnection) -> None:
         self._stream = stream
         self._pool: AsyncPool | None = pool
         self._connection = connection
-
-    def __aiter__(self) -> PooledAsyncStream:
-        return self
 
     async def __anext__(self) -> Any:
         try:
@@ -107,22 +115,6 @@ class PooledAsyncStream(AsyncIterator[Any]):
         """Abandon the stream; the server stops the function."""
         self._stream.close()
         self._give_back(discard=False)
-
-    async def aclose(self) -> None:
-        """Abandon the stream (``close()``, for ``contextlib.aclosing``)."""
-        self.close()
-
-    async def __aenter__(self) -> PooledAsyncStream:
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
 
     def _give_back(self, discard: bool) -> None:
         pool, self._pool = self._pool, None

@@ -35,6 +35,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
 
 from django_zrpc import __version__, conf, context
+from django_zrpc.aio.stream import ClosingAsyncIterator
 
 try:
     from opentelemetry import context as otel_context
@@ -242,15 +243,12 @@ class TracedStream(_StreamSpan, Iterator[Any]):
             pass
 
 
-class TracedAsyncStream(_StreamSpan, AsyncIterator[Any]):
+class TracedAsyncStream(_StreamSpan, ClosingAsyncIterator):
     """An ``AsyncRPCClient`` stream whose CLIENT span ends with it, as ``TracedStream``'s."""
 
     def __init__(self, stream: AsyncIterator[Any], span: Span) -> None:
         super().__init__(span)
         self._stream = stream
-
-    def __aiter__(self) -> TracedAsyncStream:
-        return self
 
     async def __anext__(self) -> Any:
         try:
@@ -270,22 +268,6 @@ class TracedAsyncStream(_StreamSpan, AsyncIterator[Any]):
             self._stream.close()  # type: ignore[attr-defined]
         finally:
             self._end(None)
-
-    async def aclose(self) -> None:
-        """Abandon the stream (``close()``, for ``contextlib.aclosing``)."""
-        self.close()
-
-    async def __aenter__(self) -> TracedAsyncStream:
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
 
 
 # -- the serving side ------------------------------------------------------------
