@@ -141,8 +141,11 @@ class Pool:
                 calls[best] += 1
                 return best
         waited_from = time.monotonic()
-        item = self._wait(timeout)
-        client_metrics.record_pool_wait(self.endpoint, time.monotonic() - waited_from)
+        try:
+            item = self._wait(timeout)
+        finally:
+            # Also a wait in vain (PoolExhausted): a full pool is what it measures.
+            client_metrics.record_pool_wait(self.endpoint, time.monotonic() - waited_from)
         if item is _CLOSED:
             # The address left its service (or the client was closed): the
             # call never went out, so it may go elsewhere.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -10,8 +11,8 @@ import gevent
 import pytest
 from django.test import override_settings
 
-from django_zrpc import RPCClient
-from django_zrpc.exceptions import RemoteError, ServerUnavailable
+from django_zrpc import AsyncRPCClient, RPCClient
+from django_zrpc.exceptions import PoolExhausted, RemoteError, ServerUnavailable
 from tests.conftest import ROOT, free_port
 
 prometheus_client = pytest.importorskip("prometheus_client")
@@ -61,6 +62,39 @@ def test_pool_waits_and_retries_are_counted(start_server):
         gevent.joinall(calls, timeout=10, raise_error=True)
     assert sample("zrpc_client_retries_total", **retried) - retries_before >= 1
     assert sample("zrpc_client_pool_wait_seconds_count", endpoint=endpoint) - waits_before == 1
+
+
+def test_a_wait_in_vain_for_a_full_pool_is_counted_too(server):
+    endpoint = server.endpoint
+    waits_before = sample("zrpc_client_pool_wait_seconds_count", endpoint=endpoint)
+    options = {"timeout": 10, "pool_size": 1, "calls_per_connection": 1, "pool_timeout": 0.1}
+    with RPCClient(endpoint, **options) as client:
+        sleeping = gevent.spawn(client.sleep, 0.5)
+        gevent.sleep(0.1)
+        with pytest.raises(PoolExhausted):
+            client.echo(1)
+        sleeping.get(timeout=10)
+    assert sample("zrpc_client_pool_wait_seconds_count", endpoint=endpoint) - waits_before == 1
+
+
+def test_the_asyncio_client_counts_its_calls_and_pool_waits(server):
+    endpoint = server.endpoint
+    ok = {"endpoint": endpoint, "function": "echo", "outcome": "ok", "error": ""}
+    before = [
+        sample("zrpc_client_calls_total", **ok),
+        sample("zrpc_client_pool_wait_seconds_count", endpoint=endpoint),
+    ]
+
+    async def calls() -> None:
+        options = {"timeout": 10, "pool_size": 1, "calls_per_connection": 1}
+        async with AsyncRPCClient(endpoint, **options) as client:
+            assert await asyncio.gather(client.echo(1), client.echo(2)) == [1, 2]
+
+    asyncio.run(calls())
+    assert sample("zrpc_client_calls_total", **ok) - before[0] == 2
+    # The second call waited for the one connection the first was on.
+    assert sample("zrpc_client_pool_wait_seconds_count", endpoint=endpoint) - before[1] == 1
+    assert sample("zrpc_client_endpoint_up", endpoint=endpoint) == 1
 
 
 def test_an_endpoint_that_fails_is_down():

@@ -15,12 +15,14 @@ place is ever "being opened" across a switch.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from django_zrpc.aio.connection import AsyncConnection
 from django_zrpc.exceptions import PoolExhausted
+from django_zrpc.metrics import client as client_metrics
 
 #: Calls in flight on the least busy connection before another is opened: the
 #: value of ``django_zrpc.pool.SPREAD_AT`` (not imported from there: that
@@ -80,7 +82,12 @@ class AsyncPool:
             found = self._take()
             if found is not None:
                 return found
-        item = await self._wait(timeout)
+        waited_from = time.monotonic()
+        try:
+            item = await self._wait(timeout)
+        finally:
+            # Also a wait in vain (PoolExhausted): a full pool is what it measures.
+            client_metrics.record_pool_wait(self.endpoint, time.monotonic() - waited_from)
         if item is _CLOSED:
             raise RuntimeError(f"The pool of {self.endpoint} was closed.")
         return item

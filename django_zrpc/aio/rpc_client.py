@@ -199,6 +199,7 @@ class AsyncRPCClient(ClientOptions, CallByName):
             self.pool_size,
             self.calls_per_connection,
         )
+        client_metrics.set_endpoint_up(endpoint, True)
         return pool
 
     def _state(self) -> _LoopState:
