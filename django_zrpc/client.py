@@ -119,10 +119,9 @@ class RPCClient(ClientOptions, CallByName):
                 try:
                     result = self._call_once(state, endpoint, name, args, kwargs, more, deadline)
                 except Exception as err:
-                    seconds = time.perf_counter() - started
-                    client_metrics.record_outcome(endpoint, name, seconds, err)
+                    client_metrics.record_outcome(endpoint, name, started, err)
                     raise
-                client_metrics.record_outcome(endpoint, name, time.perf_counter() - started)
+                client_metrics.record_outcome(endpoint, name, started)
                 return result
             except Exception as err:
                 if idempotent is None:

@@ -100,10 +100,12 @@ def test_benchmark_runner_smoke_pass():
     assert (ROOT / "docs" / "benchmarks.rst").read_text() == docs
 
 
-def test_target_lines_give_ratios_to_raw_pyzmq_zerorpc_and_grpc():
-    def row(pair: str, rate: float) -> dict:
-        return {"pair": pair, "callers": 64, "workload": "echo", "rate": rate}
+def row(pair: str, rate: float) -> dict:
+    """A made-up echo row at 64 callers, for the target lines."""
+    return {"pair": pair, "callers": 64, "workload": "echo", "rate": rate}
 
+
+def test_target_lines_give_ratios_to_raw_pyzmq_zerorpc_and_grpc():
     rows = [
         row("RPCClient -> runrpc, no call log", 12_000),
         row("zerorpc -> zerorpc", 1_500),
@@ -125,9 +127,6 @@ def test_target_lines_give_ratios_to_raw_pyzmq_zerorpc_and_grpc():
 
 
 def test_web_target_line_gives_each_row_over_its_ceiling():
-    def row(pair: str, rate: float) -> dict:
-        return {"pair": pair, "callers": 64, "workload": "echo", "rate": rate}
-
     rows = [
         row("HTTP -> gunicorn gevent view -> RPCClient -> runrpc, no call log", 2_000),
         row("HTTP -> gunicorn gevent view, no RPC (ceiling)", 2_500),

@@ -96,10 +96,9 @@ class AsyncRPCClient(ClientOptions, CallByName):
                         state, endpoint, name, args, kwargs, more, deadline
                     )
                 except Exception as err:
-                    seconds = time.perf_counter() - started
-                    client_metrics.record_outcome(endpoint, name, seconds, err)
+                    client_metrics.record_outcome(endpoint, name, started, err)
                     raise
-                client_metrics.record_outcome(endpoint, name, time.perf_counter() - started)
+                client_metrics.record_outcome(endpoint, name, started)
                 return result
             except Exception as err:
                 if idempotent is None:

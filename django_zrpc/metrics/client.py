@@ -16,6 +16,7 @@ Histogram.
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -134,9 +135,13 @@ def record_call(
 
 
 def record_outcome(
-    endpoint: str, function: str, seconds: float, error: BaseException | None = None
+    endpoint: str, function: str, started: float, error: BaseException | None = None
 ) -> None:
-    """Count one call to ``endpoint`` that took ``seconds``: ok, or failed with ``error``."""
+    """Count one call to ``endpoint`` begun at ``started`` (``time.perf_counter()``) and ended now.
+
+    It ended ok, or failed with ``error``.
+    """
+    seconds = time.perf_counter() - started
     if error is None:
         record_call(endpoint, function, "ok", seconds)
     else:

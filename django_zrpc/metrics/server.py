@@ -28,7 +28,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from django_zrpc.core.observer import Observer
 from django_zrpc.metrics import BUCKETS
-from django_zrpc.metrics.table import Table, multiprocess
+from django_zrpc.metrics.table import Table, multiprocess, native_allocate_lock
 
 
 def _use_native_locks() -> None:
@@ -46,7 +46,7 @@ def _use_native_locks() -> None:
     from prometheus_client import values
 
     if monkey.is_module_patched("threading"):
-        values.Lock = monkey.get_original("_thread", "allocate_lock")
+        values.Lock = native_allocate_lock()  # type: ignore[assignment]  # the same lock type
 
 
 _use_native_locks()

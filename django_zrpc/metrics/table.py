@@ -21,7 +21,7 @@ import _thread
 import os
 import sys
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django_zrpc.metrics import BUCKETS
@@ -36,19 +36,19 @@ def multiprocess() -> bool:
     )
 
 
-def _native_lock() -> Any:
-    """The interpreter's lock, also where gevent patched ``_thread`` (its lock is Python code)."""
+def native_allocate_lock() -> Callable[[], Any]:
+    """The interpreter's lock factory, also where gevent patched ``_thread``."""
     monkey = sys.modules.get("gevent.monkey")
     if monkey is not None:
-        return monkey.get_original("_thread", "allocate_lock")()
-    return _thread.allocate_lock()
+        return monkey.get_original("_thread", "allocate_lock")
+    return _thread.allocate_lock
 
 
 class Table:
     """Counters and histograms by labels; update them holding ``lock``."""
 
     def __init__(self) -> None:
-        self.lock = _native_lock()
+        self.lock = native_allocate_lock()()
         self._counters: list[tuple[str, str, list[str], dict[tuple[str, ...], float]]] = []
         self._histograms: list[tuple[str, str, list[str], dict[tuple[str, ...], list[float]]]] = []
 
