@@ -66,6 +66,19 @@ def test_call(client):
     assert client("echo", {"a": [1, b"x"]}) == {"a": [1, b"x"]}
 
 
+def test_a_runrpc_process_names_itself_to_its_connections_and_zerorpc_does_not(endpoint, client):
+    assert client.peer is None  # told in ZeroMQ's handshake, read from the first reply
+    assert client.echo(1) == 1
+    if endpoint in STOCK_ENDPOINTS:
+        assert client.peer is None
+        return
+    assert isinstance(client.peer, str)
+    assert len(client.peer) == 16
+    with Client(endpoint, timeout=10) as other:
+        other.echo(2)
+        assert other.peer == client.peer  # the same process
+
+
 def test_remote_error_has_name_and_message(client):
     with pytest.raises(RemoteError) as caught:
         client.fail("boom")

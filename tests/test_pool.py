@@ -11,6 +11,8 @@ from django_zrpc.pool import SPREAD_AT, Pool
 
 class Connection:
     closed = False
+    peer = None  # the server process it reaches: not known
+    on_peer = None
 
     def close(self) -> None:
         self.closed = True
@@ -216,3 +218,75 @@ def test_a_new_connection_shares_its_places_with_the_queue():
     # The first waiter's new connection takes the other two waiters at once.
     assert [w.get(timeout=1) for w in waiters] == [made[1]] * 3
     assert pool.connections == 1
+
+
+class Reaching(Connection):
+    """A stand-in connection that learns, as Client does, which process it reaches."""
+
+    def learn(self, peer: str | None) -> None:
+        self.peer = peer
+        if self.on_peer is not None:
+            self.on_peer()
+
+
+def burst_then_learn(pool: Pool, made: list[Reaching], calls: int, peers: list[str]) -> None:
+    """Make ``calls`` calls at once, have made[i] learn peers[i], and end the calls."""
+    held = [pool.acquire(1) for _ in range(calls)]
+    for connection, peer in zip(made, peers, strict=True):
+        connection.learn(peer)
+    for connection in held:
+        pool.release(connection)
+
+
+def test_calls_go_to_one_connection_a_process_and_the_others_wait_as_spares():
+    made: list[Reaching] = []
+    pool = Pool("tcp://127.0.0.1:1", lambda: made.append(Reaching()) or made[-1], 4, 100)
+    burst_then_learn(pool, made, 4 * SPREAD_AT, ["a", "a", "a", "a"])
+    assert len(made) == 4
+    # One process behind all four: every call goes on one of them.
+    held = [pool.acquire(1) for _ in range(64)]
+    assert len(set(held)) == 1
+    assert pool.connections == 4
+    for connection in held:
+        pool.release(connection)
+    # Two processes: the calls spread over one connection to each.
+    made[2].learn("b")
+    held = [pool.acquire(1) for _ in range(64)]
+    assert {held.count(c) for c in set(held)} == {32}
+    assert {c.peer for c in set(held)} == {"a", "b"}
+
+
+def test_spares_take_calls_once_every_lead_is_full():
+    made: list[Reaching] = []
+    pool = Pool("tcp://127.0.0.1:1", lambda: made.append(Reaching()) or made[-1], 2, 8)
+    burst_then_learn(pool, made, 16, ["a", "a"])
+    held = [pool.acquire(1) for _ in range(16)]
+    assert held[:8] == [held[0]] * 8  # the lead, up to calls_per_connection
+    assert set(held[8:]) == {c for c in made if c is not held[0]}
+    with pytest.raises(PoolExhausted):
+        pool.acquire(0.05)
+
+
+def test_a_spare_leads_when_its_process_lead_is_discarded_or_reaches_another():
+    made: list[Reaching] = []
+    pool = Pool("tcp://127.0.0.1:1", lambda: made.append(Reaching()) or made[-1], 3, 100)
+    burst_then_learn(pool, made, 3 * SPREAD_AT, ["a", "a", "a"])
+    lead = pool.acquire(1)
+    pool.discard(lead)  # its server went silent
+    assert lead.closed
+    held = [pool.acquire(1) for _ in range(SPREAD_AT)]
+    assert len(set(held)) == 1
+    assert held[0] is not lead
+    for connection in held:
+        pool.release(connection)
+    # ZeroMQ reconnected the new lead, and the process does not say who it is.
+    held[0].learn(None)
+    again = [pool.acquire(1) for _ in range(2 * SPREAD_AT)]
+    assert set(again) == set(made[1:])
+
+
+def test_with_no_more_calls_a_connection_than_spread_at_every_connection_is_lent():
+    made: list[Reaching] = []
+    pool = Pool("tcp://127.0.0.1:1", lambda: made.append(Reaching()) or made[-1], 3, 1)
+    burst_then_learn(pool, made, 3, ["a", "a", "a"])
+    assert set(pool.acquire(1) for _ in range(3)) == set(made)

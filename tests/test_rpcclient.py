@@ -97,6 +97,23 @@ def test_sixty_four_greenlets_spread_over_the_pools_ten_connections(server):
     assert [w.value for w in workers] == [[[i, n] for n in range(20)] for i in range(64)]
 
 
+def test_calls_ride_one_connection_to_one_process_however_many_the_pool_holds(server):
+    with RPCClient(server.endpoint, timeout=10) as client:
+        # A burst opens the pool's ten connections, all to the one process.
+        gevent.joinall([gevent.spawn(client.sleep, 0.2) for _ in range(64)], raise_error=True)
+        pool = client._state().pools[server.endpoint]
+        assert pool.connections == 10
+        sleepers = [gevent.spawn(client.sleep, 0.5) for _ in range(64)]
+        gevent.sleep(0.2)
+        carrying = [count for count in pool._calls.values() if count]
+        gevent.joinall(sleepers, timeout=30, raise_error=True)
+        # Calls in flight on one socket go out and come back in batches;
+        # spread over ten sockets to the same process they cost more CPU on
+        # both sides, for no other process to serve them.
+        assert carrying == [64]
+        assert client.connections() == 10  # the others wait, lent once it is full
+
+
 def test_calls_share_connections_up_to_calls_per_connection(server):
     with RPCClient(
         server.endpoint, timeout=10, pool_size=2, calls_per_connection=3, pool_timeout=0.2

@@ -96,6 +96,29 @@ def test_n_distinct_worker_processes_serve_one_port(start_server):
     assert server.proc.pid not in pids
 
 
+def test_rpcclient_spreads_calls_over_the_worker_processes_not_over_connections(start_server):
+    server = start_server("--workers", "3")
+    with RPCClient(server.endpoint, timeout=10, pool_size=12) as client:
+        # A burst opens the pool's twelve connections; the kernel gives each to a worker.
+        gevent.joinall([gevent.spawn(client.sleep, 0.2) for _ in range(64)], raise_error=True)
+        pool = client._state().pools[server.endpoint]
+        connections = list(pool._calls)
+        assert len(connections) == 12
+        # Each connection learned which process it reaches: one name per worker.
+        pids = {connection.call("server_pid"): connection.peer for connection in connections}
+        named = {connection.peer for connection in connections}
+        assert None not in named
+        assert len(named) == len(pids) >= 2
+        assert set(pids) <= worker_pids(server)
+        sleepers = [gevent.spawn(client.sleep, 0.5) for _ in range(64)]
+        gevent.sleep(0.2)
+        carrying = {c: count for c, count in pool._calls.items() if count}
+        gevent.joinall(sleepers, timeout=30, raise_error=True)
+    # One connection a worker process, the calls shared evenly among them.
+    assert sorted(c.peer for c in carrying) == sorted(named)
+    assert max(carrying.values()) - min(carrying.values()) <= 1
+
+
 def test_a_killed_worker_is_replaced_and_only_its_calls_fail(start_server):
     server = start_server("--workers", "2", "--heartbeat", "1")
     victim, survivor = sorted(worker_pids(server))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
@@ -38,6 +38,7 @@ from django_zrpc.core.monitor import (
     CURVE_CLIENT,
     DISCONNECTED,
     PLAIN_CLIENT,
+    SUCCEEDED,
     Handshakes,
     SocketMonitor,
 )
@@ -170,9 +171,20 @@ class Client(calls_out.Receiving, CallByName):
         self.server_reads_values: bool | None = None
         # The heartbeat period the server announced (None: not yet, or a stock server).
         self._server_period: float | None = None
+        #: The server process this connection reaches, as a django_zrpc server
+        #: tells in ZeroMQ's handshake (None: not known yet, or a server that
+        #: does not say); ``on_peer()`` is called when it changes.
+        self.peer: str | None = None
+        self.on_peer: Callable[[], None] | None = None
         self._io = SocketLoop(
-            self._socket, self._on_frames, logger, wanted=self._is_pending, on_sent=self._on_sent
+            self._socket,
+            self._on_frames,
+            logger,
+            wanted=self._is_pending,
+            on_sent=self._on_sent,
+            on_property=self._set_peer,
         )
+        self._io.ask(protocol.INSTANCE_PROPERTY)
         self._reader = gevent.spawn(self._io.run)
         self._monitor_io = SocketLoop(self._monitor.pair, self._monitor.on_frames, logger)
         self._watcher = gevent.spawn(self._monitor_io.run)
@@ -340,8 +352,18 @@ class Client(calls_out.Receiving, CallByName):
             for pending in list(self._pending.values()):
                 if pending.sent:
                     self._fail(pending, calls_out.lost_in_flight(pending, self.endpoint))
+            # ZeroMQ reconnects, maybe to another process behind the address.
+            self._set_peer(None)
         else:
             self._handshakes.on_event(event, value)
+            if event == SUCCEEDED:
+                self._io.ask(protocol.INSTANCE_PROPERTY)
+
+    def _set_peer(self, peer: str | None) -> None:
+        if peer != self.peer:
+            self.peer = peer
+            if self.on_peer is not None:
+                self.on_peer()
 
     def _tick(self) -> None:
         """Expire timed-out calls, send heartbeats, notice a silent server; while calls exist."""

@@ -43,6 +43,12 @@ MAX_PEER_HEARTBEAT = 60.0
 #: seconds. A peer judges a call by it from the call's first event, where it
 #: would otherwise wait for two heartbeats (and a short call never sees two).
 HEARTBEAT_PERIOD = "heartbeat"
+#: The connection property (ZMQ_METADATA, sent in ZeroMQ's handshake, never
+#: in an event) by which a django_zrpc server tells which process a
+#: connection reaches: the processes of ``runrpc --workers`` share one
+#: address, and so may the pods behind one Kubernetes Service. A client's
+#: pool spreads calls over processes, not over connections to the same one.
+INSTANCE_PROPERTY = "X-Zrpc-Instance"
 
 #: Hard limits on what one event may hold; larger is a hostile or broken peer.
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
@@ -118,6 +124,11 @@ def announced_period(header: dict[Any, Any]) -> float | None:
     if isinstance(period, int | float) and not isinstance(period, bool) and 0 < period < 1e9:
         return min(float(period), MAX_PEER_HEARTBEAT)
     return None
+
+
+def new_instance() -> str:
+    """Return a token naming one server process among those behind an address."""
+    return os.urandom(8).hex()
 
 
 class MessageIds:

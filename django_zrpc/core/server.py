@@ -130,6 +130,12 @@ class Server:
         # instead of vanishing: that is how a closed connection's calls are
         # found (see _probe_callers).
         self._socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        #: Which process this is, told to each client in ZeroMQ's handshake
+        #: (see protocol.INSTANCE_PROPERTY).
+        self.instance = protocol.new_instance()
+        self._socket.setsockopt(
+            zmq.METADATA, f"{protocol.INSTANCE_PROPERTY}:{self.instance}".encode()
+        )
         self.curve = curve
         self._authenticator: Authenticator | None = None
         if curve is not None:

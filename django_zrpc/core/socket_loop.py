@@ -33,8 +33,13 @@ _SNDMORE_NOBLOCK = int(zmq.SNDMORE) | _NOBLOCK
 _POLLIN = int(zmq.POLLIN)
 _EVENTS = int(zmq.EVENTS)
 
-#: Receives in a row before the loop lets other greenlets run.
-BURST = 64
+#: Receives in a row before the loop lets other greenlets run, and then sends
+#: what they queued. Small, so that both ends work at once: with 64, the
+#: calls in flight on one connection went back and forth as one batch, each
+#: process idle while the other worked through it (echo on one connection,
+#: 64 callers: 24,000 calls/s with 64, 37,000 with 8 or 16; 16 callers:
+#: 15,000 with 16, 26,000 with 8; 2026-11-29).
+BURST = 8
 
 # Errors that mean the socket itself is gone (closed, or its context ended):
 # the loop ends. Any other error concerns one message, which is dropped.
@@ -68,6 +73,7 @@ class SocketLoop:
         on_sent: Callable[[Any], None] | None = None,
         on_unreachable: Callable[[Any], None] | None = None,
         user_ids: bool = False,
+        on_property: Callable[[str | None], None] | None = None,
     ) -> None:
         self.socket = socket
         self._on_frames = on_frames
@@ -86,6 +92,10 @@ class SocketLoop:
         # peer whose queue is full raises EAGAIN; both are dropped, as a plain
         # ROUTER drops them, so that no peer holds up another's replies.
         self._on_unreachable = on_unreachable
+        # A connection property (ZMQ_METADATA) to read from the next message
+        # received, and who is told its value (None: the peer sets none).
+        self._asked: str | None = None
+        self._on_property = on_property
         self._outbox: deque[tuple[list[bytes], Any]] = deque()
         self._wake = gevent.event.Event()
         self._sleeping = False
@@ -113,6 +123,26 @@ class SocketLoop:
             self.flush()
         # A send can take the descriptor's edge: make the loop check the state.
         self._wake.set()
+
+    def ask(self, name: str) -> None:
+        """Have the next message received tell ``on_property`` its connection's property ``name``.
+
+        Asked once, not of every message: reading it costs 0.3 us, and a
+        ZeroMQ error where the peer did not set it.
+        """
+        self._asked = name
+
+    def _answer(self, frame: zmq.Frame) -> None:
+        name, self._asked = self._asked, None
+        try:
+            value = frame.get(name)
+        except zmq.ZMQError:
+            value = None
+        if self._on_property is not None:
+            try:
+                self._on_property(value)
+            except Exception:
+                self._logger.exception("Handling a connection property failed; the loop goes on.")
 
     def receive_now(self) -> None:
         """Handle what the socket has received so far, from this greenlet."""
@@ -207,6 +237,8 @@ class SocketLoop:
                 # turns its int option into an enum each time: 3.10 against
                 # 3.72 us a message of three frames.
                 part = recv(_NOBLOCK, copy=False)
+                if self._asked is not None:
+                    self._answer(part)
                 frames = [part.bytes]
                 while part.more:
                     part = recv(_NOBLOCK, copy=False)
