@@ -134,9 +134,13 @@ class SocketLoop:
 
     def _answer(self, frame: zmq.Frame) -> None:
         name, self._asked = self._asked, None
-        try:
-            value = frame.get(name)
-        except zmq.ZMQError:
+        value: Any = None
+        if name is not None:
+            try:
+                value = frame.get(name)
+            except zmq.ZMQError:
+                pass  # the peer did not set it
+        if not isinstance(value, str):
             value = None
         if self._on_property is not None:
             try:
