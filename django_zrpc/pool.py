@@ -183,21 +183,35 @@ class Pool:
             lendable.append(connection)
 
     def discard(self, connection: Client) -> None:
-        """End a call on a connection that failed: lend it no more, close it once it is idle."""
-        if connection in self._lendable:
-            self._lendable.remove(connection)
-            self._regroup()  # a spare of its process may lead now
-        elif connection in self._spares:
-            self._spares.remove(connection)
+        """End a call on a connection that failed: lend it no more, close it once it is idle.
+
+        Its spares go with it: they reach the same process, which went
+        silent, is unreachable or is stopping. An idle connection's socket
+        says nothing of a peer cut off by the network: lent later, it would
+        carry a call into the void until the heartbeats tell.
+        """
+        peer = connection.peer
+        retired = [connection]
+        if peer is not None:
+            retired += [c for c in self._lendable + self._spares if c.peer == peer]
+        for each in retired:
+            if each in self._lendable:
+                self._lendable.remove(each)
+            elif each in self._spares:
+                self._spares.remove(each)
         self._end_call(connection)
+        for each in retired[1:]:
+            if each is not connection and self._calls.get(each) == 0:
+                self._close_idle(each)
 
     def close(self) -> None:
         """Close the idle connections now, and the others when their calls end."""
         self._closed = True
         self._lendable.clear()
         self._spares.clear()
-        for connection, calls in list(self._calls.items()):
-            if not calls:
+        for connection in list(self._calls):
+            # Each close lets others run, and a discard closes idle spares.
+            if self._calls.get(connection) == 0:
                 del self._calls[connection]
                 connection.close()
         while self._waiting:  # they raise at once rather than time out
@@ -208,8 +222,8 @@ class Pool:
         self._closed = True
         self._lendable.clear()
         self._spares.clear()
-        for connection, calls in list(self._calls.items()):
-            if not calls:
+        for connection in list(self._calls):
+            if self._calls.get(connection) == 0:
                 del self._calls[connection]
                 connection.abandon()
 
@@ -248,15 +262,18 @@ class Pool:
             return  # closed already
         self._calls[connection] = calls - 1
         if calls == 1 and (self._closed or not self._lends(connection)):
-            del self._calls[connection]  # retired, and now idle
-            # Closing waits for the connection's reader to end, and others run
-            # meanwhile: its place stays counted until the socket is gone.
-            self._opening += 1
-            try:
-                connection.close()
-            finally:
-                self._opening -= 1
-                self._place_freed()
+            self._close_idle(connection)  # retired, and now idle
+
+    def _close_idle(self, connection: Client) -> None:
+        del self._calls[connection]
+        # Closing waits for the connection's reader to end, and others run
+        # meanwhile: its place stays counted until the socket is gone.
+        self._opening += 1
+        try:
+            connection.close()
+        finally:
+            self._opening -= 1
+            self._place_freed()
 
     def _lends(self, connection: Client) -> bool:
         return connection in self._lendable or connection in self._spares

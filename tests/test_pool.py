@@ -267,22 +267,35 @@ def test_spares_take_calls_once_every_lead_is_full():
         pool.acquire(0.05)
 
 
-def test_a_spare_leads_when_its_process_lead_is_discarded_or_reaches_another():
+def test_a_discarded_lead_takes_the_spares_of_its_process_with_it():
+    made: list[Reaching] = []
+    pool = Pool("tcp://127.0.0.1:1", lambda: made.append(Reaching()) or made[-1], 4, 100)
+    burst_then_learn(pool, made, 4 * SPREAD_AT, ["a", "a", "a", "b"])
+    held = [pool.acquire(1) for _ in range(2 * SPREAD_AT)]
+    assert {c.peer for c in held} == {"a", "b"}  # SPREAD_AT calls on each process's lead
+    lead = next(c for c in held if c.peer == "a")
+    spares = [c for c in made if c.peer == "a" and c is not lead]
+    # Its server went silent: so did the process the spares reach. They close
+    # now, the lead once its other calls end.
+    pool.discard(lead)
+    assert [c.closed for c in spares] == [True, True]
+    assert not lead.closed
+    for _ in range(SPREAD_AT - 1):
+        pool.release(lead)
+    assert lead.closed
+    assert pool.connections == 1
+    assert pool.acquire(1) is made[4]  # a new connection, maybe to another process
+
+
+def test_a_spare_whose_connection_reaches_another_process_leads():
     made: list[Reaching] = []
     pool = Pool("tcp://127.0.0.1:1", lambda: made.append(Reaching()) or made[-1], 3, 100)
     burst_then_learn(pool, made, 3 * SPREAD_AT, ["a", "a", "a"])
-    lead = pool.acquire(1)
-    pool.discard(lead)  # its server went silent
-    assert lead.closed
-    held = [pool.acquire(1) for _ in range(SPREAD_AT)]
-    assert len(set(held)) == 1
-    assert held[0] is not lead
-    for connection in held:
-        pool.release(connection)
-    # ZeroMQ reconnected the new lead, and the process does not say who it is.
-    held[0].learn(None)
-    again = [pool.acquire(1) for _ in range(2 * SPREAD_AT)]
-    assert set(again) == set(made[1:])
+    assert len({pool.acquire(1) for _ in range(2 * SPREAD_AT)}) == 1
+    # ZeroMQ reconnected a spare, and the process does not say who it is yet.
+    spare = next(c for c in made if pool._calls[c] == 0)
+    spare.learn(None)
+    assert pool.acquire(1) is spare  # the least busy lead now
 
 
 def test_with_no_more_calls_a_connection_than_spread_at_every_connection_is_lent():
@@ -290,3 +303,21 @@ def test_with_no_more_calls_a_connection_than_spread_at_every_connection_is_lent
     pool = Pool("tcp://127.0.0.1:1", lambda: made.append(Reaching()) or made[-1], 3, 1)
     burst_then_learn(pool, made, 3, ["a", "a", "a"])
     assert set(pool.acquire(1) for _ in range(3)) == set(made)
+
+
+class SlowReaching(Reaching):
+    def close(self) -> None:
+        gevent.sleep(0.02)  # as Client.close() waits for its reader to end
+        self.closed = True
+
+
+def test_closing_the_pool_while_a_discard_closes_spares_closes_each_once():
+    made: list[Reaching] = []
+    pool = Pool("tcp://127.0.0.1:1", lambda: made.append(SlowReaching()) or made[-1], 4, 100)
+    burst_then_learn(pool, made, 4 * SPREAD_AT, ["a", "a", "a", "a"])
+    lead = pool.acquire(1)
+    discarding = gevent.spawn(pool.discard, lead)
+    closing = gevent.spawn(pool.close)
+    gevent.joinall([discarding, closing], timeout=5, raise_error=True)
+    assert all(c.closed for c in made)
+    assert pool.connections == 0
