@@ -19,7 +19,7 @@ to one call at a time.
 
 A django_zrpc server says which process a connection reaches (see
 ``protocol.INSTANCE_PROPERTY``). Of the connections that reach the same
-process, the pool lends the first it made (its *lead*); the others are
+process, the pool lends one (its *lead*); the others are
 *spares*, lent only when every lead is full (``calls_per_connection``). So
 calls spread over processes, not over connections to the same one: ten
 connections to one ``runrpc`` process made 31,000 echo calls/s at 64
@@ -45,6 +45,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import gevent
 from gevent import monkey
 from gevent.hub import Waiter, get_hub
 
@@ -185,24 +186,37 @@ class Pool:
     def discard(self, connection: Client) -> None:
         """End a call on a connection that failed: lend it no more, close it once it is idle.
 
-        Its spares go with it: they reach the same process, which went
-        silent, is unreachable or is stopping. An idle connection's socket
-        says nothing of a peer cut off by the network: lent later, it would
-        carry a call into the void until the heartbeats tell.
+        The spares of its process go with it: they reach the process that
+        went silent, is unreachable or is stopping, and an idle connection's
+        socket says nothing of a peer the network cut off: lent later, a
+        spare would carry calls into the void until the heartbeats told.
         """
-        peer = connection.peer
-        retired = [connection]
-        if peer is not None:
-            retired += [c for c in self._lendable + self._spares if c.peer == peer]
-        for each in retired:
-            if each in self._lendable:
-                self._lendable.remove(each)
-            elif each in self._spares:
-                self._spares.remove(each)
+        spares: list[Client] = []
+        if connection in self._lendable:
+            self._lendable.remove(connection)
+            peer = connection.peer
+            if peer is not None and self._spares:
+                spares = [c for c in self._spares if c.peer == peer]
+                self._spares = [c for c in self._spares if c.peer != peer]
+        elif connection in self._spares:
+            self._spares.remove(connection)
+        idle = [c for c in spares if self._calls[c] == 0]
+        if idle:
+            # Closed apart, so that no timeout or kill of this caller can
+            # leave one behind; their places count until they are closed.
+            for each in idle:
+                del self._calls[each]
+            self._opening += len(idle)
+            gevent.spawn(self._close_retired, idle)
         self._end_call(connection)
-        for each in retired[1:]:
-            if each is not connection and self._calls.get(each) == 0:
-                self._close_idle(each)
+
+    def _close_retired(self, connections: list[Client]) -> None:
+        for connection in connections:
+            try:
+                connection.close()
+            finally:
+                self._opening -= 1
+                self._place_freed()
 
     def close(self) -> None:
         """Close the idle connections now, and the others when their calls end."""

@@ -73,11 +73,12 @@ def pack(obj: Any, rich: bool) -> bytes:
     except IndexError:
         packer = msgpack.Packer(use_bin_type=True, default=_plain)
     try:
-        return packer.pack(obj)
+        blob = packer.pack(obj)
     except OverflowError as err:
         raise _out_of_range(err) from None
-    finally:
+    if len(blob) <= _KEEP_PACKERS_BELOW:
         _plain_packers.append(packer)
+    return blob
 
 
 def pack_detected(obj: Any) -> tuple[bytes, bool]:
@@ -92,11 +93,12 @@ def pack_detected(obj: Any) -> tuple[bytes, bool]:
         packer = _RichPacker()
     packer.extended = False
     try:
-        return packer.pack(obj), packer.extended
+        blob = packer.pack(obj)
     except OverflowError as err:
         raise _out_of_range(err) from None
-    finally:
+    if len(blob) <= _KEEP_PACKERS_BELOW:
         _rich_packers.append(packer)
+    return blob, packer.extended
 
 
 class _RichPacker:
@@ -118,9 +120,12 @@ class _RichPacker:
 # Packers made once and reused: msgpack.packb makes one a call (0.83 against
 # 0.32 us a request). A pack takes one from here and puts it back: list.pop
 # and append are atomic, so threads, and a pack inside a pack (a tuple's
-# items), each get a packer of their own. A failed pack leaves it empty.
+# items), each get a packer of their own. One that failed, or packed more
+# than _KEEP_PACKERS_BELOW, is dropped: a packer keeps the buffer it grew
+# (32 MiB after a 16 MiB message).
 _rich_packers: list[_RichPacker] = []
 _plain_packers: list[msgpack.Packer] = []
+_KEEP_PACKERS_BELOW = 256 * 1024
 
 
 def _out_of_range(err: OverflowError) -> Exception:

@@ -278,6 +278,7 @@ def test_a_discarded_lead_takes_the_spares_of_its_process_with_it():
     # Its server went silent: so did the process the spares reach. They close
     # now, the lead once its other calls end.
     pool.discard(lead)
+    gevent.sleep(0)  # they close in a greenlet of their own
     assert [c.closed for c in spares] == [True, True]
     assert not lead.closed
     for _ in range(SPREAD_AT - 1):
@@ -302,7 +303,14 @@ def test_with_no_more_calls_a_connection_than_spread_at_every_connection_is_lent
     made: list[Reaching] = []
     pool = Pool("tcp://127.0.0.1:1", lambda: made.append(Reaching()) or made[-1], 3, 1)
     burst_then_learn(pool, made, 3, ["a", "a", "a"])
-    assert set(pool.acquire(1) for _ in range(3)) == set(made)
+    held = [pool.acquire(1) for _ in range(3)]
+    assert set(held) == set(made)
+    # No spares: a failed connection goes alone.
+    pool.discard(held[0])
+    pool.release(held[1])
+    gevent.sleep(0)
+    assert [c.closed for c in held] == [True, False, False]
+    assert pool.acquire(1) is held[1]
 
 
 class SlowReaching(Reaching):
@@ -319,5 +327,6 @@ def test_closing_the_pool_while_a_discard_closes_spares_closes_each_once():
     discarding = gevent.spawn(pool.discard, lead)
     closing = gevent.spawn(pool.close)
     gevent.joinall([discarding, closing], timeout=5, raise_error=True)
+    gevent.sleep(0.2)  # the spares close one after the other, 0.02 s each
     assert all(c.closed for c in made)
     assert pool.connections == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import threading
 import time
 import uuid
 from collections import OrderedDict, namedtuple
@@ -224,3 +225,30 @@ def test_str_and_int_subclasses_go_as_their_values():
     back = roundtrip(value)
     assert back == ["<b>x</b>", "red", 3, True, False]
     assert [type(item) for item in back] == [str, str, int, bool, bool]
+
+
+def test_packers_are_reused_but_not_after_a_large_message_nor_across_threads():
+    values.pack([1], True)
+    kept = len(values._rich_packers)
+    assert kept >= 1
+    values.pack([b"x" * (1024 * 1024)], True)
+    assert len(values._rich_packers) == kept - 1  # its grown buffer goes with it
+    # Threads packing at once each take a packer of their own.
+    results: list[bool] = []
+
+    def packs(n: int) -> None:
+        for i in range(2000):
+            item = [n, i, (n, i), {n}]
+            results.append(
+                protocol.Unpacker()
+                .unpack(values.pack([{"message_id": b"m"}, "x", item], True))
+                .args
+                == item
+            )
+
+    threads = [threading.Thread(target=packs, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [True] * 8000

@@ -133,9 +133,12 @@ class Server:
         #: Which process this is, told to each client in ZeroMQ's handshake
         #: (see protocol.INSTANCE_PROPERTY).
         self.instance = protocol.new_instance()
-        self._socket.setsockopt(
-            zmq.METADATA, f"{protocol.INSTANCE_PROPERTY}:{self.instance}".encode()
-        )
+        try:
+            self._socket.setsockopt(
+                zmq.METADATA, f"{protocol.INSTANCE_PROPERTY}:{self.instance}".encode()
+            )
+        except (AttributeError, zmq.ZMQError):
+            pass  # libzmq before 4.3: clients spread calls over connections, as before
         self.curve = curve
         self._authenticator: Authenticator | None = None
         if curve is not None:
