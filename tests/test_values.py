@@ -239,12 +239,8 @@ def test_packers_are_reused_but_not_after_a_large_message_nor_across_threads():
     def packs(n: int) -> None:
         for i in range(2000):
             item = [n, i, (n, i), {n}]
-            results.append(
-                protocol.Unpacker()
-                .unpack(values.pack([{"message_id": b"m"}, "x", item], True))
-                .args
-                == item
-            )
+            blob = values.pack([{"message_id": b"m"}, "x", item], True)
+            results.append(protocol.Unpacker().unpack(blob).args == item)
 
     threads = [threading.Thread(target=packs, args=(n,)) for n in range(4)]
     for thread in threads:
