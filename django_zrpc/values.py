@@ -66,19 +66,7 @@ _INT_RANGE = (
 
 def pack(obj: Any, rich: bool) -> bytes:
     """Pack ``obj`` with django_zrpc's types (``rich``), or as plain msgpack for other callers."""
-    if rich:
-        return pack_detected(obj)[0]
-    try:
-        packer = _plain_packers.pop()
-    except IndexError:
-        packer = msgpack.Packer(use_bin_type=True, default=_plain)
-    try:
-        blob = packer.pack(obj)
-    except OverflowError as err:
-        raise _out_of_range(err) from None
-    if len(blob) <= _KEEP_PACKERS_BELOW:
-        _plain_packers.append(packer)
-    return blob
+    return _packed(obj, rich)[0]
 
 
 def pack_detected(obj: Any) -> tuple[bytes, bool]:
@@ -87,28 +75,37 @@ def pack_detected(obj: Any) -> tuple[bytes, bool]:
     Only what msgpack cannot pack as it is reaches ``default``: plain values
     cost nothing more to check.
     """
+    return _packed(obj, True)
+
+
+def _packed(obj: Any, rich: bool) -> tuple[bytes, bool]:
+    free = _rich_packers if rich else _plain_packers
     try:
-        packer = _rich_packers.pop()
+        packer = free.pop()
     except IndexError:
-        packer = _RichPacker()
+        packer = _Packer(rich)
     packer.extended = False
     try:
         blob = packer.pack(obj)
     except OverflowError as err:
         raise _out_of_range(err) from None
     if len(blob) <= _KEEP_PACKERS_BELOW:
-        _rich_packers.append(packer)
+        free.append(packer)
     return blob, packer.extended
 
 
-class _RichPacker:
-    """A msgpack ``Packer`` with django_zrpc's types, noting whether it packed any."""
+class _Packer:
+    """A msgpack ``Packer``, rich or plain, noting whether it packed django_zrpc's types."""
 
     __slots__ = ("extended", "pack")
 
-    def __init__(self) -> None:
+    def __init__(self, rich: bool) -> None:
         self.extended = False
-        self.pack = msgpack.Packer(use_bin_type=True, strict_types=True, default=self._rich).pack
+        if rich:
+            packer = msgpack.Packer(use_bin_type=True, strict_types=True, default=self._rich)
+        else:
+            packer = msgpack.Packer(use_bin_type=True, default=_plain)
+        self.pack = packer.pack
 
     def _rich(self, value: Any) -> Any:
         packed = _rich(value)
@@ -123,8 +120,8 @@ class _RichPacker:
 # items), each get a packer of their own. One that failed, or packed more
 # than _KEEP_PACKERS_BELOW, is dropped: a packer keeps the buffer it grew
 # (32 MiB after a 16 MiB message).
-_rich_packers: list[_RichPacker] = []
-_plain_packers: list[msgpack.Packer] = []
+_rich_packers: list[_Packer] = []
+_plain_packers: list[_Packer] = []
 _KEEP_PACKERS_BELOW = 256 * 1024
 
 
