@@ -98,7 +98,7 @@ class Pool:
         # Every open connection and its calls in flight, retired ones included.
         self._calls: dict[Client, int] = {}
         # The connections that may take more calls, the last released last:
-        # the leads (a process's first connection, or one whose process is not
+        # the leads (one connection a process, and each whose process is not
         # known) and, lent only once every lead is full, the spares.
         self._lendable: list[Client] = []
         self._spares: list[Client] = []
@@ -211,6 +211,9 @@ class Pool:
         self._end_call(connection)
 
     def _close_retired(self, connections: list[Client]) -> None:
+        # Closing waits for a connection's reader to end, and others run
+        # meanwhile: each place, counted in _opening by the caller, stays
+        # counted until the socket is gone.
         for connection in connections:
             try:
                 connection.close()
@@ -276,18 +279,9 @@ class Pool:
             return  # closed already
         self._calls[connection] = calls - 1
         if calls == 1 and (self._closed or not self._lends(connection)):
-            self._close_idle(connection)  # retired, and now idle
-
-    def _close_idle(self, connection: Client) -> None:
-        del self._calls[connection]
-        # Closing waits for the connection's reader to end, and others run
-        # meanwhile: its place stays counted until the socket is gone.
-        self._opening += 1
-        try:
-            connection.close()
-        finally:
-            self._opening -= 1
-            self._place_freed()
+            del self._calls[connection]  # retired, and now idle
+            self._opening += 1
+            self._close_retired([connection])
 
     def _lends(self, connection: Client) -> bool:
         return connection in self._lendable or connection in self._spares
