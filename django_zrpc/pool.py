@@ -17,15 +17,14 @@ come back in batches, where the same calls spread one per socket cost a
 wake-up each. With ``calls_per_connection=1`` the pool lends each connection
 to one call at a time.
 
-A django_zrpc server says which process a connection reaches (see
-``protocol.INSTANCE_PROPERTY``). Of the connections that reach the same
-process, the pool lends one (its *lead*); the others are
-*spares*, lent only when every lead is full (``calls_per_connection``). So
-calls spread over processes, not over connections to the same one: ten
-connections to one ``runrpc`` process made 31,000 echo calls/s at 64
-callers where one made 37,000 with less CPU on both sides (2026-11-29). A
-connection to a server that does not say (a stock zerorpc server) is a lead
-of its own, as before.
+Of the connections that reach the same server process, the pool lends one
+(its *lead*); the others are *spares*, lent only when every lead is full
+(``calls_per_connection``; see ``django_zrpc.spreading``). So calls spread
+over processes, not over connections to the same one: ten connections to
+one ``runrpc`` process made 31,000 echo calls/s at 64 callers where one made
+37,000 with less CPU on both sides (2026-11-29). A connection to a server
+that does not say which process it is (a stock zerorpc server) is a lead of
+its own, as before.
 
 Waiters are served first come, first served: a place freed while callers wait
 is handed to the first of them directly (a connection, or room for a new
@@ -52,15 +51,10 @@ from gevent.hub import Waiter, get_hub
 from django_zrpc.core.client import Client
 from django_zrpc.exceptions import PoolExhausted, ServerUnavailable
 from django_zrpc.metrics import client as client_metrics
+from django_zrpc.spreading import SPREAD_AT, leads_and_spares, spares_of
 
-#: Calls in flight on the least busy connection before another is opened (while
-#: there is room). Calls in flight on one socket go out and come back in
-#: batches; spread over a connection each they cost a wake-up each. Measured
-#: (echo, 16 callers, pool of 10): 1 call a connection before the next made
-#: 7,200 calls/s, 4 made 10,400, 8 made 12,400 on 2 connections; 4 still
-#: spreads 32 callers over 8 connections, and so over the processes of
-#: ``runrpc --workers``.
-SPREAD_AT = 4
+__all__ = ["SPREAD_AT", "Pool"]
+
 
 # Handed to a waiter instead of a connection: a place is free, make a new one.
 _PLACE = object()
@@ -194,10 +188,8 @@ class Pool:
         spares: list[Client] = []
         if connection in self._lendable:
             self._lendable.remove(connection)
-            peer = connection.peer
-            if peer is not None and self._spares:
-                spares = [c for c in self._spares if c.peer == peer]
-                self._spares = [c for c in self._spares if c.peer != peer]
+            spares = spares_of(connection, self._spares)
+            self._spares = [c for c in self._spares if c not in spares]
         elif connection in self._spares:
             self._spares.remove(connection)
         idle = [c for c in spares if self._calls[c] == 0]
@@ -265,8 +257,6 @@ class Pool:
         if not self._closed:
             self._lendable.append(connection)
             connection.on_peer = self._regroup
-            if connection.peer is not None:
-                self._regroup()
             # Its other places go to the callers queued meanwhile.
             while self._waiting and self._calls[connection] < self.calls_per_connection:
                 self._calls[connection] += 1
@@ -288,23 +278,9 @@ class Pool:
 
     def _regroup(self) -> None:
         """Sort the lendable connections into leads and spares by the process they reach."""
-        if self._closed:
-            return
-        everyone = self._lendable + self._spares
-        leads: list[Client] = []
-        spares: list[Client] = []
-        seen: set[str] = set()
-        for connection in everyone:
-            peer = connection.peer
-            # With room for no more calls a connection than SPREAD_AT, every
-            # connection is needed for itself.
-            if peer is None or self.calls_per_connection <= SPREAD_AT or peer not in seen:
-                leads.append(connection)
-                if peer is not None:
-                    seen.add(peer)
-            else:
-                spares.append(connection)
-        self._lendable, self._spares = leads, spares
+        if not self._closed:
+            lendable = self._lendable + self._spares
+            self._lendable, self._spares = leads_and_spares(lendable, self.calls_per_connection)
 
     def _place_freed(self) -> None:
         if self._waiting and not self._closed:

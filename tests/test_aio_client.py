@@ -22,7 +22,7 @@ from django_zrpc import AsyncRPCClient, async_clients
 from django_zrpc.exceptions import RemoteDoesNotExist, RemoteError, TimeoutExpired
 from testproject.tickets.errors import SoldOut
 from testproject.tickets.models import Ticket
-from tests.test_client_core import StockServer
+from tests.test_client_core import STOCK_ENDPOINTS, StockServer
 
 pytestmark = pytest.mark.asyncio
 
@@ -32,6 +32,7 @@ def endpoint(request):
     """A server with echo, sleep, fail and count_up, heartbeat 1 s: one of each kind."""
     if request.param == "zerorpc":
         server = StockServer()
+        STOCK_ENDPOINTS.add(server.endpoint)
         yield server.endpoint
         server.stop()
     else:
@@ -74,6 +75,25 @@ async def test_sixty_four_concurrent_calls_share_one_socket(endpoint):
         # 64 calls of 0.5 s at once: at 100 calls a connection, they fit on
         # the pool's connections without waiting, and finish together.
         assert client.connections() <= 64 // 4
+
+
+async def test_calls_ride_one_connection_a_runrpc_process_and_spread_over_a_stock_servers(
+    endpoint,
+):
+    async with AsyncRPCClient(endpoint, timeout=10, heartbeat=1) as client:
+        # A burst opens up to SPREAD_AT calls' worth of connections.
+        await asyncio.gather(*(client.sleep(0.2) for _ in range(64)))
+        pool = client._state().pools[endpoint]
+        opened = pool.connections
+        calls = asyncio.gather(*(client.sleep(0.5) for _ in range(64)))
+        await asyncio.sleep(0.2)
+        carrying = [count for count in pool._calls.values() if count]
+        await calls
+    assert opened == 10
+    if endpoint in STOCK_ENDPOINTS:
+        assert len(carrying) == 10  # which process each reaches is not known
+    else:
+        assert carrying == [64]  # runrpc named itself: one connection to its one process
 
 
 async def test_timeout_is_raised_within_the_timeout(client):

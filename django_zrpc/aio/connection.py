@@ -19,6 +19,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -28,10 +29,12 @@ from django_zrpc.aio.pending import Pending
 from django_zrpc.aio.sockets import NOBLOCK, DealerSocket, has_message
 from django_zrpc.aio.stream import AsyncStream
 from django_zrpc.core import calls_out, protocol
+from django_zrpc.core.dealer import peer_of
 from django_zrpc.core.monitor import (
     CURVE_CLIENT,
     DISCONNECTED,
     PLAIN_CLIENT,
+    SUCCEEDED,
     Handshakes,
     SocketMonitor,
 )
@@ -84,6 +87,12 @@ class AsyncConnection(calls_out.Receiving, calls_out.CallByName):
         self.server_reads_values: bool | None = None
         # The heartbeat period the server announced (None: not yet, or a stock server).
         self._server_period: float | None = None
+        #: The server process this connection reaches (see core.client.Client.peer);
+        #: ``on_peer()`` is called when it changes.
+        self.peer: str | None = None
+        self.on_peer: Callable[[], None] | None = None
+        # Whether the next reply is read as frames, for the connection's property.
+        self._asked = True
         self._reader = self.loop.create_task(self._read())
         self._watcher = self.loop.create_task(self._watch())
         self._ticker: asyncio.Task[None] | None = None
@@ -220,7 +229,13 @@ class AsyncConnection(calls_out.Receiving, calls_out.CallByName):
     async def _read(self) -> None:
         try:
             while True:
-                self._on_frames(await self._socket.recv_multipart())
+                if self._asked:
+                    self._asked = False
+                    parts = await self._socket.recv_multipart(copy=False)
+                    self._set_peer(peer_of(parts[0]))
+                    self._on_frames([part.bytes for part in parts])
+                else:
+                    self._on_frames(await self._socket.recv_multipart())
                 for _ in range(DRAIN):
                     try:
                         frames = self._dealer.plain.recv_multipart(NOBLOCK)
@@ -266,8 +281,18 @@ class AsyncConnection(calls_out.Receiving, calls_out.CallByName):
             for pending in list(self._pending.values()):
                 if pending.sent:
                     self._fail(pending, calls_out.lost_in_flight(pending, self.endpoint))
+            # ZeroMQ reconnects, maybe to another process behind the address.
+            self._set_peer(None)
         else:
             self._handshakes.on_event(event, value)
+            if event == SUCCEEDED:
+                self._asked = True
+
+    def _set_peer(self, peer: str | None) -> None:
+        if peer != self.peer:
+            self.peer = peer
+            if self.on_peer is not None:
+                self.on_peer()
 
     async def _tick(self) -> None:
         """Expire timed-out calls, send heartbeats, notice a silent server; while calls exist."""

@@ -3,7 +3,9 @@
 The same rules as ``django_zrpc.pool`` (which is gevent's): at most ``size``
 connections, made lazily; up to ``calls_per_connection`` calls share one; a
 call goes to the connection with the fewest calls in flight, and a new one is
-made once each open one carries ``SPREAD_AT``; waiters are served first come,
+made once each open one carries ``SPREAD_AT``; of the connections that reach
+the same server process one is lent, the others are spares, lent once every
+lead is full (``django_zrpc.spreading``); waiters are served first come,
 first served, and one that waits past ``timeout`` gets ``PoolExhausted``. A
 connection that saw a lost server is retired: lent no more, closed when its
 last call ends.
@@ -23,11 +25,7 @@ from typing import Any
 from django_zrpc.aio.connection import AsyncConnection
 from django_zrpc.exceptions import PoolExhausted
 from django_zrpc.metrics import client as client_metrics
-
-#: Calls in flight on the least busy connection before another is opened: the
-#: value of ``django_zrpc.pool.SPREAD_AT`` (not imported from there: that
-#: module loads gevent). ``tests/test_aio_pool.py`` holds them equal.
-SPREAD_AT = 4
+from django_zrpc.spreading import SPREAD_AT, leads_and_spares, spares_of
 
 # Handed to waiters when the pool is closed.
 _CLOSED = object()
@@ -59,8 +57,10 @@ class AsyncPool:
         self._connect = connect
         # Every open connection and its calls in flight, retired ones included.
         self._calls: dict[AsyncConnection, int] = {}
-        # The connections that may take more calls, the last released last.
+        # The connections that may take more calls, the last released last:
+        # the leads, and, lent once every lead is full, the spares.
         self._lendable: list[AsyncConnection] = []
+        self._spares: list[AsyncConnection] = []
         self._waiting: deque[_Waiting] = deque()
         self.closed = False
 
@@ -106,28 +106,47 @@ class AsyncPool:
         if best is not None and calls[best] < self.calls_per_connection:
             calls[best] += 1
             return best
+        for connection in self._spares:
+            if calls[connection] < self.calls_per_connection:
+                calls[connection] += 1
+                return connection
         return None
 
     def release(self, connection: AsyncConnection) -> None:
         """End a call on a healthy connection."""
-        if self._waiting and not self.closed and connection in self._lendable:
+        if self._waiting and not self.closed and self._lends(connection):
             self._hand(connection)  # the call's room goes to the first waiter
             return
         self._end_call(connection)
-        if connection in self._lendable:
-            self._lendable.remove(connection)  # last released: lent first
-            self._lendable.append(connection)
+        lendable = self._lendable
+        if lendable and lendable[-1] is not connection and connection in lendable:
+            lendable.remove(connection)  # last released: lent first
+            lendable.append(connection)
 
     def discard(self, connection: AsyncConnection) -> None:
-        """End a call on a connection that failed: lend it no more, close it once it is idle."""
+        """End a call on a connection that failed: lend it no more, close it once it is idle.
+
+        The spares of its process go with it (see ``django_zrpc.pool.Pool.discard``).
+        """
+        spares: list[AsyncConnection] = []
         if connection in self._lendable:
             self._lendable.remove(connection)
+            spares = spares_of(connection, self._spares)
+            self._spares = [c for c in self._spares if c not in spares]
+        elif connection in self._spares:
+            self._spares.remove(connection)
+        for spare in spares:
+            if self._calls[spare] == 0:
+                del self._calls[spare]
+                spare.close()
+                self._place_freed()
         self._end_call(connection)
 
     def close(self) -> None:
         """Close the idle connections now, and the others when their calls end."""
         self.closed = True
         self._lendable.clear()
+        self._spares.clear()
         for connection, calls in list(self._calls.items()):
             if not calls:
                 del self._calls[connection]
@@ -140,6 +159,7 @@ class AsyncPool:
         self._calls[connection] = 1
         if not self.closed:
             self._lendable.append(connection)
+            connection.on_peer = self._regroup
         return connection
 
     def _end_call(self, connection: AsyncConnection) -> None:
@@ -147,10 +167,19 @@ class AsyncPool:
         if calls is None:
             return  # closed already
         self._calls[connection] = calls - 1
-        if calls == 1 and (self.closed or connection not in self._lendable):
+        if calls == 1 and (self.closed or not self._lends(connection)):
             del self._calls[connection]  # retired, and now idle
             connection.close()
             self._place_freed()
+
+    def _lends(self, connection: AsyncConnection) -> bool:
+        return connection in self._lendable or connection in self._spares
+
+    def _regroup(self) -> None:
+        """Sort the lendable connections into leads and spares by the process they reach."""
+        if not self.closed:
+            lendable = self._lendable + self._spares
+            self._lendable, self._spares = leads_and_spares(lendable, self.calls_per_connection)
 
     def _place_freed(self) -> None:
         if self._waiting and not self.closed:

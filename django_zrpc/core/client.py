@@ -33,7 +33,7 @@ from django_zrpc.core.calls_out import (  # noqa: F401 (their import path before
     TICK,
     CallByName,
 )
-from django_zrpc.core.dealer import configure_dealer, shared_context
+from django_zrpc.core.dealer import configure_dealer, peer_of, shared_context
 from django_zrpc.core.monitor import (
     CURVE_CLIENT,
     DISCONNECTED,
@@ -182,9 +182,9 @@ class Client(calls_out.Receiving, CallByName):
             logger,
             wanted=self._is_pending,
             on_sent=self._on_sent,
-            on_property=self._set_peer,
+            on_peek=self._learn_peer,
         )
-        self._io.ask(protocol.INSTANCE_PROPERTY)
+        self._io.peek()
         self._reader = gevent.spawn(self._io.run)
         self._monitor_io = SocketLoop(self._monitor.pair, self._monitor.on_frames, logger)
         self._watcher = gevent.spawn(self._monitor_io.run)
@@ -357,7 +357,10 @@ class Client(calls_out.Receiving, CallByName):
         else:
             self._handshakes.on_event(event, value)
             if event == SUCCEEDED:
-                self._io.ask(protocol.INSTANCE_PROPERTY)
+                self._io.peek()
+
+    def _learn_peer(self, frame: zmq.Frame) -> None:
+        self._set_peer(peer_of(frame))
 
     def _set_peer(self, peer: str | None) -> None:
         if peer != self.peer:

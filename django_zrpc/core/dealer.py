@@ -1,4 +1,4 @@
-"""A client's DEALER socket: the process's shared context, and the options both clients set.
+"""A client's DEALER socket: the shared context, the options both clients set, what they read.
 
 Free of gevent: ``core.client`` (gevent) and ``django_zrpc.aio`` (asyncio) make
 their sockets here.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import zmq
 
+from django_zrpc.core import protocol
 from django_zrpc.core.io_threads import batch_io_threads
 from django_zrpc.curve import ClientKeys
 
@@ -46,3 +47,16 @@ def configure_dealer(socket: zmq.Socket, max_event_bytes: int, curve: ClientKeys
     socket.setsockopt(zmq.MAXMSGSIZE, max_event_bytes)
     if curve is not None:
         curve.apply(socket)
+
+
+def peer_of(frame: zmq.Frame) -> str | None:
+    """The process a django_zrpc server names in the handshake of ``frame``'s connection.
+
+    None for a server that names none (a stock zerorpc server, or libzmq
+    before 4.3 on the server's side).
+    """
+    try:
+        value = frame.get(protocol.INSTANCE_PROPERTY)
+    except zmq.ZMQError:
+        return None  # the server set no such property
+    return value if isinstance(value, str) else None

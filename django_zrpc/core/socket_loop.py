@@ -73,7 +73,7 @@ class SocketLoop:
         on_sent: Callable[[Any], None] | None = None,
         on_unreachable: Callable[[Any], None] | None = None,
         user_ids: bool = False,
-        on_property: Callable[[str | None], None] | None = None,
+        on_peek: Callable[[zmq.Frame], None] | None = None,
     ) -> None:
         self.socket = socket
         self._on_frames = on_frames
@@ -92,10 +92,10 @@ class SocketLoop:
         # peer whose queue is full raises EAGAIN; both are dropped, as a plain
         # ROUTER drops them, so that no peer holds up another's replies.
         self._on_unreachable = on_unreachable
-        # A connection property (ZMQ_METADATA) to read from the next message
-        # received, and who is told its value (None: the peer sets none).
-        self._asked: str | None = None
-        self._on_property = on_property
+        # Whether the next message's first frame goes to on_peek, which reads
+        # its connection's properties (ZMQ_METADATA).
+        self._peeking = False
+        self._on_peek = on_peek
         self._outbox: deque[tuple[list[bytes], Any]] = deque()
         self._wake = gevent.event.Event()
         self._sleeping = False
@@ -124,29 +124,19 @@ class SocketLoop:
         # A send can take the descriptor's edge: make the loop check the state.
         self._wake.set()
 
-    def ask(self, name: str) -> None:
-        """Have the next message received tell ``on_property`` its connection's property ``name``.
+    def peek(self) -> None:
+        """Hand the next message's first frame to ``on_peek``, for its connection's properties.
 
-        Asked once, not of every message: reading it costs 0.3 us, and a
-        ZeroMQ error where the peer did not set it.
+        Once, not every message: reading a property costs 0.3 us.
         """
-        self._asked = name
+        self._peeking = self._on_peek is not None
 
-    def _answer(self, frame: zmq.Frame) -> None:
-        name, self._asked = self._asked, None
-        value: Any = None
-        if name is not None:
-            try:
-                value = frame.get(name)
-            except zmq.ZMQError:
-                pass  # the peer did not set it
-        if not isinstance(value, str):
-            value = None
-        if self._on_property is not None:
-            try:
-                self._on_property(value)
-            except Exception:
-                self._logger.exception("Handling a connection property failed; the loop goes on.")
+    def _peek(self, frame: zmq.Frame) -> None:
+        self._peeking = False
+        try:
+            self._on_peek(frame)  # type: ignore[misc]
+        except Exception:
+            self._logger.exception("Reading a connection's properties failed; the loop goes on.")
 
     def receive_now(self) -> None:
         """Handle what the socket has received so far, from this greenlet."""
@@ -241,8 +231,8 @@ class SocketLoop:
                 # turns its int option into an enum each time: 3.10 against
                 # 3.72 us a message of three frames.
                 part = recv(_NOBLOCK, copy=False)
-                if self._asked is not None:
-                    self._answer(part)
+                if self._peeking:
+                    self._peek(part)
                 frames = [part.bytes]
                 while part.more:
                     part = recv(_NOBLOCK, copy=False)
