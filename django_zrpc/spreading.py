@@ -15,7 +15,7 @@ one, whose replies would each cost the client a wake-up of its own.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import Protocol, TypeVar
 
 #: Calls in flight on the least busy connection before another is opened (while
 #: there is room). Calls in flight on one socket go out and come back in
@@ -26,7 +26,14 @@ from typing import Any, TypeVar
 #: ``runrpc --workers``.
 SPREAD_AT = 4
 
-_Connection = TypeVar("_Connection")
+
+class Reaching(Protocol):
+    """A pool's connection: it knows the server process it reaches, once told."""
+
+    peer: str | None
+
+
+_Connection = TypeVar("_Connection", bound=Reaching)
 
 
 def leads_and_spares(
@@ -42,7 +49,7 @@ def leads_and_spares(
     spares: list[_Connection] = []
     seen: set[str] = set()
     for connection in connections:
-        peer = _peer(connection)
+        peer = connection.peer
         if peer is None or calls_per_connection <= SPREAD_AT or peer not in seen:
             leads.append(connection)
             if peer is not None:
@@ -52,12 +59,7 @@ def leads_and_spares(
     return leads, spares
 
 
-def spares_of(connection: Any, spares: list[_Connection]) -> list[_Connection]:
+def spares_of(connection: Reaching, spares: list[_Connection]) -> list[_Connection]:
     """The spares that reach the process ``connection`` reaches (none when it is not known)."""
     peer = connection.peer
-    return [] if peer is None else [c for c in spares if _peer(c) == peer]
-
-
-def _peer(connection: Any) -> str | None:
-    peer: str | None = connection.peer
-    return peer
+    return [] if peer is None else [c for c in spares if c.peer == peer]
