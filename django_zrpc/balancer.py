@@ -117,6 +117,11 @@ class Balancer:
     def _retire_gone(self, state: Any, addresses: tuple[str, ...]) -> None:
         """Close the pools of addresses that left; their calls in flight end as they would."""
         for endpoint in [e for e in state.pools if e not in addresses]:
+            # Closing a pool lets other callers run, and one of them may be
+            # retiring the same departed addresses: each pool is closed once.
+            pool = state.pools.pop(endpoint, None)
+            if pool is None:
+                continue
             logger.info("%s left %s; closing its connections.", endpoint, self.source)
-            state.pools.pop(endpoint).close()
+            pool.close()
             self._down_until.pop(endpoint, None)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from types import SimpleNamespace
 
+import gevent
 import pytest
 from django.test import override_settings
 
+from django_zrpc.balancer import Balancer
 from django_zrpc.registry import rpc
 from tests.conftest import ROOT, free_port, subprocess_env
 
@@ -106,3 +109,29 @@ def test_duplicate_names_across_apps_stop_runrpc(tmp_path):
     assert "RPC name 'get_ticket' is registered twice" in result.stderr
     assert "testproject.tickets.rpcs.get_ticket" in result.stderr
     assert "zrpc_tmp_dupe.rpcs.my_get_ticket" in result.stderr
+
+
+class SlowPool:
+    """A pool whose close lets other callers run, as closing a connection does."""
+
+    calls_in_flight = 0
+
+    def __init__(self) -> None:
+        self.closes = 0
+
+    def close(self) -> None:
+        gevent.sleep(0.01)
+        self.closes += 1
+
+
+def test_callers_that_find_addresses_gone_at_once_close_each_pool_once():
+    endpoints = ["tcp://127.0.0.1:1", "tcp://127.0.0.1:2", "tcp://127.0.0.1:3"]
+    balancer = Balancer(endpoints, refresh=30, down_for=1)
+    pools = {endpoint: SlowPool() for endpoint in endpoints}
+    state = SimpleNamespace(pools=dict(pools), version=balancer.directory.version)
+    balancer.directory.update(endpoints[2:])  # two addresses left the directory
+    callers = [gevent.spawn(balancer.choose, state, set()) for _ in range(2)]
+    gevent.joinall(callers, timeout=5, raise_error=True)
+    assert [caller.value for caller in callers] == [endpoints[2]] * 2
+    assert [pool.closes for pool in pools.values()] == [1, 1, 0]
+    assert list(state.pools) == endpoints[2:]
