@@ -21,6 +21,8 @@ class Load:
     answers: list[tuple[float, int]] = field(default_factory=list)
     #: (time, error) of each call that failed.
     failures: list[tuple[float, BaseException]] = field(default_factory=list)
+    #: Seconds each caller waits after a call that succeeded (0: none).
+    pause: float = 0.0
 
     def __post_init__(self) -> None:
         self._running = True
@@ -32,6 +34,8 @@ class Load:
                 return
             try:
                 self.answers.append((time.monotonic(), self.client.server_pid()))
+                if self.pause:
+                    gevent.sleep(self.pause)
             except Exception as err:
                 self.failures.append((time.monotonic(), err))
                 gevent.sleep(0.01)

@@ -65,7 +65,11 @@ def test_calls_spread_evenly_over_three_servers_and_a_new_one_gets_calls_at_once
 ):
     servers = announced(redis_server, start_server, count=3)
     client = RPCClient(redis_server.url(SERVICE), timeout=10)
-    load = Load(client, callers=64)
+    # Paced below what the servers can take: saturated, each endpoint gets
+    # calls as fast as it answers (fewest in flight), and on a CPU shared with
+    # other tests one server answered 30% more than another. The spread of
+    # equal servers is what is judged here, not the scheduler's.
+    load = Load(client, callers=64, pause=0.01)
     try:
         load.run_for(2.0)
         shares = load.shares()
