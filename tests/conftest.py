@@ -30,8 +30,10 @@ SETTINGS = "tests.settings"
 # kernel's ephemeral ports (32768 and up): a port one worker uses for a
 # server that is down on purpose (its clients keep trying to connect) is never
 # another worker's live server, and no two workers race for the same port.
-_PORTS_PER_WORKER = 2500
-_FIRST_PORT = 12000
+# ZRPC_TEST_FIRST_PORT and ZRPC_TEST_PORTS_PER_WORKER move the ranges, so that
+# two checkouts can run their suites side by side on one machine.
+_PORTS_PER_WORKER = int(os.environ.get("ZRPC_TEST_PORTS_PER_WORKER", "2500"))
+_FIRST_PORT = int(os.environ.get("ZRPC_TEST_FIRST_PORT", "12000"))
 _port_turn = itertools.count()
 
 
