@@ -174,8 +174,10 @@ def _source_errors(where: str, endpoints: Any) -> list[str]:
 
 
 def configured_clients() -> dict[str, Any]:
-    """Return ``ZRPC_CLIENTS`` as it is now ({} when unset)."""
-    return getattr(settings, "ZRPC_CLIENTS", {})
+    """Return ``ZRPC_CLIENTS`` as it is now ({} when unset, or with no Django settings at all)."""
+    from django_zrpc.conf import settings_available
+
+    return getattr(settings, "ZRPC_CLIENTS", {}) if settings_available() else {}
 
 
 def client_entry(alias: str) -> tuple[list[str], dict[str, Any]]:

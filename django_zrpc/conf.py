@@ -3,14 +3,19 @@
 Lookup order for every name: the project's ``settings.ZRPC_<NAME>`` if set,
 else the default below. ``ZRPC_MIDDLEWARE``'s default depends on what is
 installed and configured, so it is computed when read.
+
+A process with no Django settings at all (a cron job, a notebook, another
+project's Celery worker calling with ``RPCClient``) gets the defaults: the
+clients never make a caller configure Django first.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from typing import Any
 
-from django.conf import settings
+from django.conf import ENVIRONMENT_VARIABLE, settings
 
 DEFAULTS: dict[str, Any] = {
     # Where `runrpc` listens when no addrport is given (runserver's grammar).
@@ -78,14 +83,25 @@ def get(name: str) -> Any:
     """Return the setting ``ZRPC_<name>`` or its default."""
     if name not in DEFAULTS:
         raise KeyError(f"{name!r} is not a django_zrpc setting; known: {', '.join(DEFAULTS)}.")
-    value = getattr(settings, f"ZRPC_{name}", DEFAULTS[name])
+    there = settings_available()
+    value = getattr(settings, f"ZRPC_{name}", DEFAULTS[name]) if there else DEFAULTS[name]
     if name == "MIDDLEWARE" and value is None:
         return default_middleware()
     if name == "SERVER_NAME" and value is None:
-        return settings.SETTINGS_MODULE or "django_zrpc"
+        return (settings.SETTINGS_MODULE if there else None) or "django_zrpc"
     if name in ("SEND_TRACEBACKS", "LOG_CALLS") and value is None:
-        return settings.DEBUG
+        return settings.DEBUG if there else False
     return value
+
+
+def settings_available() -> bool:
+    """Return whether this process has Django settings to read.
+
+    Configured by hand (``settings.configure()``) or named by
+    DJANGO_SETTINGS_MODULE, which Django loads on the first read: a script
+    that names its settings but has not read one yet has them too.
+    """
+    return settings.configured or bool(os.environ.get(ENVIRONMENT_VARIABLE))
 
 
 def default_middleware() -> list[str]:
@@ -101,7 +117,7 @@ def default_middleware() -> list[str]:
         middleware.append(OPENTELEMETRY_MIDDLEWARE)
     if importlib.util.find_spec("sentry_sdk") is not None:
         middleware.append(SENTRY_MIDDLEWARE)
-    if getattr(settings, "RAVEN_CONFIG", None):
+    if settings_available() and getattr(settings, "RAVEN_CONFIG", None):
         middleware.append(RAVEN_MIDDLEWARE)
     return middleware
 
@@ -112,7 +128,7 @@ def opentelemetry_enabled() -> bool:
     Without Django settings (a plain script) only the API's presence counts.
     Looked up without importing OpenTelemetry, which only the integration does.
     """
-    value = get("OPENTELEMETRY") if settings.configured else None
+    value = get("OPENTELEMETRY")
     if value is None:
         return opentelemetry_installed()
     return bool(value)

@@ -157,7 +157,9 @@ def _lookup_error(kind: str, label: Any, message: Any) -> RemoteErrorMixin:
     if kind == "MultipleObjectsReturned":
         base, attribute = RemoteMultipleObjectsReturned, "MultipleObjectsReturned"
     cls = base
-    if isinstance(label, str):
+    # A process without Django's apps (a plain script calling) cannot know
+    # the model: the error is then the generic RemoteDoesNotExist.
+    if isinstance(label, str) and apps.models_ready:
         try:
             model = apps.get_model(label)
         except (LookupError, ValueError):
