@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -197,6 +198,8 @@ class RequestContextMiddleware:
 #: Functions that add entries to the header of every call made in this
 #: process (the OpenTelemetry integration's trace context); see add_header_writer.
 _header_writers: list[Callable[[dict[str, Any]], None]] = []
+# Writers are added by the first calls, which may come from many threads.
+_writers_lock = threading.Lock()
 
 
 def add_header_writer(writer: Callable[[dict[str, Any]], None]) -> None:
@@ -205,8 +208,10 @@ def add_header_writer(writer: Callable[[dict[str, Any]], None]) -> None:
     How an optional integration rides along without the client knowing of
     it; a writer added twice runs once.
     """
-    if writer not in _header_writers:
-        _header_writers.append(writer)
+    with _writers_lock:
+        if writer not in _header_writers:
+            # Replaced whole, never changed in place: calls read it unlocked.
+            _header_writers[:] = [*_header_writers, writer]
 
 
 def outgoing(timeout: float | None = None) -> dict[str, Any]:

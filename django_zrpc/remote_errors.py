@@ -179,8 +179,9 @@ _made: dict[tuple[type, type], type] = {}
 def _subclass(cls: type, remote: type) -> type:
     made = _made.get((cls, remote))
     if made is None:
-        made = _made[cls, remote] = type(
-            cls.__name__, (cls, remote), {"__module__": cls.__module__}
+        # setdefault: of two threads making the first one, both get the one kept.
+        made = _made.setdefault(
+            (cls, remote), type(cls.__name__, (cls, remote), {"__module__": cls.__module__})
         )
     return made
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from django.core.signals import setting_changed
 
 from django_zrpc import conf
+from django_zrpc.metrics.table import native_allocate_lock
 
 _Call = TypeVar("_Call", bound=Callable[..., Any])
 
@@ -26,17 +27,27 @@ _UNKNOWN: Any = object()
 _client_tracer: Any = _UNKNOWN
 
 
+# The first calls of a process may come from many threads at once: one
+# decides, the others wait for it (the interpreter's lock: nothing here
+# yields to another greenlet while it is held).
+_decide_lock = native_allocate_lock()()
+
+
 def client_tracer() -> Any:
     """Return the OpenTelemetry client tracer, or None when tracing is off."""
     global _client_tracer
-    if _client_tracer is _UNKNOWN:
-        tracer = None
-        if conf.opentelemetry_enabled():
-            from django_zrpc.contrib.opentelemetry import ClientTracer
+    tracer = _client_tracer
+    if tracer is _UNKNOWN:
+        with _decide_lock:
+            if _client_tracer is _UNKNOWN:
+                made = None
+                if conf.opentelemetry_enabled():
+                    from django_zrpc.contrib.opentelemetry import ClientTracer
 
-            tracer = ClientTracer()
-        _client_tracer = tracer
-    return _client_tracer
+                    made = ClientTracer()
+                _client_tracer = made
+            tracer = _client_tracer
+    return tracer
 
 
 def traced(call: _Call) -> _Call:

@@ -9,13 +9,17 @@ from __future__ import annotations
 import zmq
 
 from django_zrpc.core import protocol
-from django_zrpc.core.io_threads import batch_io_threads
+from django_zrpc.core.io_threads import batch_io_threads, original_allocate_lock
 from django_zrpc.curve import ClientKeys
 
 #: Sockets the clients' shared context may hold: each connection takes three
 #: (its DEALER and the two ends of its monitor), and libzmq's default, 1,023,
 #: would cap a process at about 340 connections.
 MAX_SOCKETS = 8192
+
+# The interpreter's lock, also where gevent patched threads: setting the
+# context up never yields to another greenlet.
+_setup_lock = original_allocate_lock()()
 
 
 def shared_context() -> zmq.Context:
@@ -28,8 +32,13 @@ def shared_context() -> zmq.Context:
     """
     ctx: zmq.Context = zmq.Context.instance()
     if ctx.get(zmq.MAX_SOCKETS) < MAX_SOCKETS:
-        ctx.set(zmq.MAX_SOCKETS, MAX_SOCKETS)
-        batch_io_threads(ctx)
+        # Threads making their first connections at once: one sets the
+        # context up, the others wait, as both settings must precede any
+        # socket. MAX_SOCKETS goes last, the sign that it is done.
+        with _setup_lock:
+            if ctx.get(zmq.MAX_SOCKETS) < MAX_SOCKETS:
+                batch_io_threads(ctx)
+                ctx.set(zmq.MAX_SOCKETS, MAX_SOCKETS)
     return ctx
 
 

@@ -60,6 +60,11 @@ def _may_batch(policy: int) -> bool:
     return _batch_allowed
 
 
+def original_allocate_lock() -> Any:
+    """``_thread.allocate_lock``, as before any patching: the interpreter's lock."""
+    return _original_thread()[1]
+
+
 def _original_thread() -> tuple[Any, Any]:
     """``_thread``'s start_new_thread and allocate_lock, as before any patching."""
     if "gevent.monkey" in sys.modules:

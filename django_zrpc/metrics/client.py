@@ -16,6 +16,7 @@ Histogram.
 
 from __future__ import annotations
 
+import logging
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -25,7 +26,9 @@ from django.dispatch import receiver
 
 from django_zrpc import conf
 from django_zrpc.metrics import BUCKETS
-from django_zrpc.metrics.table import Table, multiprocess
+from django_zrpc.metrics.table import Table, multiprocess, native_allocate_lock
+
+logger = logging.getLogger("django_zrpc.client")
 
 _metrics: SimpleNamespace | None = None
 # Whether metrics are on: ZRPC_METRICS is read once, not per call (the
@@ -71,21 +74,59 @@ def _installed() -> bool:
     return True
 
 
-def _make() -> SimpleNamespace:
-    global _metrics, _table, _calls, _durations
-    from prometheus_client import Counter, Gauge, Histogram
+# The first calls of a process may come from many threads at once (gthread
+# workers, a thread pool): the metrics are made by one of them, the others
+# wait for it. The interpreter's lock, as the table's: nothing in _make
+# yields to another greenlet while it is held.
+_make_lock = native_allocate_lock()()
 
-    calls = duration = None
+
+def _make() -> SimpleNamespace | None:
+    global _metrics, _table, _calls, _durations, _on
+    with _make_lock:
+        if _metrics is not None:
+            return _metrics
+        try:
+            table, made = _build()
+        except ValueError as err:  # prometheus_client: a name is registered already
+            # Metrics must never fail a call: without them, calls go on.
+            _on = False
+            logger.error(
+                "The client's metrics are off in this process: %s. Something else "
+                "registered the same names in prometheus_client's default registry; "
+                "rename those, or set ZRPC_METRICS = False.",
+                err,
+            )
+            return None
+        # Published only once registered (a table nobody registered would
+        # swallow the counts), _metrics last: a caller that sees it set
+        # reads the table next.
+        if table is not None:
+            _calls, _durations, _table = table.calls, table.durations, table.table
+        _metrics = made
+        return _metrics
+
+
+def _build() -> tuple[SimpleNamespace | None, SimpleNamespace]:
+    """Make and register every metric, or none: a failed registration leaves nothing behind."""
+    from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+    calls = duration = table = None
+    collectors: list[Any] = []
     if multiprocess():
         labels = ["endpoint", "function", "outcome", "error"]
-        calls = Counter(CALLS, CALLS_HELP, labels)
-        duration = Histogram(DURATION, DURATION_HELP, labels[:2], buckets=BUCKETS)
+        calls = Counter(CALLS, CALLS_HELP, labels, registry=None)
+        duration = Histogram(DURATION, DURATION_HELP, labels[:2], buckets=BUCKETS, registry=None)
+        collectors += [calls, duration]
     else:
-        _table = Table()
-        _calls = _table.counter(CALLS, CALLS_HELP, ["endpoint", "function", "outcome", "error"])
-        _durations = _table.histogram(DURATION, DURATION_HELP, ["endpoint", "function"])
-        _table.register()
-    _metrics = SimpleNamespace(
+        made = Table()
+        table = SimpleNamespace(
+            table=made,
+            calls=made.counter(CALLS, CALLS_HELP, ["endpoint", "function", "outcome", "error"]),
+            durations=made.histogram(DURATION, DURATION_HELP, ["endpoint", "function"]),
+        )
+        collectors.append(made)
+    metrics = SimpleNamespace(
         calls=calls,
         duration=duration,
         pool_waits=Histogram(
@@ -94,20 +135,33 @@ def _make() -> SimpleNamespace:
             "counted).",
             ["endpoint"],
             buckets=BUCKETS,
+            registry=None,
         ),
         retries=Counter(
             "zrpc_client_retries",
             "Calls sent again, by endpoint, function and the error that made them retry.",
             ["endpoint", "function", "error"],
+            registry=None,
         ),
         up=Gauge(
             "zrpc_client_endpoint_up",
             "1 while an endpoint is taking calls, 0 while it is avoided after a failure.",
             ["endpoint"],
             multiprocess_mode="livemin",
+            registry=None,
         ),
     )
-    return _metrics
+    collectors += [metrics.pool_waits, metrics.retries, metrics.up]
+    registered: list[Any] = []
+    try:
+        for collector in collectors:
+            REGISTRY.register(collector)
+            registered.append(collector)
+    except BaseException:
+        for collector in registered:
+            REGISTRY.unregister(collector)
+        raise
+    return table, metrics
 
 
 def record_call(

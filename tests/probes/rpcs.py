@@ -221,6 +221,13 @@ def nested_echo(endpoint, value):
     return RPCClient(endpoint, timeout=10).echo(value)
 
 
+@rpc.register(blocking=True)
+def nested_echo_blocking(endpoint, value):
+    """``nested_echo`` from a blocking function's thread (gevent's thread pool)."""
+    with RPCClient(endpoint, timeout=30) as client:
+        return client.echo(value)
+
+
 def _query_in_a_span():
     # What a database instrumentation does: a span around the query, the
     # current span its parent.
