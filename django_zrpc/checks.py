@@ -7,6 +7,7 @@ only when CURVE is configured.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from typing import Any
 
@@ -202,7 +203,7 @@ def _check_middleware() -> list[CheckMessage]:
     errors: list[CheckMessage] = []
     for path in paths:
         try:
-            import_string(path)
+            _check_importable(path)
         except Exception as err:
             errors.append(
                 Error(
@@ -212,3 +213,24 @@ def _check_middleware() -> list[CheckMessage]:
                 )
             )
     return errors
+
+
+#: django_zrpc's own integrations and the package each needs. A check looks
+#: the package up rather than importing it: sentry-sdk imports gevent, the
+#: OpenTelemetry integration the clients' streams, and neither should load in
+#: ``manage.py check`` or a web process before a call is made.
+_INTEGRATIONS = {
+    conf.SENTRY_MIDDLEWARE: ("sentry_sdk", 'pip install "django-zrpc[sentry]"'),
+    conf.OPENTELEMETRY_MIDDLEWARE: ("opentelemetry", 'pip install "django-zrpc[opentelemetry]"'),
+    conf.RAVEN_MIDDLEWARE: ("raven", 'pip install "django-zrpc[raven]"'),
+}
+
+
+def _check_importable(path: str) -> None:
+    """Raise ImportError if middleware ``path`` cannot be imported; import only the project's."""
+    if path not in _INTEGRATIONS:
+        import_string(path)
+        return
+    package, install = _INTEGRATIONS[path]
+    if importlib.util.find_spec(package) is None:
+        raise ImportError(f"{path} needs {package}, which is not installed: {install}")

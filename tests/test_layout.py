@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import django_zrpc
 from tests.conftest import ROOT, subprocess_env
 
@@ -212,3 +214,51 @@ def test_an_asyncio_process_calls_runrpc_without_loading_gevent(tmp_path, server
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == ["no gevent", []]
+
+
+NEW_PROJECT_SCRIPT = """
+import json, sys
+import django
+from django.core.management import call_command
+django.setup()
+call_command("check", verbosity=0)
+from django_zrpc import conf
+middleware = conf.get("MIDDLEWARE")
+from mysite.wsgi import application  # the web process: its middleware chain built
+print(json.dumps({"middleware": middleware, "loaded": sorted(sys.modules)}))
+"""
+
+
+def test_new_project_with_sentry_and_opentelemetry_checks_and_serves_web_without_the_engine(
+    tmp_path,
+):
+    # sentry-sdk and OpenTelemetry installed put their middleware in the
+    # default ZRPC_MIDDLEWARE; checking it must load neither them (sentry-sdk
+    # imports gevent) nor the RPC engine, which wait for runrpc or a call.
+    pytest.importorskip("sentry_sdk")
+    pytest.importorskip("opentelemetry")
+    from tests.test_newcomer import make_project
+
+    path, env = make_project(tmp_path)
+    env["DJANGO_SETTINGS_MODULE"] = "mysite.settings"
+    done = subprocess.run(
+        [sys.executable, "-c", NEW_PROJECT_SCRIPT],
+        cwd=path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "django_zrpc.contrib.sentry.SentryMiddleware" in seen["middleware"]
+    assert "django_zrpc.contrib.opentelemetry.OpenTelemetryMiddleware" in seen["middleware"]
+    unwanted = [
+        m
+        for m in seen["loaded"]
+        if m.split(".")[0] in ("gevent", "zmq", "sentry_sdk", "opentelemetry")
+        or m == "zerorpc"
+        or m.startswith(("django_zrpc.core", "django_zrpc.aio", "django_zrpc.contrib"))
+        or m in ("django_zrpc.server", "django_zrpc.client", "django_zrpc.pool")
+    ]
+    assert unwanted == []

@@ -15,6 +15,16 @@ from ``core.calls_out``, ``core.dealer``, ``core.protocol``, ``core.monitor`` an
 
 from __future__ import annotations
 
-from django_zrpc.aio.rpc_client import AsyncRPCClient
+from typing import Any
 
 __all__ = ["AsyncRPCClient"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazily (PEP 562): the OpenTelemetry integration's streams build on
+    # ``aio.stream``, and loading it must not load the client and its sockets.
+    if name == "AsyncRPCClient":
+        from django_zrpc.aio.rpc_client import AsyncRPCClient
+
+        return AsyncRPCClient
+    raise AttributeError(f"module 'django_zrpc.aio' has no attribute {name!r}")
