@@ -147,3 +147,33 @@ def test_server_blocking_threads_first_calling_out_together(start_server):
         samples, "zrpc_client_calls_total", endpoint=server.endpoint, function="echo", **ok
     )
     assert nested == calls
+
+
+TAKEN = """
+import json, sys, logging
+import django
+django.setup()
+from prometheus_client import Counter
+from django_zrpc import RPCClient
+
+logging.basicConfig(stream=sys.stderr)
+# The project's own metric under a name the client's metrics use.
+Counter("zrpc_client_retries", "Something else.")
+client = RPCClient(sys.argv[1], timeout=30)
+print(json.dumps([client.echo(i) for i in range(3)]))
+"""
+
+
+def test_client_metrics_whose_name_is_taken_turn_off_and_calls_go_on(quiet_server):
+    done = subprocess.run(
+        [sys.executable, "-c", TAKEN, quiet_server.endpoint],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [0, 1, 2]
+    assert done.stderr.count("The client's metrics are off in this process") == 1
+    assert "zrpc_client_retries" in done.stderr
