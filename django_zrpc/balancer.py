@@ -82,18 +82,29 @@ class Balancer:
             calls = pool.calls_in_flight if pool is not None else 0
             if fewest is None or calls < fewest:
                 best, fewest = endpoint, calls
+        if down_until and best in down_until:
+            # Its time down is over: this call tries it, and the others keep
+            # avoiding it until the try answers (succeeded() or failed()).
+            down_until[best] = now + self.down_for
         return best
 
     def failed(self, endpoint: str, error: BaseException) -> bool:
         """Note a call's failure at ``endpoint``; return whether to retire its connection.
 
-        Unreachable or silent (``ServerUnavailable``, ``LostRemote``): avoided
-        for ``down_for``, looked up again soon. Stopping (``ServerStopping``,
+        Unreachable (``ServerUnavailable``): avoided for ``down_for``, doubled
+        at each such failure in a row (``Directory.connect_failed``), and
+        looked up again soon; silent (``LostRemote``): avoided for
+        ``down_for``, looked up again soon. Stopping (``ServerStopping``,
         ``CallInterrupted``): a new connection reaches another process, and
         with others to go to it is avoided too; so is one that said
         ``ServerBusy``. A function's own error says nothing of the endpoint.
         """
-        if isinstance(error, LostRemote | ServerUnavailable):
+        if isinstance(error, ServerUnavailable):
+            # Never reached: skipped for longer each time in a row.
+            self._mark_down(endpoint, for_=self.directory.connect_failed(endpoint, self.down_for))
+            self.directory.refresh_soon()
+            return True
+        if isinstance(error, LostRemote):
             self._mark_down(endpoint)
             self.directory.refresh_soon()
             return True
@@ -107,11 +118,14 @@ class Balancer:
 
     def succeeded(self, endpoint: str) -> None:
         if self._down_until.pop(endpoint, None) is not None:
+            self.directory.connected(endpoint)
             client_metrics.set_endpoint_up(endpoint, True)
 
-    def _mark_down(self, endpoint: str, only_if_others: bool = False) -> None:
+    def _mark_down(
+        self, endpoint: str, only_if_others: bool = False, for_: float | None = None
+    ) -> None:
         if not only_if_others or len(self.directory.addresses) > 1:
-            self._down_until[endpoint] = time.monotonic() + self.down_for
+            self._down_until[endpoint] = time.monotonic() + (for_ or self.down_for)
             client_metrics.set_endpoint_up(endpoint, False)
 
     def _retire_gone(self, state: Any, addresses: tuple[str, ...]) -> None:

@@ -46,6 +46,8 @@ _SIMPLE: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "MAX_CONTAINERS": (lambda v: _integer(v) and v > 0, "a positive integer", "E010"),
     "BUILTINS": (lambda v: isinstance(v, bool), "True or False", "E011"),
     "WORKERS": (lambda v: _integer(v) and v > 0, "a positive integer", "E013"),
+    "OPS_MAX_CONNECTIONS": (lambda v: _integer(v) and v > 0, "a positive integer", "E017"),
+    "OPS_HEADER_TIMEOUT": (lambda v: _number(v) and v > 0, "a positive number", "E017"),
 }
 
 

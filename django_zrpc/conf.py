@@ -49,6 +49,11 @@ DEFAULTS: dict[str, Any] = {
     # runrpc's ops endpoint (runserver's addrport grammar): /livez, /readyz
     # and /metrics over HTTP. None: not served unless --ops is given.
     "OPS": None,
+    # The ops endpoint's connections at most (lowered to an eighth of the
+    # open-file limit, so that descriptors remain for RPC), and the seconds a
+    # connection has to send a request's head before it is closed.
+    "OPS_MAX_CONNECTIONS": 64,
+    "OPS_HEADER_TIMEOUT": 5.0,
     # Prometheus metrics: None means on wherever they can be read, i.e. the
     # server's when the ops endpoint is served and the client's when
     # prometheus_client is installed; True insists (an error without it);

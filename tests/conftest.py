@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -56,7 +56,14 @@ def free_port() -> int:
 class ServerProcess:
     """A ``manage.py runrpc`` child process and everything it printed."""
 
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, port: int) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        cwd: Path,
+        port: int,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
         self.port = port
         self.endpoint = f"tcp://127.0.0.1:{port}"
         self.lines: list[str] = []
@@ -68,6 +75,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=preexec_fn,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -246,12 +254,17 @@ def _server_starter(database_url: str, stopping: list[ServerProcess]) -> Iterato
     started: list[ServerProcess] = []
 
     def start(
-        *args: str, cwd: Path = ROOT, wait: bool = True, port: int | None = None, **env: str
+        *args: str,
+        cwd: Path = ROOT,
+        wait: bool = True,
+        port: int | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+        **env: str,
     ) -> ServerProcess:
         port = port or free_port()
         env.setdefault("DATABASE_URL", database_url)
         server = ServerProcess(
-            ["--noreload", *args, f"127.0.0.1:{port}"], subprocess_env(**env), cwd, port
+            ["--noreload", *args, f"127.0.0.1:{port}"], subprocess_env(**env), cwd, port, preexec_fn
         )
         started.append(server)
         if wait:

@@ -306,3 +306,74 @@ async def test_the_asyncio_client_follows_redis_and_rides_out_a_graceful_stop(
     assert not failures, failures[:3]
     later = {pid for at, pid in answers if at > stopped_at + 1.0}
     assert later == {pid_of(staying)}
+
+
+def _dead_address() -> str:
+    """An address on 127.0.0.1 that nothing listens on: a connection there is never made."""
+    return f"tcp://127.0.0.1:{free_port()}"
+
+
+def _attempts_on(endpoint: str, load: Load) -> float:
+    """Calls that tried ``endpoint`` and could not reach it: retried elsewhere, or failed."""
+    from prometheus_client import REGISTRY
+
+    retried = sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "zrpc_client_retries"
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels.get("endpoint") == endpoint
+    )
+    failed = sum(1 for _, err in load.failures if endpoint in str(err))
+    return retried + failed
+
+
+def test_an_entry_without_a_ttl_is_refused_with_a_warning(redis_server, start_server, caplog):
+    pytest.importorskip("prometheus_client")
+    server = announced(redis_server, start_server)
+    dead = _dead_address()
+    writer = redis_server.client()
+    writer.sadd(f"zrpc:{SERVICE}:instances", dead)
+    writer.set(f"zrpc:{SERVICE}:instance:{dead}", "up")  # no TTL: it would stay for ever
+    client = RPCClient(redis_server.url(SERVICE), timeout=10, connect_timeout=1)
+    load = Load(client, callers=8)
+    try:
+        with caplog.at_level(logging.WARNING, logger="django_zrpc.discovery"):
+            load.run_for(3.0)
+    finally:
+        load.stop()
+        client.close()
+    assert _attempts_on(dead, load) == 0
+    assert not load.failures, load.failures[:3]
+    assert load.shares()[pid_of(server)] > 0
+    refused = [r.getMessage() for r in caplog.records if "has no TTL" in r.getMessage()]
+    assert len(refused) == 1, refused
+    assert f"'zrpc:{SERVICE}:instance:{dead}' has no TTL" in refused[0]
+    assert "SET ... PX" in refused[0]
+
+
+def test_an_address_that_cannot_be_reached_is_tried_less_and_less_often(redis_server, start_server):
+    pytest.importorskip("prometheus_client")
+    server = announced(redis_server, start_server)
+    dead = _dead_address()
+    writer = redis_server.client()
+    writer.sadd(f"zrpc:{SERVICE}:instances", dead)
+    writer.set(f"zrpc:{SERVICE}:instance:{dead}", "up", px=120_000)  # listed, yet dead
+    # down_for 2 s: before, the dead address was tried again every 2 s by
+    # whichever callers chose it first; now by one call, after 2, 4, 8 s.
+    client = RPCClient(redis_server.url(SERVICE), timeout=10, connect_timeout=1, down_for=2)
+    load = Load(client, callers=16)
+    try:
+        # The first calls find it dead (those sent before the first failure).
+        assert wait_until(lambda: _attempts_on(dead, load) > 0, 10)
+        load.run_for(1.5)
+        first = _attempts_on(dead, load)
+        load.run_for(13.0)
+        later = _attempts_on(dead, load) - first
+    finally:
+        load.stop()
+        client.close()
+    # Down 2 s, tried (1 s), down 4 s, tried, down 8 s: two tries in 13 s.
+    assert later <= 3, f"{later:g} calls tried the dead address after the first {first:g}"
+    assert load.shares()[pid_of(server)] > 0
+    assert not load.failures, load.failures[:3]

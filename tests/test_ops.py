@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
+import resource
 import signal
+import socket
 import time
+from collections.abc import Callable
 
 import gevent
 import pytest
@@ -235,3 +239,87 @@ def test_refused_handshakes_are_counted_and_the_zap_handler_keeps_it_ready(start
         "the refused handshake counted",
     )
     assert get(f"{ops}/readyz") == (200, "ready\n")
+
+
+def test_methods_other_than_get_and_head_get_405(ops_server):
+    _, ops = ops_server
+    host, port = ops.removeprefix("http://").split(":")
+    for method, path in [("FOO", "/livez"), ("DELETE", "/livez"), ("POST", "/metrics")]:
+        connection = http.client.HTTPConnection(host, int(port), timeout=5)
+        try:
+            connection.request(method, path)
+            response = connection.getresponse()
+            assert (response.status, response.getheader("Allow")) == (405, "GET, HEAD"), method
+            assert response.read() == b"Only GET and HEAD are served here.\n"
+        finally:
+            connection.close()
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        connection.request("HEAD", "/livez")
+        assert connection.getresponse().status == 200
+    finally:
+        connection.close()
+
+
+def _lower_open_files(limit: int) -> Callable[[], None]:
+    def lower() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return lower
+
+
+def _closed(sock: socket.socket) -> bool:
+    """Whether the server closed ``sock`` (read what it sent, if anything, first)."""
+    try:
+        return sock.recv(4096) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True  # reset
+
+
+def test_half_open_ops_connections_leave_rpc_and_livez_answered(start_server, project_settings):
+    # More half-open connections than the process may open files: before
+    # the cap they took every descriptor, and the RPC socket could accept no
+    # new peer.
+    limit, header_timeout = 256, 10.0
+    port = free_port()
+    args, env = project_settings(ZRPC_OPS_HEADER_TIMEOUT=header_timeout)
+    server = start_server(
+        *args, "--ops", f"127.0.0.1:{port}", preexec_fn=_lower_open_files(limit), **env
+    )
+    server.wait_for(f"Ops endpoint at http://127.0.0.1:{port}/")
+    ops = f"http://127.0.0.1:{port}"
+    half_open: list[socket.socket] = []
+    try:
+        for _ in range(limit + 100):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+            half_open.append(sock)
+        for n in range(5):  # each a new peer of the RPC socket
+            client = Client(server.endpoint, timeout=5)
+            try:
+                assert client.call("echo", n) == n
+            finally:
+                client.close()
+        assert get(f"{ops}/livez", timeout=2) == (200, "alive\n")
+        for sock in half_open:
+            sock.setblocking(False)
+        # The newest is still open: the flood was on while RPC and /livez
+        # were answered.
+        assert not _closed(half_open[-1])
+        closed: set[int] = set()
+
+        def all_closed() -> bool:
+            closed.update(n for n, s in enumerate(half_open) if n not in closed and _closed(s))
+            return len(closed) == len(half_open)
+
+        wait_until(
+            all_closed,
+            header_timeout + 15,
+            "every half-open connection closed by the server",
+            step=0.2,
+        )
+    finally:
+        for sock in half_open:
+            sock.close()

@@ -12,6 +12,9 @@ from typing import Any
 
 logger = logging.getLogger("django_zrpc.discovery")
 
+#: Seconds an address that keeps failing to connect is skipped, at most.
+MAX_CONNECT_BACKOFF = 60.0
+
 
 class Directory:
     """The addresses calls may go to. Read without locks: ``addresses`` is replaced whole."""
@@ -25,6 +28,9 @@ class Directory:
         self.problem: str | None = None
         #: Whether the source was looked at once (successfully or not).
         self.looked = True
+        # Address -> connections failed in a row. Kept here, not per client:
+        # every client of the source skips an address that one found dead.
+        self._connect_failures: dict[str, int] = {}
 
     def update(self, addresses: Sequence[str]) -> None:
         new = tuple(sorted(set(addresses)))
@@ -32,9 +38,26 @@ class Directory:
             logger.info("%s: %s", self.source, ", ".join(new) if new else "no instance now")
             self.addresses = new
             self.version += 1
+            for gone in [a for a in self._connect_failures if a not in new]:
+                self._connect_failures.pop(gone, None)
 
     def refresh_soon(self) -> None:
         """Look again soon: an address failed. A fixed list has nothing to look at."""
+
+    def connect_failed(self, address: str, first: float) -> float:
+        """Note that no connection to ``address`` could be made; return seconds to skip it.
+
+        ``first`` the first time, doubled at each failure in a row, up to
+        ``MAX_CONNECT_BACKOFF``: a dead address listed for ever (a stale
+        entry, a host gone) costs a call a minute, not a call every few seconds.
+        """
+        failures = self._connect_failures.get(address, 0) + 1
+        self._connect_failures[address] = failures
+        return min(first * 2 ** min(failures - 1, 16), max(first, MAX_CONNECT_BACKOFF))
+
+    def connected(self, address: str) -> None:
+        """``address`` answered a call: its next failure is skipped for the first period again."""
+        self._connect_failures.pop(address, None)
 
     def no_address(self) -> str:
         """Say why there is no address to call, as a sentence."""

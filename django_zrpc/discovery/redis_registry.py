@@ -10,7 +10,9 @@ For ``redis://host:6379/0?service=tickets``, each instance keeps
 and publishes on ``zrpc:tickets:changes`` whenever it comes, drains or goes.
 A client reads the set and the keys at start, again on every message, and
 every ``REREAD`` seconds in case a message was missed or a key expired; it
-calls the instances that are ``up``. Uses redis-py (the ``redis`` extra).
+calls the instances that are ``up``. A key with no TTL (written by hand, or
+by a tool of its own) would outlive its server, so a client refuses it and
+says so. Uses redis-py (the ``redis`` extra).
 """
 
 from __future__ import annotations
@@ -115,16 +117,30 @@ def connect(url: str) -> Any:
     )
 
 
-def read_up(client: Any, keys: Keys) -> list[str]:
-    """Return the addresses of the service's instances that are up; forget expired ones."""
+def read_up(client: Any, keys: Keys) -> tuple[list[str], list[str]]:
+    """Return the addresses of the instances that are up, and of those up with no TTL.
+
+    Forgets expired instances. One round trip for the states and the TTLs.
+    """
     members = sorted(client.smembers(keys.instances))
     if not members:
-        return []
-    states = client.mget([keys.instance(member) for member in members])
+        return [], []
+    pipe = client.pipeline(transaction=False)
+    names = [keys.instance(member) for member in members]
+    pipe.mget(names)
+    for name in names:
+        pipe.pttl(name)
+    states, *ttls = pipe.execute()
     gone = [member for member, state in zip(members, states, strict=True) if state is None]
     if gone:
         client.srem(keys.instances, *gone)
-    return [m.decode() for m, state in zip(members, states, strict=True) if state == UP]
+    up: list[str] = []
+    lasting: list[str] = []
+    for member, state, ttl in zip(members, states, ttls, strict=True):
+        if state == UP:
+            # PTTL is -1 for a key that never expires (-2: gone since MGET).
+            (lasting if ttl == -1 else up).append(member.decode())
+    return up, lasting
 
 
 class RedisDirectory(WatchedDirectory):
@@ -139,6 +155,7 @@ class RedisDirectory(WatchedDirectory):
         self._keys = Keys(service)
         self._pubsub: Any = None
         self._next_read = 0.0
+        self._refused: set[str] = set()  # said once each
         super().__init__(source)
 
     def watch_once(self) -> float:
@@ -151,13 +168,28 @@ class RedisDirectory(WatchedDirectory):
                 self._next_read = 0.0  # subscribed: now read what is there
             message = self._pubsub.get_message(timeout=max(self._next_read - time.monotonic(), 0.0))
             if message is not None or time.monotonic() >= self._next_read:
-                self.update(read_up(self._client, self._keys))
+                up, lasting = read_up(self._client, self._keys)
+                self._refuse(lasting)
+                self.update(up)
                 self._next_read = time.monotonic() + REREAD
             self.reached()
         except self._redis.RedisError as err:
             self._drop_subscription()
             self.unreachable(err, f"Redis at {self._where} is unreachable")
         return 0.0
+
+    def _refuse(self, lasting: list[str]) -> None:
+        for address in lasting:
+            if address not in self._refused:
+                logger.warning(
+                    "%s: the key %r has no TTL, so it would outlive its server; %s is not "
+                    "called. Announce with runrpc --announce, or set the key with a TTL "
+                    "(SET ... PX) and refresh it.",
+                    self.source,
+                    self._keys.instance(address),
+                    address,
+                )
+        self._refused = set(lasting)
 
     def _drop_subscription(self) -> None:
         pubsub, self._pubsub = self._pubsub, None

@@ -219,6 +219,7 @@ class Command(BaseCommand):
         from django_zrpc.server import build_server
 
         _ensure_log_handler()
+        _raise_open_file_limit()
         worker: WorkerHandles | None = options["worker"]
         if worker is None:  # a worker's supervisor checked
             if not options["skip_checks"]:
@@ -387,7 +388,12 @@ class Command(BaseCommand):
 
         addrport = self._resolve(options["ops"])
         try:
-            ops_server = ops.serve(addrport, app)
+            ops_server = ops.serve(
+                addrport,
+                app,
+                max_connections=conf.get("OPS_MAX_CONNECTIONS"),
+                header_timeout=conf.get("OPS_HEADER_TIMEOUT"),
+            )
         except OSError as err:
             message = _listen_error(addrport, err)
             raise CommandError(f"The ops endpoint cannot start: {message}") from err
@@ -463,6 +469,23 @@ def _workers(value: int | None) -> int:
     elif value < 1:
         raise CommandError(f"--workers must be 1 or more, not {value!r}.")
     return value
+
+
+def _raise_open_file_limit() -> None:
+    """Raise the soft limit on open files to the hard one, as nginx and Go's runtime do.
+
+    Each peer of the RPC socket and each ops connection holds a descriptor;
+    a soft limit of 1,024 (a common default) is reached by a crowd that the
+    machine could serve. Only the hard limit is the administrator's say.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # a hard limit above what the kernel allows (macOS)
+            pass
 
 
 def _ops_address(value: str | None) -> AddrPort | None:
