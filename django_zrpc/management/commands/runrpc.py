@@ -257,7 +257,7 @@ class Command(BaseCommand):
             limits = _limits(server.heartbeat, server.concurrency, server.backlog)
             self._print_banner(endpoint, len(server.function_names), limits, options)
         else:
-            _report_to_supervisor(worker, server, options["graceful_timeout"])
+            _report_to_supervisor(worker)
         if announcer is not None:
             announcer.start()
         try:
@@ -529,15 +529,15 @@ def _worker_argv() -> list[str]:
     ]
 
 
-def _report_to_supervisor(worker: WorkerHandles, server: Any, grace: float) -> None:
-    """Say that this worker serves, and stop it should its supervisor end."""
+def _report_to_supervisor(worker: WorkerHandles) -> None:
+    """Say that this worker serves, and end it should its supervisor end."""
     import gevent
 
     from django_zrpc.worker import hand_back_stderr, say_ready, watch_supervisor
 
     hand_back_stderr(worker)
     say_ready(worker)
-    gevent.spawn(watch_supervisor, worker, functools.partial(server.stop, grace))
+    gevent.spawn(watch_supervisor, worker)
 
 
 def _heartbeat_warnings(heartbeat: float) -> list[str]:
