@@ -66,3 +66,25 @@ def test_a_killed_supervisors_workers_die_with_it_and_a_restart_takes_the_port(s
         f"workers gone {gone_after:.2f} s after the SIGKILL, "
         f"serving again after {serving_after:.2f} s"
     )
+
+
+def test_sighup_to_one_process_keeps_it_serving_and_says_how_to_reload(start_server):
+    server = start_server("--heartbeat", "1")
+    stop = gevent.event.Event()
+    served: list = []
+    failed: list = []
+    callers = [gevent.spawn(keep_calling, server.endpoint, stop, served, failed) for _ in range(8)]
+    try:
+        wait_until(lambda: len(served) > 300, 30, "8 callers made no 300 calls")
+        mark = server.mark()
+        server.proc.send_signal(signal.SIGHUP)
+        server.wait_for("SIGHUP ignored", timeout=30, since=mark)
+        count = len(served)
+        wait_until(lambda: len(served) > count + 300, 30, "calls stopped after SIGHUP")
+    finally:
+        stop.set()
+        gevent.joinall(callers, timeout=30)
+    assert server.proc.poll() is None
+    assert failed == []
+    assert "Run runrpc --workers 2 (or more) to reload on SIGHUP" in server.output_since(mark)
+    assert server.stop() == 0
