@@ -6,7 +6,7 @@ it listens on the port the supervisor holds (``listen``: a socket bound there,
 not listening), with a socket of its own and ``SO_REUSEPORT``, sends its
 start-up errors to the supervisor (which shows them, and quotes them if the
 worker never gets to serve), gives its stderr back (``stderr``) and says
-``ready`` (``ready``) once it serves, and stops when the supervisor is gone.
+``ready`` (``ready``) once it serves, and ends at once when the supervisor is gone.
 """
 
 from __future__ import annotations
@@ -84,32 +84,42 @@ def listener(held: int) -> tuple[str, int]:
 
 
 def end_with_supervisor(handles: WorkerHandles) -> None:
-    """Have SIGTERM sent to this process when the supervisor ends (Linux), and ignore SIGHUP.
+    """Have this process killed when the supervisor ends (Linux), and ignore SIGHUP.
 
-    SIGTERM drains the worker as it drains a lone server. A terminal's hangup
-    is the supervisor's to act on (it replaces the workers), not the workers'.
+    SIGKILL, not a drain: a supervisor that is gone was killed (SIGKILL, the
+    OOM killer), and whoever restarts it needs the port at once. Draining
+    orphans held it for the graceful timeout and more, and the restarted
+    supervisor failed with "Port ... is already in use" until they ended.
+    A terminal's hangup is the supervisor's to act on (it replaces the
+    workers), not the workers'.
     """
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return
-    try:
-        prctl = ctypes.CDLL(libc_name, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return  # not Linux: watch_supervisor() alone notices
-    prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if libc_name is not None:
+        try:
+            prctl = ctypes.CDLL(libc_name, use_errno=True).prctl
+        except (OSError, AttributeError):
+            pass  # not Linux: watch_supervisor() alone notices
+        else:
+            prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != handles.supervisor:
+        end_now()  # it ended while this process started, before the signal was asked for
 
 
-def watch_supervisor(handles: WorkerHandles, on_gone: Callable[[], None]) -> None:
+def end_now() -> None:
+    """End this process at once, as the kernel does when the supervisor ends."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def watch_supervisor(handles: WorkerHandles, on_gone: Callable[[], None] = end_now) -> None:
     """Call ``on_gone`` once this process's parent is no longer the supervisor; run forever.
 
-    Covers what PR_SET_PDEATHSIG cannot: a supervisor that ended before the
-    worker asked for the signal, and systems without prctl. Run it in a greenlet.
+    Covers systems without prctl. Run it in a greenlet.
     """
     import gevent
 
     while os.getppid() == handles.supervisor:
-        gevent.sleep(1.0)
+        gevent.sleep(0.5)
     on_gone()
 
 

@@ -253,12 +253,14 @@ class Command(BaseCommand):
         announcer = options["announcer"]
         for signum in (signal.SIGTERM, signal.SIGINT):
             _install_stop_handler(signum, server, options["graceful_timeout"], announcer)
+        if worker is None:
+            _ignore_hangup()
         ops_server = self._observe(server, observer, options)
         if worker is None:
             limits = _limits(server.heartbeat, server.concurrency, server.backlog)
             self._print_banner(endpoint, len(server.function_names), limits, options)
         else:
-            _report_to_supervisor(worker, server, options["graceful_timeout"])
+            _report_to_supervisor(worker)
         if announcer is not None:
             announcer.start()
         try:
@@ -552,15 +554,15 @@ def _worker_argv() -> list[str]:
     ]
 
 
-def _report_to_supervisor(worker: WorkerHandles, server: Any, grace: float) -> None:
-    """Say that this worker serves, and stop it should its supervisor end."""
+def _report_to_supervisor(worker: WorkerHandles) -> None:
+    """Say that this worker serves, and end it should its supervisor end."""
     import gevent
 
     from django_zrpc.worker import hand_back_stderr, say_ready, watch_supervisor
 
     hand_back_stderr(worker)
     say_ready(worker)
-    gevent.spawn(watch_supervisor, worker, functools.partial(server.stop, grace))
+    gevent.spawn(watch_supervisor, worker)
 
 
 def _heartbeat_warnings(heartbeat: float) -> list[str]:
@@ -610,6 +612,27 @@ def _install_stop_handler(signum: int, server: Any, grace: float, announcer: Any
         server.stop(grace)
 
     gevent.signal_handler(signum, stop)
+
+
+def _ignore_hangup() -> None:
+    """Keep serving on SIGHUP, with a warning that says how to reload.
+
+    By default SIGHUP ends a process at once, calls in flight and all. One
+    process cannot reload without closing its port for a moment (only
+    ``--workers`` keeps a listener open while the new code starts), and a
+    hangup is as often a closed terminal as a reload: so it is refused,
+    loudly, rather than obeyed halfway.
+    """
+    import gevent
+
+    def warn() -> None:
+        logging.getLogger("django_zrpc.server").warning(
+            "SIGHUP ignored: a single runrpc process cannot reload without closing its "
+            "port. Run runrpc --workers 2 (or more) to reload on SIGHUP, or restart it "
+            "(SIGTERM drains it first)."
+        )
+
+    gevent.signal_handler(signal.SIGHUP, warn)
 
 
 def _is_ip(host: str) -> bool:
