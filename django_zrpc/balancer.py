@@ -68,8 +68,8 @@ class Balancer:
         # in flight to an endpoint whose ejection ended: endpoint -> sent at.
         self._ejected: dict[str, tuple[float, float, str]] = {}
         self._probing: dict[str, float] = {}
-        # endpoint -> (ejections, when the last one ended): each ejection
-        # lasts eject_for times their number, forgotten as it stays healthy.
+        # endpoint -> (ejections, when it last returned): each ejection lasts
+        # eject_for times their number, forgotten as it stays healthy.
         self._ejections: dict[str, tuple[int, float]] = {}
         self._next_scan = 0.0
 
@@ -221,11 +221,14 @@ class Balancer:
         ejected = self._ejected
         if not force and endpoint not in ejected and len(ejected) >= self._max_ejected():
             return
-        count, ended = self._ejections.get(endpoint, (0, now))
-        # As gRFC A50: the time grows with each ejection, and an endpoint
-        # healthy for a base time since its last one has one fewer counted.
-        count = max(0, count - int((now - ended) // self.eject_for)) + 1
-        self._ejections[endpoint] = (count, now)
+        count, returned = self._ejections.get(endpoint, (0, now))
+        # As gRFC A50: the time grows with each ejection (a failed probe's
+        # too), and an endpoint healthy for a base time since it returned
+        # has one fewer counted.
+        if endpoint not in ejected:
+            count = max(0, count - int((now - returned) // self.eject_for))
+        count += 1
+        self._ejections[endpoint] = (count, returned)
         seconds = min(self.eject_for * count, max(MAX_EJECTION, self.eject_for))
         if endpoint not in ejected:
             client_metrics.ejected(endpoint)
@@ -238,6 +241,7 @@ class Balancer:
             )
             ejected[endpoint] = (now + seconds, now, why)
         else:
+            logger.warning("%s stays ejected for %.0f s more: %s.", endpoint, seconds, why)
             ejected[endpoint] = (now + seconds, ejected[endpoint][1], why)
         self._failures.pop(endpoint, None)
 

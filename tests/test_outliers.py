@@ -8,7 +8,6 @@ each answer says which server gave it.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
 import signal
@@ -17,7 +16,7 @@ import time
 import prometheus_client
 import pytest
 
-from django_zrpc import AsyncRPCClient, RPCClient
+from django_zrpc import RPCClient
 from tests.fleet_load import Load, wait_until
 
 #: Seconds after SIGSTOP during which calls may still fail: the calls in
@@ -90,63 +89,6 @@ def test_a_stopped_server_of_three_gets_no_calls_within_seconds_and_returns_afte
         r.levelno == logging.INFO and stopped.endpoint in r.message and "answers again" in r.message
         for r in caplog.records
     ), caplog.text
-
-
-def test_the_asyncio_client_routes_around_a_stopped_server_and_back(start_server):
-    servers = [start_server() for _ in range(3)]
-    stopped = servers[2]
-    pid = stopped.proc.pid
-    answers: list[tuple[float, int]] = []
-    failures: list[tuple[float, BaseException]] = []
-
-    async def caller(client: AsyncRPCClient, until: float) -> None:
-        while time.monotonic() < until:
-            try:
-                answers.append((time.monotonic(), await client.server_pid()))
-            except Exception as err:
-                failures.append((time.monotonic(), err))
-                await asyncio.sleep(0.01)
-
-    def share(since: float) -> float:
-        got = [who for at, who in answers if at >= since]
-        return got.count(pid) / len(got) if got else 0.0
-
-    async def main() -> tuple[int, int, float | None]:
-        client = AsyncRPCClient([s.endpoint for s in servers], timeout=1)
-        try:
-            await asyncio.gather(*(caller(client, time.monotonic() + 1.0) for _ in range(16)))
-            assert {who for _, who in answers} == {s.proc.pid for s in servers}
-            stopped.signal(signal.SIGSTOP)
-            try:
-                stopped_at = time.monotonic()
-                await asyncio.gather(
-                    *(caller(client, stopped_at + SETTLE + 4.0) for _ in range(16))
-                )
-            finally:
-                stopped.signal(signal.SIGCONT)
-            settled = stopped_at + SETTLE
-            calls = sum(1 for at, _ in answers if at >= settled)
-            failed = sum(1 for at, _ in failures if at >= settled)
-            continued_at = time.monotonic()
-            back_after = None
-            for _ in range(60):
-                round_start = time.monotonic()
-                await asyncio.gather(*(caller(client, round_start + 1.0) for _ in range(16)))
-                if share(round_start) >= 0.15:
-                    back_after = time.monotonic() - continued_at
-                    break
-                if time.monotonic() - continued_at > 60:
-                    break
-            return calls + failed, failed, back_after
-        finally:
-            await client.aclose()
-
-    calls, failed, back_after = asyncio.run(main())
-    assert calls > 0
-    assert failed <= min(MOST_FAILED * calls, MOST_FAILED_CALLS), (
-        f"{failed} of {calls} calls failed after {SETTLE} s"
-    )
-    assert back_after is not None, "the stopped server got no share again within 60 s"
 
 
 @pytest.mark.parametrize(
