@@ -23,9 +23,14 @@ runrpc`` processes on 127.0.0.1 (free ports), from this process, it measures:
    the benchmarks' settings on PostgreSQL, else the test project's
    ``count_up``);
 5. runrpc ``--heartbeat 1`` with a stock ``zerorpc.Client`` (heartbeat 5 s)
-   and an ``RPCClient`` on its defaults each calling ``sleep 3``.
+   and an ``RPCClient`` on its defaults each calling ``sleep 3``;
+6. a stalled server of three (issue 24): 32 greenlets sharing one
+   ``RPCClient`` (1 s timeout) call ``server_pid`` for 5 s, then one server
+   is sent SIGSTOP for 13 s: the calls made after its first 3 s, how many
+   failed, the rate against the three servers' rate; then SIGCONT: seconds
+   until it answers 15% of the calls of the last 2 s again (at most 60 s).
 
-Parts 2, 3 and 5 call ``sleep``, which ``benchmarks.settings`` does not
+Parts 2, 3, 5 and 6 call ``sleep`` or ``server_pid``, which ``benchmarks.settings`` does not
 serve: their servers run the test project's settings (its probes app).
 Parts 2 to 4 are repeated ``--repeat`` times (min/median/max). One line per
 figure on stdout, then the whole as one JSON line; progress on stderr.
@@ -514,6 +519,111 @@ def heartbeats_part(env: dict[str, str]) -> dict[str, Any]:
     return {"clients": results, "lost_its_caller_logged": lost}
 
 
+# -- 6. a stalled server -------------------------------------------------------
+
+STALL_CALLERS = 32
+STALL_SETTLE = 3.0  # seconds after SIGSTOP not judged: its calls in flight time out
+
+
+def stalled_part(env: dict[str, str]) -> dict[str, Any]:
+    import django
+    import gevent
+    from django.conf import settings
+
+    from django_zrpc import RPCClient
+
+    if not settings.configured:
+        # A client in a Django process, as in a view: its metrics and its
+        # ZRPC_OUTLIER_* settings are read from the tests' settings.
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", TEST_SETTINGS)
+        django.setup()
+    log("6. one of three servers SIGSTOPped under 32 callers, then SIGCONT ...")
+    with (
+        runrpc(TEST_SETTINGS, [], env) as first,
+        runrpc(TEST_SETTINGS, [], env) as stalled,
+        runrpc(TEST_SETTINGS, [], env) as third,
+    ):
+        client = RPCClient([first.endpoint, stalled.endpoint, third.endpoint], timeout=1)
+        # (when it ended, the pid that answered or 0 for a failure)
+        outcomes: list[tuple[float, int]] = []
+        running = [True]
+
+        def caller() -> None:
+            for _ in range(10_000_000):
+                if not running[0]:
+                    return
+                try:
+                    outcomes.append((time.monotonic(), client.server_pid()))
+                except Exception:
+                    outcomes.append((time.monotonic(), 0))
+                    gevent.sleep(0.01)
+
+        def window(start: float, end: float) -> list[int]:
+            return [pid for at, pid in outcomes if start <= at < end]
+
+        greenlets = [gevent.spawn(caller) for _ in range(STALL_CALLERS)]
+        try:
+            gevent.sleep(1.0)  # connections made
+            measured_from = time.monotonic()
+            gevent.sleep(5.0)
+            stopped_at = time.monotonic()
+            three = len(window(measured_from, stopped_at)) / (stopped_at - measured_from)
+            stalled.proc.send_signal(signal.SIGSTOP)
+            try:
+                gevent.sleep(STALL_SETTLE + 10.0)
+            finally:
+                stalled.proc.send_signal(signal.SIGCONT)
+            continued_at = time.monotonic()
+            judged = window(stopped_at + STALL_SETTLE, continued_at)
+            back_after = None
+            for _ in range(600):
+                now = time.monotonic()
+                recent = window(now - 2.0, now)
+                if recent and recent.count(stalled.proc.pid) >= 0.15 * len(recent):
+                    back_after = now - continued_at
+                    break
+                if now - continued_at > 60:
+                    break
+                gevent.sleep(0.1)
+            now = time.monotonic()
+            recent = window(now - 2.0, now)
+        finally:
+            running[0] = False
+            gevent.joinall(greenlets, timeout=10)
+            gevent.killall(greenlets, timeout=5)
+            client.close()
+    failed = judged.count(0)
+    rate = len(judged) / (continued_at - stopped_at - STALL_SETTLE)
+    return {
+        "calls_after_settle": len(judged),
+        "failed": failed,
+        "failed_percent": round(100 * failed / len(judged), 3) if judged else None,
+        "to_stalled": judged.count(stalled.proc.pid),
+        "rate_three": round(three),
+        "rate_stalled": round(rate),
+        "rate_ratio": round(rate / three, 3) if three else None,
+        "back_after_sigcont": None if back_after is None else round(back_after, 1),
+        "share_after": round(recent.count(stalled.proc.pid) / len(recent), 3) if recent else None,
+    }
+
+
+def print_stalled(result: dict[str, Any]) -> None:
+    report(
+        f"6. stalled server, calls after the first {STALL_SETTLE:.0f} s",
+        f"{result['calls_after_settle']}, {result['failed']} failed "
+        f"({result['failed_percent']}%), {result['to_stalled']} answered by the stalled one",
+    )
+    report(
+        "6. rate while stalled vs three servers",
+        f"{result['rate_stalled']}/s vs {result['rate_three']}/s ({result['rate_ratio']:.0%})",
+    )
+    back = result["back_after_sigcont"]
+    report(
+        "6. after SIGCONT, it answers 15% of the calls again",
+        "not within 60 s" if back is None else f"after {back} s (share {result['share_after']})",
+    )
+
+
 # -- the run -----------------------------------------------------------------
 
 
@@ -532,45 +642,74 @@ def postgres_url() -> tuple[str | None, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs of parts 2 to 4 (1..20)")
+    parser.add_argument(
+        "--parts", default="123456", help="the parts to run, as digits (default: all, 123456)"
+    )
     args = parser.parse_args()
     if not 1 <= args.repeat <= 20:
         parser.error("--repeat must be 1..20")
+    if not args.parts or set(args.parts) - set("123456"):
+        parser.error(f"--parts takes digits 1 to 6, like 16; not {args.parts!r}.")
+    parts = set(args.parts)
     started = time.monotonic()
     database_url, why_not = postgres_url()
     env = base_env(database_url)
     result: dict[str, Any] = {}
-    if database_url:
+    if "1" in parts and database_url:
         result["connections"] = connections_part(database_url)
         print_connections(result["connections"])
-    else:
+    elif "1" in parts:
         result["connections"] = {"skipped": why_not}
         report("1. database connections", f"skipped: {why_not}")
-    result["killed_caller"] = killed_caller_part(env, args.repeat)
+    if "2" in parts:
+        part2(result, env, args.repeat)
+    if "3" in parts:
+        part3(result, env, args.repeat)
+    if "4" in parts:
+        part4_run(result, database_url, args.repeat)
+    if "5" in parts:
+        part5(result, env)
+    if "6" in parts:
+        result["stalled"] = stalled_part(env)
+        print_stalled(result["stalled"])
+    result["seconds"] = round(time.monotonic() - started, 1)
+    print(json.dumps(result, default=str))
+
+
+def part2(result: dict[str, Any], env: dict[str, str], repeat: int) -> None:
+    result["killed_caller"] = killed_caller_part(env, repeat)
     report(
         "2. caller SIGKILLed mid-call -> runrpc logs 'lost its caller'",
-        spread_text(result["killed_caller"]["seconds"], args.repeat),
+        spread_text(result["killed_caller"]["seconds"], repeat),
     )
     report("2. runrpc's line", result["killed_caller"]["log"])
-    result["killed_server"] = killed_server_part(env, args.repeat)
+
+
+def part3(result: dict[str, Any], env: dict[str, str], repeat: int) -> None:
+    result["killed_server"] = killed_server_part(env, repeat)
     report(
         f"3. server SIGKILLed -> all {CALLS_IN_FLIGHT} calls raised LostRemote",
-        spread_text(result["killed_server"]["seconds"], args.repeat),
+        spread_text(result["killed_server"]["seconds"], repeat),
     )
     report("3. errors raised (all runs)", dict(result["killed_server"]["raised"]))
-    result["abandoned_stream"] = part4 = abandoned_stream_part(database_url, args.repeat)
+
+
+def part4_run(result: dict[str, Any], database_url: str | None, repeat: int) -> None:
+    result["abandoned_stream"] = part4 = abandoned_stream_part(database_url, repeat)
     report(
         f"4. {part4['stream']} closed after 1 item -> next call served",
-        spread_text(part4["seconds"], args.repeat),
+        spread_text(part4["seconds"], repeat),
     )
     report("4. calls refused as busy meanwhile, per run", part4["refused_as_busy"])
     report("4. 'stopped: its caller cancelled it' logged after (s), per run", part4["logged_after"])
+
+
+def part5(result: dict[str, Any], env: dict[str, str]) -> None:
     result["heartbeats"] = heartbeats_part(env)
     for label, outcome in result["heartbeats"]["clients"].items():
         done = "completed" if outcome["completed"] else f"failed ({outcome.get('error')})"
         report(f"5. sleep 3 on --heartbeat 1, {label}", f"{done} in {outcome['seconds']:.3f} s")
     report("5. 'lost its caller' logged", len(result["heartbeats"]["lost_its_caller_logged"]))
-    result["seconds"] = round(time.monotonic() - started, 1)
-    print(json.dumps(result, default=str))
 
 
 if __name__ == "__main__":

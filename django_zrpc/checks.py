@@ -48,6 +48,22 @@ _SIMPLE: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "WORKERS": (lambda v: _integer(v) and v > 0, "a positive integer", "E013"),
     "OPS_MAX_CONNECTIONS": (lambda v: _integer(v) and v > 0, "a positive integer", "E017"),
     "OPS_HEADER_TIMEOUT": (lambda v: _number(v) and v > 0, "a positive number", "E017"),
+    "OUTLIER_STALL": (
+        lambda v: v is None or (_number(v) and v > 0),
+        "None or a number of seconds above 0",
+        "E020",
+    ),
+    "OUTLIER_FAILURES": (lambda v: _integer(v) and v > 0, "a positive integer", "E020"),
+    "OUTLIER_EJECT_FOR": (
+        lambda v: _number(v) and v > 0,
+        "a number of seconds above 0",
+        "E020",
+    ),
+    "OUTLIER_MAX_EJECTED": (
+        lambda v: _number(v) and 0 <= v <= 1,
+        "a share of the endpoints from 0 to 1 (0.5: half; at least one is always allowed)",
+        "E020",
+    ),
 }
 
 

@@ -76,6 +76,16 @@ DEFAULTS: dict[str, Any] = {
     # OpenTelemetry spans and trace context for every call (issue 17): True,
     # False, or None: on whenever opentelemetry-api is installed.
     "OPENTELEMETRY": None,
+    # Outlier ejection in RPCClient and AsyncRPCClient (README, "Many hosts").
+    # Seconds an endpoint with calls sent may go without answering any while
+    # the others answer before it is ejected (None: never for that alone);
+    # timeouts in a row that eject it; the base seconds of an ejection (times
+    # the endpoint's recent ejections, at most 300); and the share of the
+    # endpoints that may be ejected at once (at least one of two or more).
+    "OUTLIER_STALL": 0.5,
+    "OUTLIER_FAILURES": 5,
+    "OUTLIER_EJECT_FOR": 10.0,
+    "OUTLIER_MAX_EJECTED": 0.5,
 }
 
 DB_MIDDLEWARE = "django_zrpc.middleware.CloseOldConnectionsMiddleware"

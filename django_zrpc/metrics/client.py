@@ -150,6 +150,17 @@ def _build() -> tuple[SimpleNamespace | None, SimpleNamespace]:
             multiprocess_mode="livemin",
             registry=None,
         ),
+        ejections=Counter(
+            "zrpc_client_ejections",
+            "Times an endpoint was ejected: it stopped answering while the others answered, "
+            "or its calls timed out in a row.",
+            ["endpoint"],
+        ),
+        ejected=Gauge(
+            "zrpc_client_endpoints_ejected",
+            "Endpoints ejected now (they take no calls but one probe until their time is up).",
+            multiprocess_mode="livesum",
+        ),
     )
     collectors += [metrics.pool_waits, metrics.retries, metrics.up]
     registered: list[Any] = []
@@ -221,6 +232,21 @@ def set_endpoint_up(endpoint: str, up: bool) -> None:
     metrics = _get()
     if metrics is not None:
         metrics.up.labels(endpoint).set(1 if up else 0)
+
+
+def ejected(endpoint: str) -> None:
+    """Count the ejection of ``endpoint``, one more ejected now."""
+    metrics = _get()
+    if metrics is not None:
+        metrics.ejections.labels(endpoint).inc()
+        metrics.ejected.inc()
+
+
+def returned(endpoint: str) -> None:
+    """``endpoint``, ejected, takes calls again: one fewer ejected now."""
+    metrics = _get()
+    if metrics is not None:
+        metrics.ejected.dec()
 
 
 def _error_name(error: BaseException) -> str:
