@@ -19,8 +19,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from django.conf import settings
-
 from django_zrpc import conf
 from django_zrpc.discovery import directory_for
 from django_zrpc.exceptions import LostRemote, RemoteError, ServerUnavailable, TimeoutExpired
@@ -40,11 +38,6 @@ MAX_EJECTION = 300.0
 _SCAN_EVERY = 0.05
 
 
-def _outlier_setting(name: str) -> Any:
-    # A plain script's client (no settings configured) takes the defaults.
-    return conf.get(name) if settings.configured else conf.DEFAULTS[name]
-
-
 class Balancer:
     """The endpoints of one client: where calls go, and which are down."""
 
@@ -56,10 +49,10 @@ class Balancer:
         self._down_until: dict[str, float] = {}
         self._turn = itertools.count()
         # Read once: the call path reads no settings.
-        self.stall = _outlier_setting("OUTLIER_STALL")
-        self.failures_to_eject = _outlier_setting("OUTLIER_FAILURES")
-        self.eject_for = _outlier_setting("OUTLIER_EJECT_FOR")
-        self.max_ejected_share = _outlier_setting("OUTLIER_MAX_EJECTED")
+        self.stall = conf.get("OUTLIER_STALL")
+        self.failures_to_eject = conf.get("OUTLIER_FAILURES")
+        self.eject_for = conf.get("OUTLIER_EJECT_FOR")
+        self.max_ejected_share = conf.get("OUTLIER_MAX_EJECTED")
         # endpoint -> when the first call went there since its last answer.
         self._unanswered_since: dict[str, float] = {}
         # endpoint -> calls in a row that timed out or found it silent.
