@@ -9,7 +9,8 @@ import gevent
 import gevent.event
 import zerorpc
 
-from tests.test_workers import running, wait_until, worker_pids
+from django_zrpc import RPCClient
+from tests.test_workers import all_new, running, wait_until, worker_pids
 
 
 def keep_calling(
@@ -88,3 +89,43 @@ def test_sighup_to_one_process_keeps_it_serving_and_says_how_to_reload(start_ser
     assert failed == []
     assert "Run runrpc --workers 2 (or more) to reload on SIGHUP" in server.output_since(mark)
     assert server.stop() == 0
+
+
+def test_a_reload_fails_at_most_1_percent_of_stock_zerorpc_calls(start_server):
+    server = start_server("--workers", "2", "--heartbeat", "1")
+    first = worker_pids(server)
+    stop = gevent.event.Event()
+    served: list = []
+    failed: list = []
+    callers = [gevent.spawn(keep_calling, server.endpoint, stop, served, failed) for _ in range(8)]
+    # django_zrpc callers beside them, refused and sent elsewhere as they are.
+    client = RPCClient(server.endpoint, timeout=10)
+    rich_failed: list = []
+
+    def call_rich() -> None:
+        for n in range(1_000_000):
+            if stop.is_set():
+                return
+            try:
+                client.echo(n)
+            except Exception as err:
+                rich_failed.append(f"{type(err).__name__}: {err}")
+
+    callers += [gevent.spawn(call_rich) for _ in range(8)]
+    try:
+        wait_until(lambda: len(served) > 500, 30, "8 callers made no 500 calls")
+        before = len(served) + len(failed)
+        server.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: all_new(worker_pids(server), first), 60, "SIGHUP replaced no worker")
+        # The old workers' last connections closed: every caller serves on the new ones.
+        wait_until(lambda: not any(running(pid) for pid in first), 60, "an old worker is left")
+        count = len(served)
+        wait_until(lambda: len(served) > count + 500, 30, "calls stopped after SIGHUP")
+    finally:
+        stop.set()
+        gevent.joinall(callers, timeout=30)
+        client.close()
+    calls = len(served) + len(failed) - before
+    print(f"{len(failed)} of {calls} stock calls failed: {sorted(set(failed))[:5]}")
+    assert len(failed) <= calls / 100, f"{len(failed)} of {calls}: {sorted(set(failed))[:5]}"
+    assert rich_failed == []

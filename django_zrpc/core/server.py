@@ -111,13 +111,17 @@ class Server:
         self._send_tracebacks = send_tracebacks
         self.stall_after = stall_after
         self.stop_linger = stop_linger
-        # A worker of runrpc --workers keeps refusing calls (ServerStopping)
-        # until none came for stop_linger, for up to quiet_linger seconds: its
-        # listener accepts connections until the socket closes (unbinding
-        # would close the connections it accepted, calls in flight and all),
-        # and a call that arrives once it is closed is lost to its caller.
+        # A worker of runrpc --workers hands over for up to quiet_linger
+        # seconds, until no call was refused for stop_linger: its listener
+        # accepts connections until the socket closes (unbinding would close
+        # the connections it accepted, calls in flight and all), and a call
+        # that arrives once it is closed is lost to its caller. Meanwhile it
+        # refuses (ServerStopping) the calls of django_zrpc clients, which send
+        # them again on a new connection, and serves those of other zerorpc
+        # clients, which cannot: refused, each of their calls failed.
         self.quiet_linger = quiet_linger
         self._last_refused = 0.0
+        self._serving_plain = False
         self._hooks = Hooks(middleware)
         self._unpacker = unpacker or protocol.Unpacker()
         self._new_id = protocol.MessageIds()
@@ -219,16 +223,12 @@ class Server:
         reader = gevent.spawn(self._io.run)
         try:
             self._stopped.wait()
-            # Keep answering ServerStopping a moment longer: a call that
-            # arrives after the socket closes is lost to its caller, who only
-            # learns of it from heartbeats, and cannot tell whether it ran.
-            gevent.sleep(self.stop_linger)
-            quiet_by = time.monotonic() + self.quiet_linger
-            while time.monotonic() < quiet_by:
-                quiet_for = time.monotonic() - self._last_refused
-                if quiet_for >= self.stop_linger:
-                    break
-                gevent.sleep(self.stop_linger - quiet_for)
+            if not self.quiet_linger:
+                # Keep answering ServerStopping a moment longer: a call that
+                # arrives after the socket closes is lost to its caller, who
+                # only learns of it from heartbeats, and cannot tell whether it
+                # ran. A worker lingered in stop(), serving as it did.
+                gevent.sleep(self.stop_linger)
         finally:
             gevent.killall(self._greenlets)
             self._io.flush()  # the last replies, ServerStopping errors among them
@@ -276,6 +276,8 @@ class Server:
         """Stop taking calls, give running ones ``grace`` seconds, end the rest with an error."""
         self._accepting = False
         deadline = time.monotonic() + grace
+        if self.quiet_linger:
+            self._hand_over()
         while self._calls and time.monotonic() < deadline:
             gevent.sleep(0.05)
         for call in list(self._calls.values()):
@@ -296,6 +298,33 @@ class Server:
                 )
             self._lose(call, STOPPING_REASON)
         self._stopped.set()
+
+    def _hand_over(self) -> None:
+        """Serve plain zerorpc callers until no django_zrpc call was refused for a while.
+
+        The refused ones' clients open new connections, which the kernel
+        gives to the other workers more often than to this one.
+        """
+        self._serving_plain = True
+        self._last_refused = time.monotonic()
+        quiet_by = time.monotonic() + self.quiet_linger
+        try:
+            while time.monotonic() < quiet_by:
+                quiet_for = time.monotonic() - self._last_refused
+                if quiet_for < self.stop_linger:
+                    gevent.sleep(self.stop_linger - quiet_for)
+                    continue
+                # On a starved CPU the timer can fire in the same turn of the
+                # loop as a batch of calls not yet read: read them first.
+                gevent.sleep(0.01)
+                if time.monotonic() - self._last_refused >= self.stop_linger:
+                    break
+        finally:
+            # From here every call is refused, and the socket closes as soon
+            # as the running ones end, replies first: a plain caller gets the
+            # close right behind its last reply, and its next call goes out
+            # on its next connection, to another worker.
+            self._serving_plain = False
 
     def close(self) -> None:
         self._io.stop_watching()
@@ -375,7 +404,7 @@ class Server:
         if not isinstance(event.args, list | tuple):
             self._reply_error(call, "TypeError", "The call's arguments are not an array.")
             self._observer.call_refused(event.name, observed.BAD_REQUEST)
-        elif not self._accepting:
+        elif not self._accepting and (call.rich or not self._serving_plain):
             self._last_refused = time.monotonic()
             self._observer.call_refused(event.name, observed.STOPPING)
             self._reply_error(

@@ -33,7 +33,8 @@ from django_zrpc.metrics import server_observer, worker_metrics
 from django_zrpc.worker import WorkerHandles, end_with_supervisor
 
 LAUNCHER = "django_zrpc.launcher"
-# Seconds a draining worker may keep refusing calls until none come (Server.quiet_linger).
+# Seconds a draining worker may hand over, refusing django_zrpc callers (who call again
+# elsewhere) and serving the others, until none is refused (Server.quiet_linger).
 WORKER_QUIET_LINGER = 5.0
 
 
