@@ -35,6 +35,7 @@ from django_zrpc.context import _current as _current_call
 from django_zrpc.core import observer as observed
 from django_zrpc.core import protocol
 from django_zrpc.core.builtins import builtins as builtin_functions
+from django_zrpc.core.builtins import unknown_function
 from django_zrpc.core.calls import (
     CANCELLED,
     DEADLINE_PASSED,
@@ -597,7 +598,7 @@ class Server:
             served = self._functions.get(request.name)
             if served is None:
                 outcome = "unknown"
-                raise NameError(request.name)
+                raise NameError(unknown_function(request.name, self.function_names))
             self._hooks.call("server_before_exec", request)
             args, kwargs = split_kwargs(request.args)
             if served.stream:
