@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -31,15 +33,23 @@ class SentryStub(ThreadingHTTPServer):
     def port(self) -> int:
         return self.server_address[1]
 
-    def wait_for(self, predicate, timeout: float = 15.0):
+    def wait_for(self, predicate, server=None, timeout: float = 15.0):
+        """Return the first event ``predicate`` finds; fail early if ``server`` logged a failure.
+
+        A middleware that raised never sends: its traceback in the server's
+        log ends the wait at once, and says why, rather than a timeout.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for path, body in list(self.received):
                 found = predicate(path, body)
                 if found:
                     return found
+            if server is not None and "contrib/sentry.py" in server.output:
+                pytest.fail(f"The Sentry middleware failed in the server:\n{server.output}")
             time.sleep(0.05)
-        pytest.fail(f"No matching event reached the Sentry stub; got {self.received!r}")
+        log = f"; the server printed:\n{server.output}" if server is not None else ""
+        pytest.fail(f"No matching event reached the Sentry stub; got {self.received!r}{log}")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -80,18 +90,59 @@ def _envelope_event(path: str, body: bytes):
     return None
 
 
-def test_sentry_sdk_captures_rpc_exceptions_with_the_rpc_name(start_server, sentry_stub):
-    server = start_server(SENTRY_DSN=f"http://publickey@127.0.0.1:{sentry_stub.port}/1")
+@pytest.fixture(scope="session")
+def sentry_sdk_2(request):
+    """A folder holding the newest sentry-sdk 2.x, to put first on a runrpc's PYTHONPATH.
+
+    The test extra installs the newest sentry-sdk (3 or later); users still on
+    2.x get an event_from_exception() of another signature. Installed once
+    into pytest's cache (its dependencies, urllib3 and certifi, are the venv's).
+    """
+    folder = request.config.cache.mkdir("sentry-sdk-2")
+    if not (folder / "sentry_sdk").is_dir():
+        pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--upgrade"]
+        install = subprocess.run(
+            [*pip, "--target", str(folder), "sentry-sdk>=2,<3"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if install.returncode != 0:
+            pytest.skip(f"pip could not install sentry-sdk 2.x: {install.stderr[-500:]}")
+    return folder
+
+
+@pytest.fixture(params=["installed", "2.x"])
+def sentry_sdk_env(request) -> dict[str, str]:
+    """runrpc's environment for the installed sentry-sdk, then for sentry-sdk 2.x."""
+    if request.param == "installed":
+        return {}
+    return {"PYTHONPATH": str(request.getfixturevalue("sentry_sdk_2"))}
+
+
+def test_sentry_sdk_captures_rpc_exceptions_with_the_rpc_name(
+    start_server, sentry_stub, sentry_sdk_env
+):
+    server = start_server(
+        SENTRY_DSN=f"http://publickey@127.0.0.1:{sentry_stub.port}/1", **sentry_sdk_env
+    )
     with server.client() as client:
         with pytest.raises(zerorpc.RemoteError):
             client.fail("sentry-boom")
         assert client.echo(1) == 1
 
-    event = sentry_stub.wait_for(_envelope_event)
+    event = sentry_stub.wait_for(_envelope_event, server)
+    if "PYTHONPATH" in sentry_sdk_env:
+        assert event["sdk"]["version"].startswith("2."), event["sdk"]
     exception = event["exception"]["values"][-1]
     assert exception["type"] == "ValueError"
     assert exception["value"] == "sentry-boom"
-    assert exception["mechanism"] == {"type": "django_zrpc", "handled": False}
+    # sentry-sdk 3 adds the exception's place in its chain (exception_id).
+    mechanism = exception["mechanism"]
+    assert {key: mechanism[key] for key in ("type", "handled")} == {
+        "type": "django_zrpc",
+        "handled": False,
+    }
     assert event["tags"]["rpc"] == "fail"
     assert event["transaction"] == "rpc fail"
     frames = exception["stacktrace"]["frames"]

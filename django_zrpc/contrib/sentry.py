@@ -7,6 +7,7 @@ installed, and switches itself off when ``sentry_sdk.init()`` did not run.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
@@ -18,6 +19,12 @@ except ImportError as err:  # pragma: no cover - exercised without the extra
     raise ImproperlyConfigured(
         'django_zrpc.contrib.sentry needs sentry-sdk: pip install "django-zrpc[sentry]"'
     ) from err
+
+# sentry-sdk 2 takes the client's options as an argument; sentry-sdk 3 reads
+# them from the current client itself and refuses the argument. Without them
+# sentry-sdk 2 would ignore the user's own options (include_local_variables,
+# max_value_length...), so they are passed wherever they are still taken.
+_TAKES_CLIENT_OPTIONS = "client_options" in inspect.signature(event_from_exception).parameters
 
 
 class SentryMiddleware:
@@ -35,9 +42,10 @@ class SentryMiddleware:
             scope.set_tag("rpc", request_event.name)
             scope.set_transaction_name(f"rpc {request_event.name}")
             scope.set_context("rpc", {"name": request_event.name, "context": task_context})
+            options = {"client_options": client.options} if _TAKES_CLIENT_OPTIONS else {}
             event, hint = event_from_exception(
                 tuple(exc_info),  # zerorpc passes a list
-                client_options=client.options,
                 mechanism={"type": "django_zrpc", "handled": False},
+                **options,
             )
             sentry_sdk.capture_event(event, hint=hint)
