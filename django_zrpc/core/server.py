@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import difflib
 import logging
 import sys
 import time
@@ -238,6 +239,17 @@ class Server:
     def served_names(self) -> frozenset[str]:
         """The names calls may name: the functions and zerorpc's built-ins."""
         return frozenset(self._functions)
+
+    def _unknown_name(self, name: str) -> str:
+        """Say that no function is named ``name``, and which one may have been meant."""
+        # zerorpc's own names are not what a misspelled call meant.
+        names = [known for known in self._functions if not known.startswith("_zerorpc_")]
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        return (
+            f"No function is named {name!r} on this server.{hint} "
+            "manage.py rpclist lists the functions a server serves."
+        )
 
     @property
     def accepting(self) -> bool:
@@ -597,7 +609,7 @@ class Server:
             served = self._functions.get(request.name)
             if served is None:
                 outcome = "unknown"
-                raise NameError(request.name)
+                raise NameError(self._unknown_name(request.name))
             self._hooks.call("server_before_exec", request)
             args, kwargs = split_kwargs(request.args)
             if served.stream:
