@@ -55,7 +55,11 @@ class Registry:
         self._functions: dict[str, RPCFunction] = {}
 
     def register(
-        self, name: str | None = None, *, stream: bool = False, blocking: bool = False
+        self,
+        name: str | None = None,
+        *positional: object,
+        stream: bool = False,
+        blocking: bool = False,
     ) -> Callable[[F], F]:
         """Register the decorated function under ``name`` (default: its own name).
 
@@ -65,6 +69,18 @@ class Registry:
         the server's heartbeats and other calls. The function is returned
         unchanged.
         """
+        if positional:
+            # A flag given by position reads as nothing at the call site
+            # (register("charges", True)): the flags are keyword-only.
+            flags = ", ".join(
+                f"{flag}={value!r}"
+                for flag, value in zip(("stream", "blocking"), positional, strict=False)
+            )
+            raise TypeError(
+                f"rpc.register takes its flags by keyword: write "
+                f"@rpc.register({name!r}, {flags}), not "
+                f"@rpc.register({', '.join(map(repr, (name, *positional)))})."
+            )
         if stream and blocking:
             raise ZRPCConfigurationError(
                 "blocking=True is not supported for streams: a stream sends as it "

@@ -330,3 +330,24 @@ def test_closing_the_pool_while_a_discard_closes_spares_closes_each_once():
     gevent.sleep(0.2)  # the spares close one after the other, 0.02 s each
     assert all(c.closed for c in made)
     assert pool.connections == 0
+
+
+def test_closing_an_async_pool_wakes_its_waiters_with_the_same_retryable_error():
+    """AsyncPool keeps the gevent pool's rule: a call that waited in vain may go elsewhere."""
+    import asyncio
+
+    from django_zrpc.aio.pool import AsyncPool
+    from django_zrpc.retry import may_retry
+
+    async def scenario() -> BaseException:
+        pool = AsyncPool("tcp://127.0.0.1:1", Connection, size=1)  # type: ignore[arg-type]
+        await pool.acquire(1)
+        waiting = asyncio.ensure_future(pool.acquire(5))
+        await asyncio.sleep(0.05)
+        pool.close()
+        with pytest.raises(ServerUnavailable, match="was closed while a call waited") as info:
+            await asyncio.wait_for(waiting, 1)
+        return info.value
+
+    error = asyncio.run(scenario())
+    assert may_retry(error, idempotent=False)

@@ -77,6 +77,17 @@ def test_bare_decorator_is_a_clear_type_error():
         Registry().register(lambda: None)  # type: ignore[arg-type]
 
 
+def test_positional_flags_are_a_type_error_that_names_them():
+    registry = Registry()
+    with pytest.raises(TypeError) as caught:
+        registry.register("charges", True)
+    assert str(caught.value) == (
+        "rpc.register takes its flags by keyword: write "
+        "@rpc.register('charges', stream=True), not @rpc.register('charges', True)."
+    )
+    assert "charges" not in registry
+
+
 def test_autodiscovery_registered_the_test_project_functions():
     names = {entry.name for entry in rpc}
     assert {"get_ticket", "ticket_list", "fail", "echo", "sleep"} <= names

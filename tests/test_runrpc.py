@@ -52,6 +52,21 @@ def test_unknown_function_is_a_remote_name_error(server):
     server.wait_for("rpc no_such_function: no such function is registered", since=mark)
 
 
+def test_a_misspelled_function_is_named_with_the_closest_and_rpclist(server):
+    with server.client() as client:
+        with pytest.raises(zerorpc.RemoteError) as caught:
+            client.get_tiket(1)
+        with pytest.raises(zerorpc.RemoteError) as unlike:
+            client.zzzzzz()
+    assert caught.value.name == "NameError"  # what zerorpc clients expect
+    assert caught.value.msg == (
+        "No function is named 'get_tiket' here. Did you mean 'get_ticket'? "
+        "manage.py rpclist (or zerorpc's _zerorpc_list) lists the functions served."
+    )
+    assert "Did you mean" not in unlike.value.msg
+    assert "rpclist" in unlike.value.msg
+
+
 def test_one_log_line_per_call_with_method_duration_outcome(server):
     mark = server.mark()
     with server.client() as client:

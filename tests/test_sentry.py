@@ -101,8 +101,10 @@ def sentry_sdk_2(request):
     folder = request.config.cache.mkdir("sentry-sdk-2")
     if not (folder / "sentry_sdk").is_dir():
         install = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
-            + ["--target", str(folder), "--upgrade", "sentry-sdk>=2,<3"],
+            [
+                *(sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"),
+                *("--target", str(folder), "--upgrade", "sentry-sdk>=2,<3"),
+            ],
             capture_output=True,
             text=True,
             timeout=300,

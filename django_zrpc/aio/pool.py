@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django_zrpc.aio.connection import AsyncConnection
-from django_zrpc.exceptions import PoolExhausted
+from django_zrpc.exceptions import PoolExhausted, ServerUnavailable
 from django_zrpc.metrics import client as client_metrics
 from django_zrpc.spreading import SPREAD_AT, leads_and_spares, spares_of
 
@@ -89,7 +89,9 @@ class AsyncPool:
             # Also a wait in vain (PoolExhausted): a full pool is what it measures.
             client_metrics.record_pool_wait(self.endpoint, time.monotonic() - waited_from)
         if item is _CLOSED:
-            raise RuntimeError(f"The pool of {self.endpoint} was closed.")
+            # As the gevent pool: the call never went out, so the client's
+            # retry rule sends it elsewhere (the address left, say).
+            raise ServerUnavailable(f"The pool of {self.endpoint} was closed while a call waited.")
         return item
 
     def _take(self) -> AsyncConnection | None:

@@ -9,8 +9,9 @@ removed; ``argspec`` gives the same 4-item shape from
 
 from __future__ import annotations
 
+import difflib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def builtins(
 
     def lookup(name: str) -> ServedFunction:
         if name not in functions:
-            raise NameError(name)
+            raise NameError(unknown_function(name, functions))
         return functions[name]
 
     return {
@@ -63,3 +64,18 @@ def builtins(
             "methods": {name: describe(name) for name in functions},
         },
     }
+
+
+def unknown_function(name: Any, names: Iterable[str]) -> str:
+    """Say that no function is named ``name``, with the closest name and where to look.
+
+    The error keeps zerorpc's name, ``NameError``; its message is for the
+    person who misspelled the function.
+    """
+    public = [n for n in names if not n.startswith("_")]
+    close = difflib.get_close_matches(str(name), public, n=1) if isinstance(name, str) else []
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return (
+        f"No function is named {name!r} here.{hint} "
+        "manage.py rpclist (or zerorpc's _zerorpc_list) lists the functions served."
+    )

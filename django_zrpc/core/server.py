@@ -35,6 +35,7 @@ from django_zrpc.context import _current as _current_call
 from django_zrpc.core import observer as observed
 from django_zrpc.core import protocol
 from django_zrpc.core.builtins import builtins as builtin_functions
+from django_zrpc.core.builtins import unknown_function
 from django_zrpc.core.calls import (
     CANCELLED,
     DEADLINE_PASSED,
@@ -239,7 +240,6 @@ class Server:
         """The names calls may name: the functions and zerorpc's built-ins."""
         return frozenset(self._functions)
 
-    @property
     def accepting(self) -> bool:
         """Whether new calls are taken: False from the moment ``stop()`` is called."""
         return self._accepting
@@ -626,7 +626,7 @@ class Server:
             served = self._functions.get(request.name)
             if served is None:
                 outcome = "unknown"
-                raise NameError(request.name)
+                raise NameError(unknown_function(request.name, self.function_names))
             self._hooks.call("server_before_exec", request)
             args, kwargs = split_kwargs(request.args)
             if served.stream:
