@@ -86,6 +86,19 @@ def encode(exc: BaseException) -> dict[str, Any] | None:
     return None
 
 
+def expected(exc: BaseException) -> bool:
+    """Whether ``exc`` is an outcome the caller is meant to handle, not a fault of the server.
+
+    A registered error, or one of Django's that a view turns into a response
+    (``DoesNotExist``: a 404; ``PermissionDenied``: a 403; ``ValidationError``:
+    a form's errors). ``MultipleObjectsReturned`` is a bug, and stays one.
+    """
+    if isinstance(exc, ObjectDoesNotExist | PermissionDenied | ValidationError):
+        return True
+    registered = tuple(_registry.values())
+    return bool(registered) and isinstance(exc, registered)
+
+
 def _sendable(value: Any) -> Any:
     from django_zrpc import values
 

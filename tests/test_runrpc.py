@@ -13,6 +13,7 @@ import pytest
 import zerorpc
 from django.core.management import CommandError, call_command
 
+from django_zrpc import RPCClient
 from tests.conftest import ROOT, free_port, subprocess_env
 
 
@@ -40,6 +41,21 @@ def test_remote_error_has_name_and_message_and_server_keeps_serving(server):
         assert client.echo(42) == 42
     server.wait_for("ERROR rpc fail failed in", since=mark)
     assert "ValueError: x" in server.output_since(mark)  # the traceback went to the log
+
+
+def test_an_expected_error_is_logged_at_info_without_a_traceback(server):
+    """DoesNotExist is what a view turns into a 404: one INFO line, not an ERROR and traceback."""
+    from django.core.exceptions import ObjectDoesNotExist
+
+    mark = server.mark()
+    with RPCClient(server.endpoint, timeout=10) as client:
+        with pytest.raises(ObjectDoesNotExist):
+            client.get_ticket(id=-1)
+        assert client.echo("after") == "after"
+    server.wait_for("INFO rpc get_ticket raised DoesNotExist in", since=mark)
+    logged = server.output_since(mark)
+    assert "ERROR" not in logged
+    assert "Traceback" not in logged
 
 
 def test_unknown_function_is_a_remote_name_error(server):

@@ -780,6 +780,12 @@ class Server:
             logger.info("rpc %s stopped: its caller cancelled it", name)
         elif outcome == "unknown":
             logger.warning("rpc %s: no such function is registered", name)
+        elif error is not None and remote_errors.expected(error):
+            # Raised for the caller to handle (a view's 404, say): routine, and
+            # a traceback on every such call would bury the real faults.
+            logger.info(
+                "rpc %s raised %s in %.1f ms: %s", name, type(error).__name__, elapsed_ms, error
+            )
         else:
             logger.error(
                 "rpc %s failed in %.1f ms: %s: %s",
