@@ -240,6 +240,7 @@ class Server:
         """The names calls may name: the functions and zerorpc's built-ins."""
         return frozenset(self._functions)
 
+    @property
     def accepting(self) -> bool:
         """Whether new calls are taken: False from the moment ``stop()`` is called."""
         return self._accepting
