@@ -28,7 +28,10 @@ runrpc`` processes on 127.0.0.1 (free ports), from this process, it measures:
    ``RPCClient`` (1 s timeout) call ``server_pid`` for 5 s, then one server
    is sent SIGSTOP for 13 s: the calls made after its first 3 s, how many
    failed, the rate against the three servers' rate; then SIGCONT: seconds
-   until it answers 15% of the calls of the last 2 s again (at most 60 s).
+   until it answers 15% of the calls of the last 2 s again (at most 60 s);
+7. overload and a slow server (``benchmarks/overload.py``): 2,000 callers
+   against ``runrpc --concurrency 10 --backlog 10``, then 24, with the
+   client's retry budget on and off.
 
 Parts 2, 3, 5 and 6 call ``sleep`` or ``server_pid``, which ``benchmarks.settings`` does not
 serve: their servers run the test project's settings (its probes app).
@@ -643,13 +646,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs of parts 2 to 4 (1..20)")
     parser.add_argument(
-        "--parts", default="123456", help="the parts to run, as digits (default: all, 123456)"
+        "--parts", default="1234567", help="the parts to run, as digits (default: all, 1234567)"
     )
     args = parser.parse_args()
     if not 1 <= args.repeat <= 20:
         parser.error("--repeat must be 1..20")
-    if not args.parts or set(args.parts) - set("123456"):
-        parser.error(f"--parts takes digits 1 to 6, like 16; not {args.parts!r}.")
+    if not args.parts or set(args.parts) - set("1234567"):
+        parser.error(f"--parts takes digits 1 to 7, like 16; not {args.parts!r}.")
     parts = set(args.parts)
     started = time.monotonic()
     database_url, why_not = postgres_url()
@@ -672,6 +675,11 @@ def main() -> None:
     if "6" in parts:
         result["stalled"] = stalled_part(env)
         print_stalled(result["stalled"])
+    if "7" in parts:
+        from benchmarks import overload
+
+        result["overload"] = overload.run(lambda args: runrpc(TEST_SETTINGS, args, env))
+        overload.print_result(result["overload"], report)
     result["seconds"] = round(time.monotonic() - started, 1)
     print(json.dumps(result, default=str))
 

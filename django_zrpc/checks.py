@@ -64,6 +64,16 @@ _SIMPLE: dict[str, tuple[Callable[[Any], bool], str, str]] = {
         "a share of the endpoints from 0 to 1 (0.5: half; at least one is always allowed)",
         "E020",
     ),
+    "RETRY_BUDGET": (
+        lambda v: _number(v) and 0 <= v <= 1000,
+        "a number of tokens from 0 to 1000 (0: no budget)",
+        "E021",
+    ),
+    "RETRY_RATIO": (
+        lambda v: _number(v) and 0 < v <= 1,
+        "a share of a token above 0 and at most 1 (0.1: ten successes pay for one failure)",
+        "E021",
+    ),
 }
 
 

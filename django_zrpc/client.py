@@ -35,7 +35,7 @@ from gevent import monkey
 from django_zrpc import client_options, context, tracing
 from django_zrpc.client_options import ClientOptions
 from django_zrpc.core.client import CallByName, Client, Stream
-from django_zrpc.exceptions import LostRemote, ServerUnavailable
+from django_zrpc.exceptions import LostRemote, PoolExhausted, ServerUnavailable
 from django_zrpc.metrics import client as client_metrics
 from django_zrpc.pool import Pool
 
@@ -110,6 +110,7 @@ class RPCClient(ClientOptions, CallByName):
         balancer = self._balancer
         if not balancer.directory.looked:
             self._await_first_look(deadline)
+        last: Exception | None = None  # the error being retried
         for attempt in itertools.count():
             endpoint = balancer.source  # in the log, if none could be chosen
             try:
@@ -117,12 +118,23 @@ class RPCClient(ClientOptions, CallByName):
                 endpoint = balancer.choose(state, refused)
                 started = time.perf_counter()
                 try:
-                    result = self._call_once(state, endpoint, name, args, kwargs, more, deadline)
+                    result = self._call_once(
+                        state, endpoint, name, args, kwargs, more, deadline, attempt > 0
+                    )
                 except Exception as err:
                     client_metrics.record_outcome(endpoint, name, started, err)
                     raise
                 client_metrics.record_outcome(endpoint, name, started)
+                self._attempt_succeeded(endpoint)
                 return result
+            except PoolExhausted:
+                if last is None:
+                    raise
+                # A retry finds the pool full: it would queue behind the calls
+                # that filled it until its deadline; the caller learns now why
+                # the call failed.
+                client_metrics.record_retry_refused(endpoint, "pool_full")
+                raise last from None
             except Exception as err:
                 if idempotent is None:
                     idempotent = self.idempotent
@@ -131,6 +143,7 @@ class RPCClient(ClientOptions, CallByName):
                 )
                 if pause is None:
                     raise
+                last = err
                 gevent.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -143,13 +156,15 @@ class RPCClient(ClientOptions, CallByName):
         kwargs: dict[str, Any] | None,
         more: dict[str, Any],
         deadline: float,
+        retrying: bool = False,
     ) -> Any:
         tracing.attempt(endpoint)
         pool = state.pools.get(endpoint)
         if pool is None:
             pool = self._new_pool(state, endpoint)
         remaining = max(deadline - time.monotonic(), 0.001)
-        connection = pool.acquire(min(self.pool_timeout, remaining))
+        # A retry never waits for room: see the call loop.
+        connection = pool.acquire(0 if retrying else min(self.pool_timeout, remaining))
         try:
             result = connection.call(name, *args, timeout=remaining, kwargs=kwargs, **more)
         except BaseException as err:

@@ -16,6 +16,7 @@ from django.conf import settings
 
 from django_zrpc.discovery import DEFAULT_REFRESH, is_discovery
 from django_zrpc.exceptions import CurveKeyError, ZRPCConfigurationError
+from django_zrpc.retry import RetryBudget, backoff, counts_against, may_retry, pushback
 
 logger = logging.getLogger("django_zrpc.client")
 
@@ -46,6 +47,8 @@ OPTIONS = {
     "REFRESH": "refresh",
     "CURVE_SECRET": "curve_secret",
     "CURVE_SERVER": "curve_server",
+    "RETRY_BUDGET": "retry_budget",
+    "RETRY_RATIO": "retry_ratio",
 }
 
 _SECONDS = ("timeout", "heartbeat", "pool_timeout", "down_for", "connect_timeout", "refresh")
@@ -118,7 +121,19 @@ def option_errors(options: dict[str, Any]) -> dict[str, str]:
         value = options.get(option, 1)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             errors[option] = f"must be an integer of 1 or more, not {value!r}."
+    budget = options.get("retry_budget")
+    if budget is not None and not (_is_number(budget) and 0 <= budget <= 1000):
+        errors["retry_budget"] = (
+            f"must be a number of tokens from 0 to 1000 (0: none), not {budget!r}."
+        )
+    ratio = options.get("retry_ratio")
+    if ratio is not None and not (_is_number(ratio) and 0 < ratio <= 1):
+        errors["retry_ratio"] = f"must be a share of a token above 0 and at most 1, not {ratio!r}."
     return errors
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def check_options(options: dict[str, Any]) -> None:
@@ -223,7 +238,10 @@ class ClientOptions:
         refresh: float = DEFAULT_REFRESH,
         curve_secret: str | os.PathLike[str] | None = None,
         curve_server: str | os.PathLike[str] | None = None,
+        retry_budget: float | None = None,
+        retry_ratio: float | None = None,
     ) -> None:
+        from django_zrpc import conf
         from django_zrpc.balancer import Balancer
         from django_zrpc.curve import client_keys  # reads key files; needs pyzmq
 
@@ -239,6 +257,8 @@ class ClientOptions:
                 "connect_timeout": connect_timeout,
                 "idempotent": idempotent,
                 "refresh": refresh,
+                "retry_budget": retry_budget,
+                "retry_ratio": retry_ratio,
             }
         )
         self.curve = client_keys(curve_secret, curve_server)
@@ -251,6 +271,11 @@ class ClientOptions:
         self.connect_timeout = connect_timeout
         self.idempotent = idempotent
         self.refresh = refresh
+        self.retry_budget = conf.get("RETRY_BUDGET") if retry_budget is None else retry_budget
+        self.retry_ratio = conf.get("RETRY_RATIO") if retry_ratio is None else retry_ratio
+        # Per endpoint, made at its first failure: one that never failed
+        # costs a call nothing but a dictionary lookup.
+        self._budgets: dict[str, RetryBudget] = {}
         self._balancer = Balancer(self.endpoints, refresh, down_for)
         self._closed = False
 
@@ -268,18 +293,30 @@ class ClientOptions:
 
         An endpoint that refused the handshake is not tried again for this
         call (the same keys would be refused). Otherwise ``retry.py``'s rule,
-        within the call's ``deadline`` and while the client is open.
+        while ``endpoint``'s retry budget lasts, after the pause its server
+        asked for (else a backoff), within the call's ``deadline`` and while
+        the client is open.
         """
         from django_zrpc.exceptions import HandshakeFailed
         from django_zrpc.metrics import client as client_metrics
-        from django_zrpc.retry import backoff, may_retry
 
+        budget = None
+        if self.retry_budget and counts_against(error):
+            budget = self._budget(endpoint)
+            budget.failed()
         if isinstance(error, HandshakeFailed):
             refused.add(endpoint)
             if self._balancer.all_refused(refused):
                 return None
-        pause = backoff(attempt)
-        if self._closed or not may_retry(error, idempotent) or time.monotonic() + pause >= deadline:
+        if self._closed or not may_retry(error, idempotent):
+            return None
+        if budget is not None and not budget.allows_retry():
+            client_metrics.record_retry_refused(endpoint, "budget")
+            return None
+        # The server's pushback is its guess of when it will have room: a
+        # floor under the backoff, which still grows if the guess was short.
+        pause = max(backoff(attempt), pushback(error) or 0.0)
+        if time.monotonic() + pause >= deadline:
             return None
         client_metrics.record_retry(endpoint, name, error)
         logger.info(
@@ -291,3 +328,18 @@ class ClientOptions:
             error,
         )
         return pause
+
+    def _budget(self, endpoint: str) -> RetryBudget:
+        budget = self._budgets.get(endpoint)
+        if budget is None:
+            # setdefault: of two threads failing here first, one bucket is kept.
+            budget = self._budgets.setdefault(
+                endpoint, RetryBudget(self.retry_budget, self.retry_ratio)
+            )
+        return budget
+
+    def _attempt_succeeded(self, endpoint: str) -> None:
+        """Give back to ``endpoint``'s retry budget, if it has spent any."""
+        budget = self._budgets.get(endpoint)
+        if budget is not None:
+            budget.succeeded()

@@ -86,6 +86,12 @@ DEFAULTS: dict[str, Any] = {
     "OUTLIER_FAILURES": 5,
     "OUTLIER_EJECT_FOR": 10.0,
     "OUTLIER_MAX_EJECTED": 0.5,
+    # The retry budget of each client and endpoint (gRPC's retry throttling):
+    # tokens a full bucket holds (0: no budget, every refusal is retried), and
+    # the share of a token each success gives back; each failure takes one,
+    # and calls are retried only while more than half are left.
+    "RETRY_BUDGET": 100,
+    "RETRY_RATIO": 0.1,
 }
 
 DB_MIDDLEWARE = "django_zrpc.middleware.CloseOldConnectionsMiddleware"

@@ -143,6 +143,8 @@ def decode(name: str, message: Any, traceback: Any, detail: Any) -> RemoteError:
     if kind == NEVER_STARTED:
         refused = RemoteError(name, message, traceback)
         refused.never_started = True
+        # The server's pushback: seconds to wait before sending it again.
+        refused.retry_after = detail.get("retry_after")
         return refused
     try:
         if kind in _registry:

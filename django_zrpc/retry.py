@@ -1,13 +1,22 @@
 """The retry rule of every client: send again only what never ran, unless it is idempotent.
 
-Free of gevent and sockets, so that ``RPCClient`` and an asyncio client share it.
+And only while the endpoint's retry budget lasts (``RetryBudget``), after the
+pause its server asked for (``pushback``). Free of gevent and sockets, so that
+``RPCClient`` and an asyncio client share it.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 
-from django_zrpc.exceptions import LostRemote, RemoteError, ServerUnavailable
+from django_zrpc.exceptions import (
+    LostRemote,
+    PoolExhausted,
+    RemoteError,
+    ServerUnavailable,
+    TimeoutExpired,
+)
 
 #: Errors of a server that say the call started and may have done part of its work.
 MAY_HAVE_RUN = frozenset({"CallInterrupted", "LostRemote"})
@@ -29,3 +38,56 @@ def may_retry(error: BaseException, idempotent: bool) -> bool:
 def backoff(attempt: int) -> float:
     """Seconds to wait before retry ``attempt`` (0-based): 20 ms doubling to 0.5 s, jittered."""
     return min(0.02 * 2**attempt, 0.5) * random.uniform(0.5, 1.0)
+
+
+def pushback(error: BaseException) -> float | None:
+    """The seconds the server that refused with ``error`` asked its callers to wait, if it did."""
+    seconds = getattr(error, "retry_after", None)
+    if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds >= 0:
+        return float(seconds)
+    return None
+
+
+def counts_against(error: BaseException) -> bool:
+    """Whether ``error`` says the endpoint is failing, and so spends its retry budget.
+
+    What the retry rule would send again (a refusal, an unreachable or lost
+    server), and a timeout: all say the server could not take the call. A
+    function's own error is an answer, and spends nothing; so is a pool
+    full on the caller's side.
+    """
+    if isinstance(error, PoolExhausted):
+        return False
+    return may_retry(error, idempotent=True) or isinstance(error, TimeoutExpired)
+
+
+class RetryBudget:
+    """A token bucket that stops retries while an endpoint fails more than it succeeds.
+
+    gRPC's retry throttling (gRFC A6): the bucket starts full with
+    ``max_tokens``; each failed attempt takes one token, each success gives
+    back ``ratio`` of one; calls are sent again only while more than half
+    the tokens are left. A server shedding load so gets its refusals back
+    as fast failures, not as retries that queue again until their deadline,
+    while one that refuses a call now and then (fewer than about ``ratio``
+    of them) still has each refusal retried.
+    """
+
+    def __init__(self, max_tokens: float, ratio: float) -> None:
+        self.max_tokens = float(max_tokens)
+        self.ratio = float(ratio)
+        self.tokens = self.max_tokens
+        # Threads sharing a client (gunicorn's gthread workers) update it.
+        self._lock = threading.Lock()
+
+    def failed(self) -> None:
+        with self._lock:
+            self.tokens = max(self.tokens - 1.0, 0.0)
+
+    def succeeded(self) -> None:
+        if self.tokens < self.max_tokens:  # a full bucket, the usual case, costs no lock
+            with self._lock:
+                self.tokens = min(self.tokens + self.ratio, self.max_tokens)
+
+    def allows_retry(self) -> bool:
+        return self.tokens > self.max_tokens / 2

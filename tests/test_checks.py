@@ -39,6 +39,10 @@ def test_default_settings_pass():
         ("ZRPC_SEND_TRACEBACKS", "yes", "django_zrpc.E011"),
         ("ZRPC_OPS", "not an address", "django_zrpc.E017"),
         ("ZRPC_METRICS", "yes", "django_zrpc.E018"),
+        ("ZRPC_RETRY_BUDGET", -1, "django_zrpc.E021"),
+        ("ZRPC_RETRY_BUDGET", "100", "django_zrpc.E021"),
+        ("ZRPC_RETRY_RATIO", 0, "django_zrpc.E021"),
+        ("ZRPC_RETRY_RATIO", 1.5, "django_zrpc.E021"),
     ],
 )
 def test_bad_settings_are_check_errors(setting, value, error_id):

@@ -28,6 +28,7 @@ from django_zrpc.aio.pool import AsyncPool
 from django_zrpc.aio.stream import AsyncStream, PooledAsyncStream
 from django_zrpc.client_options import ClientOptions
 from django_zrpc.core.calls_out import CallByName
+from django_zrpc.exceptions import PoolExhausted
 from django_zrpc.metrics import client as client_metrics
 
 logger = logging.getLogger("django_zrpc.client")
@@ -85,6 +86,7 @@ class AsyncRPCClient(ClientOptions, CallByName):
         balancer = self._balancer
         if not balancer.directory.looked:
             await self._await_first_look(deadline)
+        last: Exception | None = None  # the error being retried
         for attempt in itertools.count():
             endpoint = balancer.source  # in the log, if none could be chosen
             try:
@@ -93,13 +95,22 @@ class AsyncRPCClient(ClientOptions, CallByName):
                 started = time.perf_counter()
                 try:
                     result = await self._call_once(
-                        state, endpoint, name, args, kwargs, more, deadline
+                        state, endpoint, name, args, kwargs, more, deadline, attempt > 0
                     )
                 except Exception as err:
                     client_metrics.record_outcome(endpoint, name, started, err)
                     raise
                 client_metrics.record_outcome(endpoint, name, started)
+                self._attempt_succeeded(endpoint)
                 return result
+            except PoolExhausted:
+                if last is None:
+                    raise
+                # A retry finds the pool full: it would queue behind the calls
+                # that filled it until its deadline; the caller learns now why
+                # the call failed.
+                client_metrics.record_retry_refused(endpoint, "pool_full")
+                raise last from None
             except Exception as err:
                 if idempotent is None:
                     idempotent = self.idempotent
@@ -108,6 +119,7 @@ class AsyncRPCClient(ClientOptions, CallByName):
                 )
                 if pause is None:
                     raise
+                last = err
                 await asyncio.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -120,13 +132,15 @@ class AsyncRPCClient(ClientOptions, CallByName):
         kwargs: dict[str, Any] | None,
         more: dict[str, Any],
         deadline: float,
+        retrying: bool = False,
     ) -> Any:
         tracing.attempt(endpoint)
         pool = state.pools.get(endpoint)
         if pool is None:
             pool = self._new_pool(state, endpoint)
         remaining = max(deadline - time.monotonic(), 0.001)
-        connection = await pool.acquire(min(self.pool_timeout, remaining))
+        # A retry never waits for room: see the call loop.
+        connection = await pool.acquire(0 if retrying else min(self.pool_timeout, remaining))
         try:
             result = await connection.call(name, *args, timeout=remaining, kwargs=kwargs, **more)
         except BaseException as err:

@@ -168,6 +168,7 @@ class Server:
         # become idle on top: a light load keeps going to the same few workers
         # (and their database connections) instead of waking every one in turn.
         self._waiting: deque[Call] = deque()
+        self._call_seconds = 0.0
         self._idle: list[IdleWorker] = []
         # Seconds between an idle worker's calls of the server_worker_idle
         # hooks (closing connections past CONN_MAX_AGE); None: never.
@@ -418,6 +419,7 @@ class Server:
                 f"The server is busy: {self.concurrency} calls are running and "
                 f"{self.backlog} are waiting; call again later.",
                 True,
+                retry_after=self._pushback(),
             )
             self._observer.call_refused(event.name, observed.BUSY)
         else:
@@ -668,6 +670,12 @@ class Server:
                     translation.deactivate()
                 _current_call.reset(token)
         seconds = time.perf_counter() - started
+        # What a call takes, smoothed over about the last ten: the pushback
+        # of a ServerBusy refusal is made of it.
+        if self._call_seconds:
+            self._call_seconds += (seconds - self._call_seconds) * 0.1
+        else:
+            self._call_seconds = seconds or 1e-6
         self._log(call, seconds * 1000, outcome, error, context.request_id)
         if error is None:
             self._observer.call_ended(request.name, observed.OK, seconds)
@@ -724,7 +732,12 @@ class Server:
         return event
 
     def _reply_error(
-        self, call: Call, name: str, message: str, never_started: bool = False
+        self,
+        call: Call,
+        name: str,
+        message: str,
+        never_started: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         # Sent even without a credit (a stream may be waiting for one): the
         # caller reads it before its buffer of 100 events could be full.
@@ -732,8 +745,26 @@ class Server:
         if never_started:
             # What lets a django_zrpc caller retry it: the name alone could be
             # a function's own exception.
-            event.header[remote_errors.HEADER] = {"type": remote_errors.NEVER_STARTED}
+            refusal: dict[str, Any] = {"type": remote_errors.NEVER_STARTED}
+            if retry_after is not None:
+                refusal["retry_after"] = retry_after
+            event.header[remote_errors.HEADER] = refusal
         self._emit(call, event, spend=call.credits > 0)
+
+    def _pushback(self) -> float | None:
+        """Seconds a refused caller should wait before calling again: until the queue drains.
+
+        The calls waiting, and this one, each take a worker for about the
+        time a call has been taking, ``concurrency`` at a time. Sent with
+        each ``ServerBusy``; a django_zrpc client waits that long before
+        its retry (if it retries), instead of coming back within
+        milliseconds to a queue that is still full. None until a call has
+        ended: then nothing is known of how long calls take.
+        """
+        if not self._call_seconds:
+            return None
+        queued = len(self._waiting) + 1
+        return round(min(max(queued / self.concurrency * self._call_seconds, 0.001), 10.0), 4)
 
     def _send(self, call: Call, name: str, args: Any, spend: bool = True) -> None:
         self._emit(call, self._event(call, name, args), spend=spend)

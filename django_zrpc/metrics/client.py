@@ -143,6 +143,13 @@ def _build() -> tuple[SimpleNamespace | None, SimpleNamespace]:
             ["endpoint", "function", "error"],
             registry=None,
         ),
+        retries_refused=Counter(
+            "zrpc_client_retries_refused",
+            "Failed calls not sent again: the endpoint's retry budget was spent (budget), or "
+            "its pool had no room for the retry (pool_full).",
+            ["endpoint", "reason"],
+            registry=None,
+        ),
         up=Gauge(
             "zrpc_client_endpoint_up",
             "1 while an endpoint is taking calls, 0 while it is avoided after a failure.",
@@ -155,14 +162,23 @@ def _build() -> tuple[SimpleNamespace | None, SimpleNamespace]:
             "Times an endpoint was ejected: it stopped answering while the others answered, "
             "or its calls timed out in a row.",
             ["endpoint"],
+            registry=None,
         ),
         ejected=Gauge(
             "zrpc_client_endpoints_ejected",
             "Endpoints ejected now (they take no calls but one probe until their time is up).",
             multiprocess_mode="livesum",
+            registry=None,
         ),
     )
-    collectors += [metrics.pool_waits, metrics.retries, metrics.up]
+    collectors += [
+        metrics.pool_waits,
+        metrics.retries,
+        metrics.retries_refused,
+        metrics.up,
+        metrics.ejections,
+        metrics.ejected,
+    ]
     registered: list[Any] = []
     try:
         for collector in collectors:
@@ -218,6 +234,13 @@ def record_retry(endpoint: str, function: str, error: BaseException) -> None:
     metrics = _get()
     if metrics is not None:
         metrics.retries.labels(endpoint, function, _error_name(error)).inc()
+
+
+def record_retry_refused(endpoint: str, reason: str) -> None:
+    """Count a failed call on ``endpoint`` not sent again, for ``reason`` (budget, pool_full)."""
+    metrics = _get()
+    if metrics is not None:
+        metrics.retries_refused.labels(endpoint, reason).inc()
 
 
 def record_pool_wait(endpoint: str, seconds: float) -> None:
