@@ -105,7 +105,9 @@ def _drive(
                 client.sleep(WORK)
             except Exception as err:
                 ended = time.monotonic()
-                outcomes.append((type(err).__name__, ended - started, ended))
+                # A remote error by its name (ServerBusy), others by their class.
+                kind = getattr(err, "name", None) or type(err).__name__
+                outcomes.append((kind, ended - started, ended))
                 gevent.sleep(AFTER_FAILURE)
             else:
                 ended = time.monotonic()
