@@ -17,6 +17,7 @@ import time
 import pytest
 
 from django_zrpc import AsyncRPCClient, RPCClient, ServerUnavailable
+from django_zrpc.core import unreachable
 from tests.conftest import ROOT, free_port, subprocess_env
 
 #: The call's timeout: three of the clients' one-second connect timeouts.
@@ -172,3 +173,38 @@ async def test_both_clients_name_every_endpoint_they_tried():
         assert sorted(info.value.endpoints) == sorted(dead)
         assert info.value.attempts >= 3
         assert 2.4 <= info.value.waited < 6
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "attempts", "waited", "says"),
+    [
+        (
+            ["tcp://[::1]:4242"],
+            1,
+            0.005,
+            "no connection to tcp://[::1]:4242 could be made in 5 ms (1 attempt). Is runrpc "
+            "running at tcp://[::1]:4242? Start it with `manage.py runrpc [::1]:4242`.",
+        ),
+        (
+            ["tcp://10.0.0.5:4242", "tcp://10.0.0.6:4242"],
+            7,
+            29.96,
+            "no connection to tcp://10.0.0.5:4242 or tcp://10.0.0.6:4242 could be made in "
+            "30.0 s (7 attempts). Is runrpc running at any of them? Start it with "
+            "`manage.py runrpc 10.0.0.5:4242` on its host, and likewise for the others.",
+        ),
+        (
+            ["ipc:///run/tickets.sock"],
+            2,
+            1.04,
+            "no connection to ipc:///run/tickets.sock could be made in 1.0 s (2 attempts). "
+            "Is a server running at ipc:///run/tickets.sock?",
+        ),
+    ],
+)
+def test_the_message_rounds_the_wait_and_gives_the_command_for_the_endpoint(
+    endpoints, attempts, waited, says
+):
+    error = unreachable.error("get_ticket", endpoints, attempts, waited)
+    assert str(error) == f"Calling remote method get_ticket: {says}"
+    assert (error.endpoints, error.attempts, error.waited) == (endpoints, attempts, waited)

@@ -36,9 +36,9 @@ def _seconds(waited: float) -> str:
 def _hint(endpoints: Sequence[str]) -> str:
     """Say what to check, and the command that starts a server at the first endpoint."""
     where = endpoints[0] if len(endpoints) == 1 else "any of them"
-    question = f"Is runrpc running at {where}?"
     if not endpoints[0].startswith("tcp://"):
-        return question
+        return f"Is a server running at {where}?"  # runrpc binds TCP only
+    question = f"Is runrpc running at {where}?"
     start = f"Start it with `manage.py runrpc {endpoints[0].removeprefix('tcp://')}`"
     if len(endpoints) > 1:
         start += " on its host, and likewise for the others"
