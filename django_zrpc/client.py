@@ -34,6 +34,7 @@ from gevent import monkey
 
 from django_zrpc import client_options, context, tracing
 from django_zrpc.client_options import ClientOptions
+from django_zrpc.core import unreachable
 from django_zrpc.core.client import CallByName, Client, Stream
 from django_zrpc.exceptions import LostRemote, PoolExhausted, ServerUnavailable
 from django_zrpc.metrics import client as client_metrics
@@ -107,6 +108,9 @@ class RPCClient(ClientOptions, CallByName):
         # Endpoints that refused this client's handshake: the same keys would
         # be refused again, so only the others are tried.
         refused: set[str] = set()
+        # What the attempts that reached no server found, to say in the last
+        # error; made at the first failure, so that a call that works pays nothing.
+        unreached: unreachable.Attempts | None = None
         balancer = self._balancer
         if not balancer.directory.looked:
             self._await_first_look(deadline)
@@ -136,13 +140,19 @@ class RPCClient(ClientOptions, CallByName):
                 client_metrics.record_retry_refused(endpoint, "pool_full")
                 raise last from None
             except Exception as err:
+                if unreached is None:
+                    unreached = unreachable.Attempts(name, started=deadline - timeout)
+                unreached.note(err)
                 if idempotent is None:
                     idempotent = self.idempotent
                 pause = self._retry_pause(
                     err, attempt, endpoint, name, refused, idempotent, deadline
                 )
                 if pause is None:
-                    raise
+                    final = unreached.final(err)
+                    if final is None:
+                        raise
+                    raise final from None
                 last = err
                 gevent.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover

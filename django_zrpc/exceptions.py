@@ -11,6 +11,7 @@ what a caller gets for Django's own exceptions raised by a remote function
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import (
@@ -78,7 +79,27 @@ class MetricsUnavailable(ZRPCConfigurationError):
 
 
 class ServerUnavailable(TimeoutExpired):
-    """The call timed out without ever reaching the server: no connection was made."""
+    """The call timed out without ever reaching the server: no connection was made.
+
+    Its message is a whole sentence (zerorpc's ``TimeoutExpired`` would make
+    it "timeout after ...s"). When no connection could be made, it also says
+    which ``endpoints`` the call tried, in how many ``attempts``, and the
+    seconds it ``waited`` in all; these are empty, 0 and None otherwise (a
+    pool closed, no address known, a refused handshake).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoints: Sequence[str] = (),
+        attempts: int = 0,
+        waited: float | None = None,
+    ) -> None:
+        Exception.__init__(self, message)
+        self.endpoints = list(endpoints)
+        self.attempts = attempts
+        self.waited = waited
 
 
 class HandshakeFailed(ServerUnavailable):
@@ -88,9 +109,6 @@ class HandshakeFailed(ServerUnavailable):
     server refused this client's key, or one side has CURVE and the other
     not, or the client's server key is not the server's.
     """
-
-    def __init__(self, message: str) -> None:
-        Exception.__init__(self, message)
 
 
 class PoolExhausted(TimeoutExpired):

@@ -36,8 +36,9 @@ def test_exit_1_with_one_line_when_nothing_listens():
     done = rpchealth(endpoint, "--timeout", "0.5")
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"CommandError: {endpoint} did not answer a ping: timeout after 0.5s, when calling "
-        f"remote method _zerorpc_ping: no connection to {endpoint} could be made"
+        f"CommandError: {endpoint} did not answer a ping: Calling remote method _zerorpc_ping: "
+        f"no connection to {endpoint} could be made in 0.5 s (1 attempt). Is runrpc running "
+        f"at {endpoint}? Start it with `manage.py runrpc {endpoint.removeprefix('tcp://')}`."
     ]
 
 

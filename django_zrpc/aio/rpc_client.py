@@ -27,6 +27,7 @@ from django_zrpc.aio.connection import AsyncConnection
 from django_zrpc.aio.pool import AsyncPool
 from django_zrpc.aio.stream import AsyncStream, PooledAsyncStream
 from django_zrpc.client_options import ClientOptions
+from django_zrpc.core import unreachable
 from django_zrpc.core.calls_out import CallByName
 from django_zrpc.exceptions import PoolExhausted
 from django_zrpc.metrics import client as client_metrics
@@ -83,6 +84,9 @@ class AsyncRPCClient(ClientOptions, CallByName):
         # Endpoints that refused this client's handshake: the same keys would
         # be refused again, so only the others are tried.
         refused: set[str] = set()
+        # What the attempts that reached no server found, to say in the last
+        # error; made at the first failure, so that a call that works pays nothing.
+        unreached: unreachable.Attempts | None = None
         balancer = self._balancer
         if not balancer.directory.looked:
             await self._await_first_look(deadline)
@@ -112,13 +116,19 @@ class AsyncRPCClient(ClientOptions, CallByName):
                 client_metrics.record_retry_refused(endpoint, "pool_full")
                 raise last from None
             except Exception as err:
+                if unreached is None:
+                    unreached = unreachable.Attempts(name, started=deadline - timeout)
+                unreached.note(err)
                 if idempotent is None:
                     idempotent = self.idempotent
                 pause = self._retry_pause(
                     err, attempt, endpoint, name, refused, idempotent, deadline
                 )
                 if pause is None:
-                    raise
+                    final = unreached.final(err)
+                    if final is None:
+                        raise
+                    raise final from None
                 last = err
                 await asyncio.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover

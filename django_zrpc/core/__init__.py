@@ -10,9 +10,9 @@ What is here, one job a module:
   ``hooks`` (zerorpc-style middleware), ``observer`` (what metrics are told
   of each call), ``ratelimit``;
 - ``client``: ``Client``, one DEALER connection that carries many calls, on
-  gevent; ``calls_out`` (the caller's side of a call) and ``dealer`` (a
-  client's socket), free of gevent and shared with the asyncio client
-  (``django_zrpc.aio``);
+  gevent; ``calls_out`` (the caller's side of a call), ``unreachable`` (what
+  a call that reached no server says) and ``dealer`` (a client's socket), free
+  of gevent and shared with the asyncio client (``django_zrpc.aio``);
 - ``zap`` (the CURVE ZAP handler), ``monitor`` (a socket's closed connections
   and handshake failures) and ``heap`` (memory of departed peers given back).
 

@@ -17,12 +17,11 @@ from collections import deque
 from typing import Any
 
 from django_zrpc import context, remote_errors, values
-from django_zrpc.core import protocol
+from django_zrpc.core import protocol, unreachable
 from django_zrpc.exceptions import (
     HandshakeFailed,
     LostRemote,
     RemoteError,
-    ServerUnavailable,
     TimeoutExpired,
 )
 
@@ -316,13 +315,12 @@ def overdue(
         and now - pending.last_seen >= connect_timeout
     )
     if now >= pending.deadline or unsent_too_long:
-        when = f"calling remote method {pending.name}"
         if not pending.sent:
             waited = pending.timeout
             if connect_timeout is not None:
                 waited = min(waited, connect_timeout)
-            return ServerUnavailable(waited, f"{when}: no connection to {endpoint} could be made")
-        return TimeoutExpired(pending.timeout, when)
+            return unreachable.error(pending.name, [endpoint], 1, waited)
+        return TimeoutExpired(pending.timeout, f"calling remote method {pending.name}")
     return None
 
 

@@ -18,6 +18,7 @@ from django_zrpc.exceptions import (
     CurveKeyError,
     LostRemote,
     RemoteError,
+    ServerUnavailable,
     TimeoutExpired,
     ZRPCConfigurationError,
 )
@@ -110,6 +111,9 @@ class Command(BaseCommand):
                 self.stdout.write(json.dumps(result, cls=_Encoder, indent=2))
         except RemoteError as err:
             raise CommandError(f"{options['name']} raised {err.name}: {err.msg}") from err
+        except ServerUnavailable as err:
+            # Its message names the function and the endpoint, and says what to do.
+            raise CommandError(str(err)) from err
         except (TimeoutExpired, LostRemote) as err:
             raise CommandError(f"{options['name']} at {endpoint}: {err}") from err
         finally:
