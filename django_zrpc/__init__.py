@@ -21,7 +21,7 @@ _LAZY = {
     "clients": "django_zrpc.named_clients",
     "default_client": "django_zrpc.named_clients",
     "current_call": "django_zrpc.context",
-    "register_error": "django_zrpc.remote_errors",
+    "register_error": "django_zrpc.wire.remote_errors",
     "HandshakeFailed": "django_zrpc.exceptions",
     "PoolExhausted": "django_zrpc.exceptions",
     "ServerUnavailable": "django_zrpc.exceptions",

@@ -34,11 +34,11 @@ from gevent import monkey
 
 from django_zrpc import client_options, context, tracing
 from django_zrpc.client_options import ClientOptions
-from django_zrpc.core import unreachable
 from django_zrpc.core.client import CallByName, Client, Stream
 from django_zrpc.exceptions import LostRemote, PoolExhausted, ServerUnavailable
 from django_zrpc.metrics import client as client_metrics
 from django_zrpc.pool import Pool
+from django_zrpc.wire import unreachable
 
 logger = logging.getLogger("django_zrpc.client")
 

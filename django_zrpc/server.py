@@ -20,10 +20,10 @@ from django.db import close_old_connections, connections
 from django.utils.module_loading import import_string
 
 from django_zrpc import conf
-from django_zrpc.core.protocol import Unpacker
 from django_zrpc.core.server import ServedFunction, Server
 from django_zrpc.curve import ServerKeys
 from django_zrpc.registry import Registry, rpc
+from django_zrpc.wire.protocol import Unpacker
 
 logger = logging.getLogger("django_zrpc.server")
 

@@ -17,8 +17,7 @@ PACKAGE = Path(django_zrpc.__file__).parent
 
 # What core/__init__.py says core may import from the rest of django_zrpc.
 CORE_MAY_IMPORT = {
-    "django_zrpc.values",
-    "django_zrpc.remote_errors",
+    "django_zrpc.wire",
     "django_zrpc.context",
     "django_zrpc.exceptions",
     "django_zrpc.curve",
@@ -45,7 +44,7 @@ def test_core_imports_only_what_its_docstring_allows():
             module
             for module in _imported_modules(path)
             if module.startswith("django_zrpc")
-            and not module.startswith("django_zrpc.core")
+            and not module.startswith(("django_zrpc.core", "django_zrpc.wire"))
             and module not in CORE_MAY_IMPORT
         }
         if wrong:
@@ -54,8 +53,8 @@ def test_core_imports_only_what_its_docstring_allows():
 
 
 def test_what_core_may_import_is_free_of_gevent_and_sockets():
-    for module in sorted(CORE_MAY_IMPORT - {"django_zrpc.curve"}):
-        path = PACKAGE / f"{module.rsplit('.', 1)[1]}.py"
+    paths = [PACKAGE / "context.py", PACKAGE / "exceptions.py", *(PACKAGE / "wire").glob("*.py")]
+    for path in paths:
         # zerorpc's exceptions are loaded without zerorpc's package (its gevent).
         imported = _imported_modules(path) - {"zerorpc.exceptions"}
         assert not {m for m in imported if m.split(".")[0] in ("gevent", "zmq", "zerorpc")}, path
@@ -133,7 +132,8 @@ def test_zerorpc_and_django_zrpc_raise_the_same_classes():
 
 
 def test_names_of_release_0_1_keep_importing():
-    from django_zrpc import errors, exceptions, remote_errors
+    from django_zrpc import errors, exceptions
+    from django_zrpc.wire import remote_errors
 
     assert errors.register_error is remote_errors.register_error is django_zrpc.register_error
     for name in (
@@ -151,10 +151,8 @@ def test_names_of_release_0_1_keep_importing():
 # The asyncio client and what it shares with the gevent one (issue 16).
 ASYNC_SIDE = [
     *sorted((PACKAGE / "aio").glob("*.py")),
-    PACKAGE / "core" / "calls_out.py",
-    PACKAGE / "core" / "unreachable.py",
+    *sorted((PACKAGE / "wire").glob("*.py")),
     PACKAGE / "core" / "dealer.py",
-    PACKAGE / "core" / "protocol.py",
     PACKAGE / "core" / "monitor.py",
     PACKAGE / "retry.py",
     PACKAGE / "client_options.py",

@@ -27,10 +27,10 @@ from django_zrpc.aio.connection import AsyncConnection
 from django_zrpc.aio.pool import AsyncPool
 from django_zrpc.aio.stream import AsyncStream, PooledAsyncStream
 from django_zrpc.client_options import ClientOptions
-from django_zrpc.core import unreachable
-from django_zrpc.core.calls_out import CallByName
 from django_zrpc.exceptions import PoolExhausted
 from django_zrpc.metrics import client as client_metrics
+from django_zrpc.wire import unreachable
+from django_zrpc.wire.calls_out import CallByName
 
 logger = logging.getLogger("django_zrpc.client")
 

@@ -25,14 +25,6 @@ import zmq
 from gevent import monkey
 from gevent.hub import Waiter
 
-from django_zrpc.core import calls_out, protocol
-from django_zrpc.core.calls_out import (  # noqa: F401 (their import path before issue 16)
-    HANDSHAKE_GRACE,
-    MAX_ERROR_TEXT,
-    STREAM_WINDOW,
-    TICK,
-    CallByName,
-)
 from django_zrpc.core.dealer import configure_dealer, peer_of, shared_context
 from django_zrpc.core.monitor import (
     CURVE_CLIENT,
@@ -45,6 +37,14 @@ from django_zrpc.core.monitor import (
 from django_zrpc.core.socket_loop import SocketLoop
 from django_zrpc.curve import ClientKeys
 from django_zrpc.exceptions import LostRemote, RemoteError
+from django_zrpc.wire import calls_out, protocol
+from django_zrpc.wire.calls_out import (  # noqa: F401 (their import path before issue 16)
+    HANDSHAKE_GRACE,
+    MAX_ERROR_TEXT,
+    STREAM_WINDOW,
+    TICK,
+    CallByName,
+)
 
 logger = logging.getLogger("django_zrpc.client")
 

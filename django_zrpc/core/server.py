@@ -29,11 +29,9 @@ import zmq
 from django.utils import translation
 from gevent.hub import Waiter
 
-from django_zrpc import remote_errors, values
 from django_zrpc.context import CallContext
 from django_zrpc.context import _current as _current_call
 from django_zrpc.core import observer as observed
-from django_zrpc.core import protocol
 from django_zrpc.core.builtins import builtins as builtin_functions
 from django_zrpc.core.builtins import unknown_function
 from django_zrpc.core.calls import (
@@ -63,6 +61,7 @@ from django_zrpc.core.socket_loop import SocketLoop
 from django_zrpc.core.stall import StallWatch
 from django_zrpc.core.zap import Authenticator
 from django_zrpc.curve import ServerKeys
+from django_zrpc.wire import protocol, remote_errors, values
 
 logger = logging.getLogger("django_zrpc.server")
 

@@ -568,7 +568,7 @@ def _report_to_supervisor(worker: WorkerHandles) -> None:
 
 def _heartbeat_warnings(heartbeat: float) -> list[str]:
     """Warn of a heartbeat that stock zerorpc clients (5 s, lost after 10 s) cannot follow."""
-    from django_zrpc.core.protocol import PEER_HEARTBEAT
+    from django_zrpc.wire.protocol import PEER_HEARTBEAT
 
     if heartbeat <= PEER_HEARTBEAT:
         return []

@@ -100,7 +100,7 @@ def expected(exc: BaseException) -> bool:
 
 
 def _sendable(value: Any) -> Any:
-    from django_zrpc import values
+    from django_zrpc.wire import values
 
     try:
         values.pack(value, rich=True)
