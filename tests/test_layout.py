@@ -44,7 +44,9 @@ def test_core_imports_only_what_its_docstring_allows():
             module
             for module in _imported_modules(path)
             if module.startswith("django_zrpc")
-            and not module.startswith(("django_zrpc.core", "django_zrpc.wire"))
+            and not module.startswith(
+                ("django_zrpc.core", "django_zrpc.wire", "django_zrpc.transport")
+            )
             and module not in CORE_MAY_IMPORT
         }
         if wrong:
@@ -152,8 +154,9 @@ def test_names_of_release_0_1_keep_importing():
 ASYNC_SIDE = [
     *sorted((PACKAGE / "aio").glob("*.py")),
     *sorted((PACKAGE / "wire").glob("*.py")),
-    PACKAGE / "core" / "dealer.py",
-    PACKAGE / "core" / "monitor.py",
+    PACKAGE / "transport" / "aio_sockets.py",
+    PACKAGE / "transport" / "dealer.py",
+    PACKAGE / "transport" / "monitor.py",
     PACKAGE / "retry.py",
     PACKAGE / "client_options.py",
     PACKAGE / "context.py",
@@ -163,7 +166,7 @@ GEVENT_SIDE = {
     "django_zrpc.pool",
     "django_zrpc.named_clients",
     "django_zrpc.core.client",
-    "django_zrpc.core.socket_loop",
+    "django_zrpc.transport.socket_loop",
     "django_zrpc.core.server",
 }
 

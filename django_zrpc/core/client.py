@@ -25,8 +25,10 @@ import zmq
 from gevent import monkey
 from gevent.hub import Waiter
 
-from django_zrpc.core.dealer import configure_dealer, peer_of, shared_context
-from django_zrpc.core.monitor import (
+from django_zrpc.curve import ClientKeys
+from django_zrpc.exceptions import LostRemote, RemoteError
+from django_zrpc.transport.dealer import configure_dealer, peer_of, shared_context
+from django_zrpc.transport.monitor import (
     CURVE_CLIENT,
     DISCONNECTED,
     PLAIN_CLIENT,
@@ -34,9 +36,7 @@ from django_zrpc.core.monitor import (
     Handshakes,
     SocketMonitor,
 )
-from django_zrpc.core.socket_loop import SocketLoop
-from django_zrpc.curve import ClientKeys
-from django_zrpc.exceptions import LostRemote, RemoteError
+from django_zrpc.transport.socket_loop import SocketLoop
 from django_zrpc.wire import calls_out, protocol
 from django_zrpc.wire.calls_out import (  # noqa: F401 (their import path before issue 16)
     HANDSHAKE_GRACE,

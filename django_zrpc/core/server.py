@@ -48,19 +48,19 @@ from django_zrpc.core.calls import (
 )
 from django_zrpc.core.heap import HeapTrimmer
 from django_zrpc.core.hooks import Hooks
-from django_zrpc.core.io_threads import batch_io_threads
-from django_zrpc.core.monitor import (
+from django_zrpc.core.ratelimit import RateLimitedLog
+from django_zrpc.core.stall import StallWatch
+from django_zrpc.core.zap import Authenticator
+from django_zrpc.curve import ServerKeys
+from django_zrpc.transport.io_threads import batch_io_threads
+from django_zrpc.transport.monitor import (
     DISCONNECTED,
     FAILED_EVENTS,
     SERVER,
     SocketMonitor,
     describe_failure,
 )
-from django_zrpc.core.ratelimit import RateLimitedLog
-from django_zrpc.core.socket_loop import SocketLoop
-from django_zrpc.core.stall import StallWatch
-from django_zrpc.core.zap import Authenticator
-from django_zrpc.curve import ServerKeys
+from django_zrpc.transport.socket_loop import SocketLoop
 from django_zrpc.wire import protocol, remote_errors, values
 
 logger = logging.getLogger("django_zrpc.server")
