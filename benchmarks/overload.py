@@ -2,10 +2,10 @@
 
 Overload: 2,000 greenlets share one ``RPCClient`` (timeout 5 s) and call
 ``sleep 0.05`` for 12 s against ``runrpc --concurrency 10 --backlog 10``: the
-server can do 200 calls/s. A caller whose call failed waits 1 s before its
-next (a person shown an error page, or a web client's own retry of a 503,
-does not come back within milliseconds); after a success it calls again at
-once. Printed: the calls that succeeded
+server can do 200 calls/s. A caller whose call failed waits 0.5 to 1.5 s
+before its next (a person shown an error page, or a web client's own
+jittered retry of a 503, does not come back within milliseconds, nor all in
+the same one); after a success it calls again at once. Printed: the calls that succeeded
 and each failure kind, the success p99, the calls that ended more than 0.5 s
 past their timeout, the requests the server saw per call made (from its
 ``/metrics``), OK/s, and seconds from the end of the load until a fresh
@@ -108,7 +108,7 @@ def _drive(
                 # A remote error by its name (ServerBusy), others by their class.
                 kind = getattr(err, "name", None) or type(err).__name__
                 outcomes.append((kind, ended - started, ended))
-                gevent.sleep(AFTER_FAILURE)
+                gevent.sleep(random.uniform(0.5, 1.5) * AFTER_FAILURE)
             else:
                 ended = time.monotonic()
                 outcomes.append(("OK", ended - started, ended))
