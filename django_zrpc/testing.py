@@ -31,7 +31,7 @@ import gevent
 from django_zrpc import conf
 from django_zrpc.client import RPCClient
 from django_zrpc.registry import Registry, rpc
-from django_zrpc.server import build_server, load_middleware
+from django_zrpc.server.build import build_server, load_middleware
 
 
 class LiveRPCServer:

@@ -207,7 +207,7 @@ def test_a_call_to_a_server_that_is_down_fails_at_its_timeout_not_its_heartbeat(
 CLOSE_EARLY = """
 import gevent
 from django_zrpc.core.client import Client
-from django_zrpc.core.server import Server
+from django_zrpc.server.engine import Server
 
 with Client("tcp://127.0.0.1:{port}"):
     pass

@@ -106,7 +106,8 @@ def test_manage_py_check_loads_no_server_client_gevent_or_sockets(tmp_path):
         if m.split(".")[0] in ("gevent", "zmq")
         or m == "zerorpc"
         or m.startswith("django_zrpc.core")
-        or m in ("django_zrpc.server", "django_zrpc.client", "django_zrpc.pool")
+        or m.startswith("django_zrpc.server")
+        or m in ("django_zrpc.client", "django_zrpc.pool")
     ]
     assert unwanted == []
 
@@ -167,7 +168,7 @@ GEVENT_SIDE = {
     "django_zrpc.named_clients",
     "django_zrpc.core.client",
     "django_zrpc.transport.socket_loop",
-    "django_zrpc.core.server",
+    "django_zrpc.server.engine",
 }
 
 
@@ -261,6 +262,7 @@ def test_new_project_with_sentry_and_opentelemetry_checks_and_serves_web_without
         if m.split(".")[0] in ("gevent", "zmq", "sentry_sdk", "opentelemetry")
         or m == "zerorpc"
         or m.startswith(("django_zrpc.core", "django_zrpc.aio", "django_zrpc.contrib"))
-        or m in ("django_zrpc.server", "django_zrpc.client", "django_zrpc.pool")
+        or m.startswith("django_zrpc.server")
+        or m in ("django_zrpc.client", "django_zrpc.pool")
     ]
     assert unwanted == []

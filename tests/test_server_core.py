@@ -1,4 +1,4 @@
-"""The server core (django_zrpc.core.server) in-process: what is easier to see from inside.
+"""The server core (django_zrpc.server.engine) in-process: what is easier to see from inside.
 
 tests/test_runrpc_protocol.py calls the same engine in a runrpc process over TCP.
 """
@@ -12,7 +12,7 @@ import gevent
 import pytest
 import zerorpc
 
-from django_zrpc.core.server import STOP_LINGER, ServedFunction, Server
+from django_zrpc.server.engine import STOP_LINGER, ServedFunction, Server
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from django_zrpc.core.calls import ServedFunction
+    from django_zrpc.server.calls import ServedFunction
 
 _WIRE_SAFE = (type(None), bool, int, float, str, bytes)
 
