@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "rpc": "django_zrpc.registry",
-    "RPCClient": "django_zrpc.client",
+    "RPCClient": "django_zrpc.client.gevent.rpc_client",
     "AsyncRPCClient": "django_zrpc.aio.rpc_client",
     "async_clients": "django_zrpc.aio.named_clients",
     "clients": "django_zrpc.named_clients",

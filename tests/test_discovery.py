@@ -11,7 +11,7 @@ import gevent
 import pytest
 from django.test import override_settings
 
-from django_zrpc.balancer import Balancer
+from django_zrpc.client.balancer import Balancer
 from django_zrpc.registry import rpc
 from tests.conftest import ROOT, free_port, subprocess_env
 

@@ -105,9 +105,8 @@ def test_manage_py_check_loads_no_server_client_gevent_or_sockets(tmp_path):
         for m in loaded
         if m.split(".")[0] in ("gevent", "zmq")
         or m == "zerorpc"
-        or m.startswith("django_zrpc.core")
-        or m.startswith("django_zrpc.server")
-        or m in ("django_zrpc.client", "django_zrpc.pool")
+        or m.startswith(("django_zrpc.core", "django_zrpc.server", "django_zrpc.client.gevent"))
+        or m == "django_zrpc.pool"
     ]
     assert unwanted == []
 
@@ -158,12 +157,13 @@ ASYNC_SIDE = [
     PACKAGE / "transport" / "aio_sockets.py",
     PACKAGE / "transport" / "dealer.py",
     PACKAGE / "transport" / "monitor.py",
-    PACKAGE / "retry.py",
-    PACKAGE / "client_options.py",
+    PACKAGE / "client" / "__init__.py",
+    PACKAGE / "client" / "retry.py",
+    PACKAGE / "client" / "options.py",
     PACKAGE / "context.py",
 ]
 GEVENT_SIDE = {
-    "django_zrpc.client",
+    "django_zrpc.client.gevent.rpc_client",
     "django_zrpc.pool",
     "django_zrpc.named_clients",
     "django_zrpc.core.client",
@@ -262,7 +262,7 @@ def test_new_project_with_sentry_and_opentelemetry_checks_and_serves_web_without
         if m.split(".")[0] in ("gevent", "zmq", "sentry_sdk", "opentelemetry")
         or m == "zerorpc"
         or m.startswith(("django_zrpc.core", "django_zrpc.aio", "django_zrpc.contrib"))
-        or m.startswith("django_zrpc.server")
-        or m in ("django_zrpc.client", "django_zrpc.pool")
+        or m.startswith(("django_zrpc.server", "django_zrpc.client.gevent"))
+        or m == "django_zrpc.pool"
     ]
     assert unwanted == []

@@ -10,7 +10,7 @@
 Nothing here imports gevent: the rules shared with the gevent client come
 from ``wire`` (``calls_out``, ``protocol``), ``transport`` (``aio_sockets``, its
 socket, sent on and drained past zmq.asyncio's futures; ``dealer``,
-``monitor``) and ``django_zrpc.retry``. ``tests/test_layout.py`` holds it to that.
+``monitor``) and ``django_zrpc.client.retry``. ``tests/test_layout.py`` holds it to that.
 """
 
 from __future__ import annotations

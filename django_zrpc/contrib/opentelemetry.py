@@ -136,7 +136,7 @@ def _error_type(error: BaseException) -> str:
 
 
 class ClientTracer:
-    """Make the CLIENT span of each ``RPCClient`` call (see ``django_zrpc.tracing``)."""
+    """Make the CLIENT span of each ``RPCClient`` call (see ``django_zrpc.client.tracing``)."""
 
     def __init__(self) -> None:
         context.add_header_writer(inject)

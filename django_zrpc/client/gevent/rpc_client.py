@@ -32,8 +32,10 @@ from typing import Any
 import gevent
 from gevent import monkey
 
-from django_zrpc import client_options, context, tracing
-from django_zrpc.client_options import ClientOptions
+from django_zrpc import context
+from django_zrpc.client import options as client_options
+from django_zrpc.client import tracing
+from django_zrpc.client.options import ClientOptions
 from django_zrpc.core.client import CallByName, Client, Stream
 from django_zrpc.exceptions import LostRemote, PoolExhausted, ServerUnavailable
 from django_zrpc.metrics import client as client_metrics
