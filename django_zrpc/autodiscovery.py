@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sysconfig
 import traceback
 from dataclasses import dataclass
 from importlib import import_module
@@ -44,10 +45,15 @@ class BrokenModule:
         error = self.error
         if isinstance(error, SyntaxError) and error.filename:
             return error.filename, error.lineno
-        for frame in reversed(traceback.extract_tb(error.__traceback__)):
-            if not frame.filename.startswith("<"):  # not <frozen importlib._bootstrap>
-                return frame.filename, frame.lineno
-        return self.path, None
+        frames = [
+            frame
+            for frame in traceback.extract_tb(error.__traceback__)
+            if not frame.filename.startswith("<")  # not <frozen importlib._bootstrap>
+        ]
+        # The project's own line that led there, not django_zrpc's or Django's
+        # that raised (a name registered twice is raised in the registry).
+        own = [frame for frame in frames if not _is_library(frame.filename)] or frames
+        return (own[-1].filename, own[-1].lineno) if own else (self.path, None)
 
     def sentence(self) -> str:
         """Say in one sentence what failed, where, and what to do."""
@@ -77,6 +83,13 @@ class BrokenModule:
         names = {self.path, self.location()[0]}
         names.update(frame.filename for frame in traceback.extract_tb(self.error.__traceback__))
         return {Path(name).absolute() for name in names if name and os.path.isfile(name)}
+
+
+def _is_library(path: str) -> bool:
+    """Return True for a file of django_zrpc, of the standard library or of an installed package."""
+    folders = {sysconfig.get_path(name) for name in ("stdlib", "purelib", "platlib")}
+    folders.add(str(Path(__file__).parent))
+    return any(path.startswith(folder + os.sep) for folder in folders if folder)
 
 
 # The app module name -> its broken rpcs.py. Kept per app, not as one list:

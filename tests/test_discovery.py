@@ -89,6 +89,22 @@ def test_an_rpcs_module_that_fails_to_import_stops_the_server_not_startup(
     build_server().close()
 
 
+def test_a_name_registered_twice_is_reported_at_the_line_that_registers_it(app_dir):
+    source = """
+        from django_zrpc import rpc
+
+        @rpc.register(name="get_ticket")
+        def my_get_ticket(id):
+            return id
+        """
+    make_app(app_dir, "zrpc_tmp_twice", source)
+    rpcs = app_dir / "zrpc_tmp_twice" / "rpcs.py"
+    with override_settings(INSTALLED_APPS=[*APPS, "zrpc_tmp_twice"]):
+        [found] = check_rpcs_modules()
+    # The decorator's line in the app, not the registry's that raised.
+    assert f"DuplicateRPCName at {rpcs}, line 4: RPC name 'get_ticket'" in found.msg
+
+
 def test_duplicate_names_across_apps_stop_runrpc(tmp_path):
     make_app(
         tmp_path,
