@@ -216,7 +216,8 @@ class Command(BaseCommand):
             self.inner_run(**options)
 
     def inner_run(self, *args: Any, **options: Any) -> None:
-        # Errors raised before the reloader's first run, e.g. in settings.
+        # As runserver does: an error that autoreload.check_errors() kept from
+        # before this run. A broken rpcs.py is not one (see autodiscovery).
         autoreload.raise_last_exception()
         if self._rpcs_modules_broken(options["use_reloader"]):
             return
