@@ -138,7 +138,7 @@ def raise_if_broken() -> None:
 def check_rpcs_modules(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Report each ``rpcs.py`` that failed to import, for the commands that run the checks."""
     return [
-        Error(module.sentence(), obj=module.name, id="django_zrpc.E021")
+        Error(module.sentence(), obj=module.name, id="django_zrpc.E022")
         for module in broken_modules()
     ]
 

@@ -82,7 +82,7 @@ def test_an_rpcs_module_that_fails_to_import_stops_the_server_not_startup(
             build_server()
         assert isinstance(caught.value.__cause__, error)
         [found] = check_rpcs_modules()
-        assert (found.id, found.obj) == ("django_zrpc.E021", "zrpc_tmp_broken.rpcs")
+        assert (found.id, found.obj) == ("django_zrpc.E022", "zrpc_tmp_broken.rpcs")
         assert found.msg == str(caught.value)
     # The app is no longer installed: nothing is missing from the registry.
     assert check_rpcs_modules() == []
