@@ -1,6 +1,5 @@
 from django.apps import AppConfig
 from django.core import checks
-from django.utils.module_loading import autodiscover_modules
 
 
 class DjangoZrpcConfig(AppConfig):
@@ -8,10 +7,12 @@ class DjangoZrpcConfig(AppConfig):
     verbose_name = "django-zrpc"
 
     def ready(self) -> None:
+        from django_zrpc.autodiscovery import autodiscover, check_rpcs_modules
         from django_zrpc.checks import check_settings
 
         checks.register(check_settings, "django_zrpc")
-        # Import every installed app's rpcs.py. An app without one is skipped;
-        # an rpcs.py that fails to import re-raises: autodiscover_modules only
-        # swallows the error when the app has no rpcs submodule at all.
-        autodiscover_modules("rpcs")
+        checks.register(check_rpcs_modules, "django_zrpc")
+        # Import every installed app's rpcs.py. One that fails to import does
+        # not stop Django: its error is raised where the functions are needed,
+        # so that runrpc's autoreloader can wait for the fix.
+        autodiscover()

@@ -23,6 +23,7 @@ from django.core.exceptions import (
 )
 
 __all__ = [
+    "BrokenRPCModule",
     "CurveKeyError",
     "DuplicateRPCName",
     "HandshakeFailed",
@@ -65,6 +66,10 @@ class InvalidRPCName(ZRPCConfigurationError):
 
 class DuplicateRPCName(ZRPCConfigurationError):
     """Two different functions were registered under the same name."""
+
+
+class BrokenRPCModule(ZRPCConfigurationError):
+    """An installed app's ``rpcs.py`` raised when imported, so its functions are not registered."""
 
 
 class CurveKeyError(ZRPCConfigurationError, ValueError):

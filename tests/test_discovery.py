@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,8 +12,11 @@ import gevent
 import pytest
 from django.test import override_settings
 
+from django_zrpc.autodiscovery import check_rpcs_modules
 from django_zrpc.client.balancer import Balancer
+from django_zrpc.exceptions import BrokenRPCModule
 from django_zrpc.registry import rpc
+from django_zrpc.server import build_server
 from tests.conftest import ROOT, free_port, subprocess_env
 
 APPS = [
@@ -63,16 +67,42 @@ def test_an_app_without_rpcs_is_skipped_and_a_new_one_is_registered(app_dir):
 @pytest.mark.parametrize(
     ("source", "error", "message"),
     [
-        ("import zrpc_no_such_module\n", ModuleNotFoundError, "zrpc_no_such_module"),
+        ("import zrpc_no_such_module\n", ModuleNotFoundError, "No module named 'zrpc_no_"),
         ("def broken(:\n", SyntaxError, "invalid syntax"),
         ("raise RuntimeError('boom in rpcs')\n", RuntimeError, "boom in rpcs"),
     ],
 )
-def test_an_rpcs_module_that_fails_to_import_stops_startup(app_dir, source, error, message):
+def test_an_rpcs_module_that_fails_to_import_stops_the_server_not_startup(
+    app_dir, source, error, message
+):
     make_app(app_dir, "zrpc_tmp_broken", source)
-    with pytest.raises(error, match=message):
-        with override_settings(INSTALLED_APPS=[*APPS, "zrpc_tmp_broken"]):
-            pass  # pragma: no cover - populate() raises first
+    where = f"{error.__name__} at {app_dir / 'zrpc_tmp_broken' / 'rpcs.py'}, line 1: {message}"
+    with override_settings(INSTALLED_APPS=[*APPS, "zrpc_tmp_broken"]):
+        with pytest.raises(BrokenRPCModule, match=re.escape(where)) as caught:
+            build_server()
+        assert isinstance(caught.value.__cause__, error)
+        [found] = check_rpcs_modules()
+        assert (found.id, found.obj) == ("django_zrpc.E022", "zrpc_tmp_broken.rpcs")
+        assert found.msg == str(caught.value)
+    # The app is no longer installed: nothing is missing from the registry.
+    assert check_rpcs_modules() == []
+    build_server().close()
+
+
+def test_a_name_registered_twice_is_reported_at_the_line_that_registers_it(app_dir):
+    source = """
+        from django_zrpc import rpc
+
+        @rpc.register(name="get_ticket")
+        def my_get_ticket(id):
+            return id
+        """
+    make_app(app_dir, "zrpc_tmp_twice", source)
+    rpcs = app_dir / "zrpc_tmp_twice" / "rpcs.py"
+    with override_settings(INSTALLED_APPS=[*APPS, "zrpc_tmp_twice"]):
+        [found] = check_rpcs_modules()
+    # The decorator's line in the app, not the registry's that raised.
+    assert f"DuplicateRPCName at {rpcs}, line 4: RPC name 'get_ticket'" in found.msg
 
 
 def test_duplicate_names_across_apps_stop_runrpc(tmp_path):

@@ -20,6 +20,7 @@ from django.db import close_old_connections, connections
 from django.utils.module_loading import import_string
 
 from django_zrpc import conf
+from django_zrpc.autodiscovery import raise_if_broken
 from django_zrpc.curve import ServerKeys
 from django_zrpc.registry import Registry, rpc
 from django_zrpc.server.engine import ServedFunction, Server
@@ -120,8 +121,12 @@ def build_server(
     """Return an unbound server for every registered function, per the settings.
 
     ``overrides`` replace the settings' values of ``Server``'s other keyword
-    arguments (``middleware``, ``on_worker_exit``, ``stall_after`` ...).
+    arguments (``middleware``, ``on_worker_exit``, ``stall_after`` ...). Raise
+    ``BrokenRPCModule`` for the project's registry if an app's rpcs.py failed
+    to import: a server without its functions would answer "unknown function".
     """
+    if registry is rpc:
+        raise_if_broken()
     options: dict[str, Any] = {
         "name": conf.get("SERVER_NAME"),
         "heartbeat": heartbeat if heartbeat is not None else conf.get("HEARTBEAT"),

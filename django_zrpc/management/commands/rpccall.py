@@ -22,6 +22,7 @@ from django_zrpc.exceptions import (
     TimeoutExpired,
     ZRPCConfigurationError,
 )
+from django_zrpc.management import require_rpcs_modules
 
 _KEYWORD_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
 
@@ -89,6 +90,9 @@ class Command(BaseCommand):
         parser.add_argument("--curve-server", metavar="FILE", help="The server's public key.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # The server is most often this project's runrpc, which cannot serve
+        # the broken module either: say so now rather than time out.
+        require_rpcs_modules()
         call_args, call_kwargs = parse_arguments(options["arguments"])
         endpoints, config = self._client_entry(options["client"])
         endpoint = options["endpoint"] or (endpoints[0] if endpoints else _local_endpoint())

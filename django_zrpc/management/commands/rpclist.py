@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from django_zrpc.management import require_rpcs_modules
 from django_zrpc.registry import RPCFunction, rpc
 
 
@@ -39,6 +40,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        require_rpcs_modules()
         entries = [describe(entry) for entry in sorted(rpc, key=lambda e: e.name)]
         if options["json"]:
             self.stdout.write(json.dumps(entries, indent=2))

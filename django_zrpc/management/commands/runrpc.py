@@ -29,6 +29,7 @@ from gevent import monkey
 import django_zrpc
 from django_zrpc import conf
 from django_zrpc.addrport import AddrPort, parse_addrport
+from django_zrpc.management import require_rpcs_modules
 from django_zrpc.metrics import server_observer, worker_metrics
 from django_zrpc.server.worker import WorkerHandles, end_with_supervisor
 
@@ -215,8 +216,11 @@ class Command(BaseCommand):
             self.inner_run(**options)
 
     def inner_run(self, *args: Any, **options: Any) -> None:
-        # Errors raised before the reloader's first run, e.g. in rpcs.py.
+        # As runserver does: an error that autoreload.check_errors() kept from
+        # before this run. A broken rpcs.py is not one (see autodiscovery).
         autoreload.raise_last_exception()
+        if self._rpcs_modules_broken(options["use_reloader"]):
+            return
         from django_zrpc.server.build import build_server
 
         _ensure_log_handler()
@@ -276,6 +280,28 @@ class Command(BaseCommand):
             self._fail(server.failure, options["use_reloader"])
         if worker is None:
             self._stopped(options["use_reloader"])
+
+    def _rpcs_modules_broken(self, use_reloader: bool) -> bool:
+        """Report each rpcs.py that failed to import; return True if one did.
+
+        Without the autoreloader, raise ``CommandError`` instead. Under it the
+        process stays up, as runserver's does for a broken models.py: it
+        serves nothing, and restarts once the fix is saved.
+        """
+        from django_zrpc.autodiscovery import broken_modules
+
+        broken = broken_modules()
+        if not broken:
+            return False
+        if not use_reloader:
+            require_rpcs_modules()
+        for module in broken:
+            self.stderr.write(f"Error: {module.sentence()}\n\n{module.report()}")
+        self.stderr.write(
+            "Watching for file changes: runrpc restarts and serves once the fix is saved."
+        )
+        self.stderr.flush()
+        return True
 
     def _observe(self, server: Any, observer: Any, options: dict[str, Any]) -> Any:
         """Serve the ops endpoint of a lone server and return it; a worker samples its gauges."""
