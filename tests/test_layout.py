@@ -106,7 +106,7 @@ def test_manage_py_check_loads_no_server_client_gevent_or_sockets(tmp_path):
         if m.split(".")[0] in ("gevent", "zmq")
         or m == "zerorpc"
         or m.startswith(("django_zrpc.core", "django_zrpc.server", "django_zrpc.client.gevent"))
-        or m == "django_zrpc.pool"
+        or m in ("django_zrpc.core.client", "django_zrpc.pool")
     ]
     assert unwanted == []
 
@@ -164,9 +164,9 @@ ASYNC_SIDE = [
 ]
 GEVENT_SIDE = {
     "django_zrpc.client.gevent.rpc_client",
-    "django_zrpc.pool",
-    "django_zrpc.named_clients",
-    "django_zrpc.core.client",
+    "django_zrpc.client.gevent.pool",
+    "django_zrpc.client.gevent.named_clients",
+    "django_zrpc.client.gevent.connection",
     "django_zrpc.transport.socket_loop",
     "django_zrpc.server.engine",
 }
@@ -195,7 +195,8 @@ async def main():
         return await client.echo("no gevent")
 
 print(json.dumps([asyncio.run(main()), sorted(m for m in sys.modules
-      if m.split(".")[0] == "gevent" or m in ("zerorpc", "django_zrpc.core.client"))]))
+      if m.split(".")[0] == "gevent" or m == "zerorpc"
+      or m.startswith("django_zrpc.client.gevent"))]))
 """
 
 
@@ -263,6 +264,6 @@ def test_new_project_with_sentry_and_opentelemetry_checks_and_serves_web_without
         or m == "zerorpc"
         or m.startswith(("django_zrpc.core", "django_zrpc.aio", "django_zrpc.contrib"))
         or m.startswith(("django_zrpc.server", "django_zrpc.client.gevent"))
-        or m == "django_zrpc.pool"
+        or m in ("django_zrpc.core.client", "django_zrpc.pool")
     ]
     assert unwanted == []

@@ -5,8 +5,8 @@ from __future__ import annotations
 import gevent
 import pytest
 
+from django_zrpc.client.gevent.pool import SPREAD_AT, Pool
 from django_zrpc.exceptions import PoolExhausted, ServerUnavailable
-from django_zrpc.pool import SPREAD_AT, Pool
 
 
 class Connection:

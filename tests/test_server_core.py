@@ -120,7 +120,7 @@ def test_a_failing_idle_hook_leaves_every_worker_serving(core):
 
 
 def test_a_result_past_the_message_limit_fails_that_call_alone(core):
-    from django_zrpc.core.client import Client
+    from django_zrpc.client.gevent.connection import Client
     from django_zrpc.wire.protocol import Unpacker
 
     _, endpoint = core(unpacker=Unpacker(max_event_bytes=100_000))

@@ -1,6 +1,6 @@
 """A bounded pool of asyncio connections to one endpoint, shared by calls of one event loop.
 
-The same rules as ``django_zrpc.pool`` (which is gevent's): at most ``size``
+The same rules as ``django_zrpc.client.gevent.pool``: at most ``size``
 connections, made lazily; up to ``calls_per_connection`` calls share one; a
 call goes to the connection with the fewest calls in flight, and a new one is
 made once each open one carries ``SPREAD_AT``; of the connections that reach
@@ -128,7 +128,7 @@ class AsyncPool:
     def discard(self, connection: AsyncConnection) -> None:
         """End a call on a connection that failed: lend it no more, close it once it is idle.
 
-        The spares of its process go with it (see ``django_zrpc.pool.Pool.discard``).
+        The spares of its process go with it (see ``django_zrpc.client.gevent.pool.Pool.discard``).
         """
         spares: list[AsyncConnection] = []
         if connection in self._lendable:

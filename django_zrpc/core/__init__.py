@@ -1,11 +1,8 @@
-"""django_zrpc's gevent connection; the rest of what was here has moved by role.
+"""Import paths of earlier releases, kept; the modules themselves moved by role.
 
-- ``client``: ``Client``, one DEALER connection that carries many calls, on
-  gevent.
-
-The protocol is in ``django_zrpc.wire``, the sockets and their loops in
-``django_zrpc.transport`` and the server in ``django_zrpc.server``.
-``core`` builds on ``wire`` and ``transport`` and imports from the rest of
-django_zrpc only ``context``, ``exceptions`` and ``curve`` (keys).
-``tests/test_layout.py`` holds it to that.
+``django_zrpc.core.client.Client`` (documented for a raw connection) is now
+``django_zrpc.client.gevent.connection.Client``; the protocol is in
+``django_zrpc.wire``, the sockets and their loops in ``django_zrpc.transport``
+and the server in ``django_zrpc.server``. This package imports nothing, so
+that naming it loads no gevent.
 """

@@ -3,7 +3,7 @@
 ``RPCClient("tcp://host:4242")``, ``RPCClient([...several endpoints...])``, or
 one source of them: ``"dns:///name:4242"`` or ``"redis://host:6379/0?service=name"``
 (``django_zrpc.discovery``, whose directory says where calls may go now).
-Calls take a place on a connection from a bounded pool (``django_zrpc.pool``)
+Calls take a place on a connection from a bounded pool (``django_zrpc.client.gevent.pool``)
 of the endpoint they go to, up to ``calls_per_connection`` sharing one, and
 give it back when the reply (or, for a stream, the last item) has arrived.
 
@@ -35,11 +35,11 @@ from gevent import monkey
 from django_zrpc import context
 from django_zrpc.client import options as client_options
 from django_zrpc.client import tracing
+from django_zrpc.client.gevent.connection import CallByName, Client, Stream
+from django_zrpc.client.gevent.pool import Pool
 from django_zrpc.client.options import ClientOptions
-from django_zrpc.core.client import CallByName, Client, Stream
 from django_zrpc.exceptions import LostRemote, PoolExhausted, ServerUnavailable
 from django_zrpc.metrics import client as client_metrics
-from django_zrpc.pool import Pool
 from django_zrpc.wire import unreachable
 
 logger = logging.getLogger("django_zrpc.client")

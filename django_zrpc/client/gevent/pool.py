@@ -48,8 +48,8 @@ import gevent
 from gevent import monkey
 from gevent.hub import Waiter, get_hub
 
+from django_zrpc.client.gevent.connection import Client
 from django_zrpc.client.spreading import SPREAD_AT, leads_and_spares, spares_of
-from django_zrpc.core.client import Client
 from django_zrpc.exceptions import PoolExhausted, ServerUnavailable
 from django_zrpc.metrics import client as client_metrics
 
