@@ -22,7 +22,7 @@ from typing import Any
 
 # The names importable from ``django_zrpc.client`` before it became a package.
 _LAZY = {
-    "PooledStream": "django_zrpc.client.gevent.rpc_client",
+    "PooledStream": "django_zrpc.client.gevent.stream",
     "RPCClient": "django_zrpc.client.gevent.rpc_client",
 }
 

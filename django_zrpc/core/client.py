@@ -5,7 +5,8 @@ imports ``Client`` from ``django_zrpc.client.gevent.connection``. Like the
 module it stood for, importing it loads gevent and pyzmq.
 """
 
-from django_zrpc.client.gevent.connection import Client, Stream
+from django_zrpc.client.gevent.connection import Client
+from django_zrpc.client.gevent.stream import Stream
 from django_zrpc.wire.calls_out import (
     HANDSHAKE_GRACE,
     MAX_ERROR_TEXT,

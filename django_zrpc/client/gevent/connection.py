@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import gevent
 import zmq
 from gevent import monkey
-from gevent.hub import Waiter
 
+from django_zrpc.client.gevent.pending import Pending
+from django_zrpc.client.gevent.stream import Stream
 from django_zrpc.curve import ClientKeys
 from django_zrpc.exceptions import LostRemote, RemoteError
 from django_zrpc.transport.dealer import configure_dealer, peer_of, shared_context
@@ -50,85 +51,6 @@ logger = logging.getLogger("django_zrpc.client")
 
 # The process's one ZeroMQ context for every client (see calls_out).
 _context = shared_context
-
-
-class _Pending(calls_out.Outgoing):
-    """One call waiting for its reply, or a stream being read, and the greenlet waiting."""
-
-    __slots__ = ("waiter",)
-
-    def __init__(
-        self, request: protocol.Event, now: float, timeout: float, server_period: float | None
-    ) -> None:
-        super().__init__(request, now, timeout, server_period)
-        self.waiter: Waiter | None = None
-
-    def deliver(self, reply: Any) -> None:
-        """Hand ``reply`` (an event, or an exception to raise) to the waiting caller."""
-        self.replies.append(reply)
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None:
-            # From the hub, never from another greenlet: a direct switch
-            # would leave the calling greenlet unscheduled.
-            gevent.get_hub().loop.run_callback(waiter.switch, None)
-
-    def next_reply(self) -> protocol.Event:
-        """Wait for the next reply until ``timeout`` from now; raise what is not an event."""
-        if not self.replies:
-            self.waiting_from(time.monotonic())
-            while not self.replies:
-                self.waiter = Waiter()
-                self.waiter.get()
-        return self.take_reply()
-
-
-class Stream(Iterator[Any]):
-    """The items of a streaming call, read as the caller iterates.
-
-    ``close()`` (or dropping the iterator) abandons the call: its heartbeats
-    stop, and a django_zrpc server is told at once to stop the function (a
-    stock zerorpc server gives the call up when the heartbeats stop).
-    """
-
-    def __init__(self, client: Client, pending: _Pending, first: protocol.Event) -> None:
-        self._client = client
-        self._pending: _Pending | None = pending
-        self._reply: protocol.Event | None = first
-
-    def __next__(self) -> Any:
-        pending = self._pending
-        if pending is None:
-            raise StopIteration
-        try:
-            reply = self._reply
-            if reply is None:
-                self._client._grant(pending)
-                reply = pending.next_reply()
-            self._reply = None
-            if reply.name == protocol.STREAM:
-                return reply.args
-            if reply.name != protocol.STREAM_DONE:
-                self._pending = None
-                self._client._forget(pending)
-                self._client._result(pending, reply)  # raises the remote error
-        except BaseException:
-            self.close()
-            raise
-        self._pending = None
-        self._client._forget(pending)
-        raise StopIteration
-
-    def close(self) -> None:
-        """Abandon the stream: the server stops the function."""
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            self._client._cancel(pending)
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
 
 
 class Client(calls_out.Receiving, CallByName):
@@ -160,7 +82,7 @@ class Client(calls_out.Receiving, CallByName):
         self._monitor = SocketMonitor(self._socket, self._on_socket_event)
         self._handshakes = Handshakes(CURVE_CLIENT if curve is not None else PLAIN_CLIENT)
         self._socket.connect(endpoint)
-        self._pending: dict[Any, _Pending] = {}
+        self._pending: dict[Any, Pending] = {}
         # The OS thread the client belongs to: a stream dropped in another
         # (a garbage collection) cancels through this thread's loop.
         self._thread = monkey.get_original("_thread", "get_ident")()
@@ -221,7 +143,7 @@ class Client(calls_out.Receiving, CallByName):
         )
         blob = self._pack_request(request, timeout)
         calls_out.check_size(name, blob, self._unpacker.max_event_bytes)
-        pending = _Pending(request, time.monotonic(), timeout, self._server_period)
+        pending = Pending(request, time.monotonic(), timeout, self._server_period)
         if not self._pending:
             # A connection that closed since the last call has its DISCONNECTED
             # waiting: handle it before this call is sent on the next
@@ -289,23 +211,23 @@ class Client(calls_out.Receiving, CallByName):
 
     # -- replies ---------------------------------------------------------------
 
-    def _result(self, pending: _Pending, reply: protocol.Event) -> Any:
+    def _result(self, pending: Pending, reply: protocol.Event) -> Any:
         return calls_out.result(pending, reply)
 
-    def _grant(self, pending: _Pending) -> None:
+    def _grant(self, pending: Pending) -> None:
         more = pending.credit()
         if more:
             self._send(pending, protocol.MORE, [more])
 
-    def _forget(self, pending: _Pending) -> None:
+    def _forget(self, pending: Pending) -> None:
         self._pending.pop(pending.message_id, None)
 
-    def _fail(self, pending: _Pending, error: BaseException) -> None:
+    def _fail(self, pending: Pending, error: BaseException) -> None:
         """End a waiting call with ``error``, raised in its caller."""
         self._forget(pending)
         pending.deliver(error)
 
-    def _cancel(self, pending: _Pending) -> None:
+    def _cancel(self, pending: Pending) -> None:
         """Give a call up; tell a django_zrpc server, from any thread, to stop it."""
         if self._pending.pop(pending.message_id, None) is None or self._closed:
             return  # it had ended
@@ -316,7 +238,7 @@ class Client(calls_out.Receiving, CallByName):
         else:
             self._hub.loop.run_callback_threadsafe(self._send_cancel, pending)
 
-    def _send_cancel(self, pending: _Pending) -> None:
+    def _send_cancel(self, pending: Pending) -> None:
         if self._closed:
             return
         # At once: in a thread that gevent did not patch, the hub runs only
@@ -325,20 +247,20 @@ class Client(calls_out.Receiving, CallByName):
 
     # -- the socket --------------------------------------------------------------
 
-    def _is_pending(self, pending: _Pending) -> bool:
+    def _is_pending(self, pending: Pending) -> bool:
         return pending.message_id in self._pending
 
-    def _on_sent(self, pending: _Pending) -> None:
+    def _on_sent(self, pending: Pending) -> None:
         # The request is the first message of its call to leave the outbox.
         if not pending.sent:
             pending.sent = True
             pending.last_seen = time.monotonic()
 
-    def _send(self, pending: _Pending, name: str, args: Any) -> None:
+    def _send(self, pending: Pending, name: str, args: Any) -> None:
         # Owned by the call: dropped unsent if the call ends first.
         self._io.send(self._follow_up(pending, name, args), pending)
 
-    def _follow_up(self, pending: _Pending, name: str, args: Any) -> list[bytes]:
+    def _follow_up(self, pending: Pending, name: str, args: Any) -> list[bytes]:
         """Return the frames of a later event of ``pending``'s call (heartbeat, credit, cancel)."""
         return calls_out.follow_up(self._new_id(), pending.message_id, name, args)
 
@@ -391,7 +313,7 @@ class Client(calls_out.Receiving, CallByName):
         finally:
             self._ticker = None
 
-    def _beat(self, pending: _Pending, now: float, heartbeat: float, beat: bool) -> None:
+    def _beat(self, pending: Pending, now: float, heartbeat: float, beat: bool) -> None:
         """Fail a call whose server went silent (checked every tick), else beat if due."""
         lost = calls_out.silent(pending, now, heartbeat)
         if lost is not None:
