@@ -16,8 +16,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "rpc": "django_zrpc.registry",
     "RPCClient": "django_zrpc.client.gevent.rpc_client",
-    "AsyncRPCClient": "django_zrpc.aio.rpc_client",
-    "async_clients": "django_zrpc.aio.named_clients",
+    "AsyncRPCClient": "django_zrpc.client.aio.rpc_client",
+    "async_clients": "django_zrpc.client.aio.named_clients",
     "clients": "django_zrpc.client.gevent.named_clients",
     "default_client": "django_zrpc.client.gevent.named_clients",
     "current_call": "django_zrpc.context",

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from django_zrpc import AsyncRPCClient, HandshakeFailed, PoolExhausted, ServerUnavailable
-from django_zrpc.aio import pool as aio_pool
-from django_zrpc.aio.connection import AsyncConnection
+from django_zrpc.client.aio import pool as aio_pool
+from django_zrpc.client.aio.connection import AsyncConnection
 from django_zrpc.exceptions import LostRemote, RemoteError
 from tests.conftest import free_port
 from tests.test_curve import Keys

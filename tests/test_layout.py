@@ -154,7 +154,7 @@ def test_names_of_release_0_1_keep_importing():
 
 # The asyncio client and what it shares with the gevent one (issue 16).
 ASYNC_SIDE = [
-    *sorted((PACKAGE / "aio").glob("*.py")),
+    *sorted((PACKAGE / "client" / "aio").glob("*.py")),
     *sorted((PACKAGE / "wire").glob("*.py")),
     PACKAGE / "transport" / "aio_sockets.py",
     PACKAGE / "transport" / "dealer.py",
@@ -264,7 +264,7 @@ def test_new_project_with_sentry_and_opentelemetry_checks_and_serves_web_without
         for m in seen["loaded"]
         if m.split(".")[0] in ("gevent", "zmq", "sentry_sdk", "opentelemetry")
         or m == "zerorpc"
-        or m.startswith(("django_zrpc.core", "django_zrpc.aio", "django_zrpc.contrib"))
+        or m.startswith(("django_zrpc.core", "django_zrpc.client.aio", "django_zrpc.contrib"))
         or m.startswith(("django_zrpc.server", "django_zrpc.client.gevent"))
         or m in ("django_zrpc.core.client", "django_zrpc.pool")
     ]

@@ -336,7 +336,7 @@ def test_closing_an_async_pool_wakes_its_waiters_with_the_same_retryable_error()
     """AsyncPool keeps the gevent pool's rule: a call that waited in vain may go elsewhere."""
     import asyncio
 
-    from django_zrpc.aio.pool import AsyncPool
+    from django_zrpc.client.aio.pool import AsyncPool
     from django_zrpc.client.retry import may_retry
 
     async def scenario() -> BaseException:

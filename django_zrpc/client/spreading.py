@@ -1,7 +1,7 @@
 """How a pool spreads calls: ``SPREAD_AT``, and one connection a server process.
 
 Shared by ``RPCClient``'s pool (``django_zrpc.client.gevent.pool``) and
-``AsyncRPCClient``'s (``django_zrpc.aio.pool``, asyncio); free of both.
+``AsyncRPCClient``'s (``django_zrpc.client.aio.pool``); free of both.
 
 A django_zrpc server names its process in ZeroMQ's handshake
 (``protocol.INSTANCE_PROPERTY``), and a connection learns the name from the

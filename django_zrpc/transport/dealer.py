@@ -1,7 +1,7 @@
 """A client's DEALER socket: the shared context, the options both clients set, what they read.
 
-Free of gevent: ``core.client`` (gevent) and ``django_zrpc.aio`` (asyncio) make
-their sockets here.
+Free of gevent: ``client.gevent.connection`` and ``client.aio.connection``
+(asyncio) make their sockets here.
 """
 
 from __future__ import annotations

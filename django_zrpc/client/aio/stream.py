@@ -10,9 +10,9 @@ from django_zrpc.exceptions import LostRemote, ServerUnavailable
 from django_zrpc.wire import calls_out, protocol
 
 if TYPE_CHECKING:
-    from django_zrpc.aio.connection import AsyncConnection
-    from django_zrpc.aio.pending import Pending
-    from django_zrpc.aio.pool import AsyncPool
+    from django_zrpc.client.aio.connection import AsyncConnection
+    from django_zrpc.client.aio.pending import Pending
+    from django_zrpc.client.aio.pool import AsyncPool
 
 
 class ClosingAsyncIterator(AsyncIterator[Any]):

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from django_zrpc.aio.connection import AsyncConnection
+from django_zrpc.client.aio.connection import AsyncConnection
 from django_zrpc.client.spreading import SPREAD_AT, leads_and_spares, spares_of
 from django_zrpc.exceptions import PoolExhausted, ServerUnavailable
 from django_zrpc.metrics import client as client_metrics

@@ -6,8 +6,8 @@
         ...
 
 The asyncio counterpart of ``RPCClient``, with its options, its retry rule
-(``django_zrpc.client.retry``) and its pool's bounds (``aio.pool``). Connections
-belong to an event loop: each loop that uses the client (an ASGI server's one
+(``django_zrpc.client.retry``) and its pool's bounds (``client.aio.pool``).
+Connections belong to an event loop: each loop that uses the client (an ASGI server's one
 loop; each ``asyncio.run`` of a test; each ``async_to_sync`` call) has its own
 pools, and a loop's connections close when it shuts down.
 """
@@ -22,11 +22,11 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from django_zrpc.aio.connection import AsyncConnection
-from django_zrpc.aio.pool import AsyncPool
-from django_zrpc.aio.stream import AsyncStream, PooledAsyncStream
 from django_zrpc.client import options as client_options
 from django_zrpc.client import tracing
+from django_zrpc.client.aio.connection import AsyncConnection
+from django_zrpc.client.aio.pool import AsyncPool
+from django_zrpc.client.aio.stream import AsyncStream, PooledAsyncStream
 from django_zrpc.client.options import ClientOptions
 from django_zrpc.exceptions import PoolExhausted
 from django_zrpc.metrics import client as client_metrics

@@ -25,8 +25,8 @@ from typing import Any
 import zmq
 
 from django_zrpc import context
-from django_zrpc.aio.pending import Pending
-from django_zrpc.aio.stream import AsyncStream
+from django_zrpc.client.aio.pending import Pending
+from django_zrpc.client.aio.stream import AsyncStream
 from django_zrpc.curve import ClientKeys
 from django_zrpc.exceptions import LostRemote, RemoteError
 from django_zrpc.transport.aio_sockets import NOBLOCK, DealerSocket, has_message
