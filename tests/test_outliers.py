@@ -119,7 +119,7 @@ class AsyncLoad:
         self._running = False
         # Each call ends within the client's timeout; a caller that does not
         # by then is stuck, and cancelled so that the test reports it.
-        done, stuck = await asyncio.wait(self._tasks, timeout=self.client.timeout + 10)
+        _, stuck = await asyncio.wait(self._tasks, timeout=self.client.timeout + 10)
         for task in stuck:
             task.cancel()
         assert not stuck, f"{len(stuck)} callers were still calling long after stop()"
@@ -129,7 +129,7 @@ class AsyncLoad:
 
 
 async def async_wait_until(condition, timeout: float, step: float = 0.05) -> bool:
-    """Poll ``condition`` (letting the event loop's tasks run) until true or ``timeout`` s passed."""
+    """Poll ``condition``, letting the loop's tasks run, until true or ``timeout`` s passed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
