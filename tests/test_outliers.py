@@ -29,6 +29,9 @@ MOST_FAILED = 0.001
 #: so no call at all should go to the stopped server; before ejection, each
 #: second sent it a few (11 a second failed in a run on the old code).
 MOST_FAILED_CALLS = 2
+#: Seconds after SIGCONT within which a server stopped for 8 s takes calls
+#: again: its first ejection (10 s) ends 2.5 s after, and the probe answers.
+BACK_SOON = 15.0
 
 
 def ejections(endpoint: str) -> float:
@@ -203,6 +206,38 @@ def test_the_asyncio_client_routes_around_a_stopped_server_and_back_after_sigcon
         r.levelno == logging.INFO and stopped.endpoint in r.message and "answers again" in r.message
         for r in caplog.records
     ), caplog.text
+
+
+def test_a_server_stopped_before_the_asyncio_client_reached_it_is_back_soon_after_sigcont(
+    start_server,
+):
+    # Every call sent to it waits on a new connection that its kernel took
+    # but that the stopped process never answers: they all fail together as
+    # unreachable, and that is one failure to connect, not one per call (the
+    # skipping time doubled with each: a minute).
+    servers = [start_server() for _ in range(3)]
+    stopped = servers[1]
+    pid = stopped.proc.pid
+
+    async def main() -> tuple[bool, float, collections.Counter[int]]:
+        client = AsyncRPCClient([s.endpoint for s in servers], timeout=1)
+        stopped.signal(signal.SIGSTOP)
+        try:
+            load = AsyncLoad(client, callers=32)
+            await asyncio.sleep(SETTLE + 5.0)
+        finally:
+            stopped.signal(signal.SIGCONT)
+        continued_at = time.monotonic()
+        try:
+            # Its ejection (10 s from the stop) ends and a probe finds it answering.
+            back = await async_wait_until(lambda: recent_share(load, pid, 2.0) >= 0.15, BACK_SOON)
+            return back, time.monotonic() - continued_at, load.shares(since=continued_at)
+        finally:
+            await load.stop()
+            await client.aclose()
+
+    back, after, shares = asyncio.run(main())
+    assert back, f"the server got under 15% of the calls within {after:.1f} s of SIGCONT: {shares}"
 
 
 @pytest.mark.parametrize(
