@@ -240,6 +240,32 @@ def test_a_server_stopped_before_the_asyncio_client_reached_it_is_back_soon_afte
     assert back, f"the server got under 15% of the calls within {after:.1f} s of SIGCONT: {shares}"
 
 
+def test_a_server_stopped_before_the_gevent_client_reached_it_is_back_soon_after_sigcont(
+    start_server,
+):
+    # The balancer's rule, through RPCClient's pools: as the asyncio test above.
+    servers = [start_server() for _ in range(3)]
+    stopped = servers[1]
+    client = RPCClient([s.endpoint for s in servers], timeout=1)
+    stopped.signal(signal.SIGSTOP)
+    try:
+        load = Load(client, callers=32)
+        load.run_for(SETTLE + 5.0)
+    finally:
+        stopped.signal(signal.SIGCONT)
+    continued_at = time.monotonic()
+    try:
+        back = wait_until(lambda: recent_share(load, stopped.proc.pid, 2.0) >= 0.15, BACK_SOON)
+        after = time.monotonic() - continued_at
+    finally:
+        load.stop()
+        client.close()
+    assert back, (
+        f"the server got under 15% of the calls within {after:.1f} s of SIGCONT: "
+        f"{load.shares(since=continued_at)}"
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
