@@ -2,8 +2,9 @@
 
 Three real ``runrpc`` processes on 127.0.0.1; one is sent SIGSTOP (a process
 paused by a debugger, a frozen VM) and later SIGCONT. The load is greenlets
-of the test process calling ``server_pid`` (``tests.fleet_load.Load``), so
-each answer says which server gave it.
+of the test process calling ``server_pid`` (``tests.fleet_load.Load``), or
+tasks of an event loop for the ``AsyncRPCClient`` (``AsyncLoad``), so each
+answer says which server gave it.
 """
 
 from __future__ import annotations
