@@ -19,7 +19,7 @@ import msgpack
 import pytest
 import zmq
 
-from django_zrpc import RPCClient, values
+from django_zrpc import AsyncRPCClient, RPCClient, values
 from django_zrpc.core import protocol
 from tests.conftest import raw_dealer
 
@@ -396,3 +396,11 @@ def test_rpcclient_refuses_the_names_of_zerorpcs_events(server, name):
         assert client.echo(1) == 1
     finally:
         client.close()
+
+
+@pytest.mark.asyncio
+async def test_async_rpcclient_refuses_the_names_of_zerorpcs_events(server):
+    async with AsyncRPCClient(server.endpoint, timeout=5, heartbeat=1) as client:
+        with pytest.raises(ValueError, match="is an event of zerorpc's protocol, not a function"):
+            await client.call(protocol.HEARTBEAT)
+        assert await client.echo(1) == 1
