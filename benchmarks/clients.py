@@ -72,7 +72,7 @@ def zerorpc_per_call(endpoint: str) -> Callable[[str], Callable[[int], None]]:
 
 
 def core(endpoint: str) -> Callable[[str], Callable[[int], None]]:
-    from django_zrpc.core.client import Client
+    from django_zrpc.client.gevent.connection import Client
 
     client = Client(endpoint, timeout=30)
     return _by_name(lambda name, arg: client(name, arg))

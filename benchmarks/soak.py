@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import SETTINGS, free_port  # noqa: E402
-from django_zrpc.core.client import Client  # noqa: E402
+from django_zrpc.client.gevent.connection import Client  # noqa: E402
 from django_zrpc.exceptions import RemoteError  # noqa: E402
 
 

@@ -20,7 +20,7 @@ import gevent
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from django_zrpc.core.client import Client  # noqa: E402
+from django_zrpc.client.gevent.connection import Client  # noqa: E402
 from tests.conftest import ServerProcess, free_port, subprocess_env  # noqa: E402
 
 BURST = 16  # RPCClient's pool opens up to POOL_SIZE (10) at once; a little more

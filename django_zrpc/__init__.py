@@ -15,13 +15,13 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "rpc": "django_zrpc.registry",
-    "RPCClient": "django_zrpc.client",
+    "RPCClient": "django_zrpc.client.gevent.rpc_client",
     "AsyncRPCClient": "django_zrpc.aio.rpc_client",
     "async_clients": "django_zrpc.aio.named_clients",
-    "clients": "django_zrpc.named_clients",
-    "default_client": "django_zrpc.named_clients",
+    "clients": "django_zrpc.client.gevent.named_clients",
+    "default_client": "django_zrpc.client.gevent.named_clients",
     "current_call": "django_zrpc.context",
-    "register_error": "django_zrpc.remote_errors",
+    "register_error": "django_zrpc.wire.remote_errors",
     "HandshakeFailed": "django_zrpc.exceptions",
     "PoolExhausted": "django_zrpc.exceptions",
     "ServerUnavailable": "django_zrpc.exceptions",

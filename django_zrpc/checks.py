@@ -17,7 +17,7 @@ from django.utils.module_loading import import_string
 
 from django_zrpc import conf
 from django_zrpc.addrport import parse_addrport
-from django_zrpc.client_options import configured_clients, entry_errors
+from django_zrpc.client.options import configured_clients, entry_errors
 from django_zrpc.exceptions import CurveKeyError
 
 

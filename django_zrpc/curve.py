@@ -8,7 +8,7 @@ A server with CURVE admits a client only if the client's public key is in one
 of the ``*.key`` files of its allow-list folder; the file's name (without
 ``.key``) is the key's name, which reaches the RPC function as
 ``current_call().client_key``. The server's ZAP handler
-(``django_zrpc.core.zap``) asks the allow-list about each connecting key;
+(``django_zrpc.server.zap``) asks the allow-list about each connecting key;
 a server never runs CURVE without the handler and a usable allow-list.
 """
 

@@ -1,6 +1,6 @@
 """The names django-zrpc 0.1 had here, kept importable; new code imports them from their homes.
 
-``register_error`` is in ``django_zrpc.remote_errors`` (and ``django_zrpc``),
+``register_error`` is in ``django_zrpc.wire.remote_errors`` (and ``django_zrpc``),
 the exception classes in ``django_zrpc.exceptions``.
 """
 
@@ -10,7 +10,7 @@ from django_zrpc.exceptions import (
     RemotePermissionDenied,
     RemoteValidationError,
 )
-from django_zrpc.remote_errors import register_error
+from django_zrpc.wire.remote_errors import register_error
 
 __all__ = [
     "RemoteDoesNotExist",

@@ -6,7 +6,7 @@ unchanged, so ``except zerorpc.RemoteError`` and ``except
 django_zrpc.RemoteError`` catch the same thing (without importing zerorpc's
 gevent: see ``_zerorpc_exceptions``). The ``Remote*`` classes are
 what a caller gets for Django's own exceptions raised by a remote function
-(see ``django_zrpc.remote_errors``).
+(see ``django_zrpc.wire.remote_errors``).
 """
 
 from __future__ import annotations

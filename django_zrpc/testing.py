@@ -29,9 +29,9 @@ from typing import Any
 import gevent
 
 from django_zrpc import conf
-from django_zrpc.client import RPCClient
+from django_zrpc.client.gevent.rpc_client import RPCClient
 from django_zrpc.registry import Registry, rpc
-from django_zrpc.server import build_server, load_middleware
+from django_zrpc.server.build import build_server, load_middleware
 
 
 class LiveRPCServer:

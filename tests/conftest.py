@@ -18,7 +18,7 @@ import pytest
 import zerorpc
 import zmq
 
-from django_zrpc.core import protocol
+from django_zrpc.wire import protocol
 from tests.redis_server import redis_server  # noqa: F401 - a fixture for every test module
 
 ROOT = Path(__file__).resolve().parent.parent

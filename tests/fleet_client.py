@@ -47,7 +47,7 @@ import django  # noqa: E402
 django.setup()
 
 from django_zrpc import RPCClient  # noqa: E402
-from django_zrpc.core.client import Client  # noqa: E402
+from django_zrpc.client.gevent.connection import Client  # noqa: E402
 
 _call_on_connection = Client.call
 

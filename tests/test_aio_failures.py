@@ -203,7 +203,8 @@ async def test_a_call_refused_as_busy_is_retried_until_a_worker_is_free(start_se
 
 
 def test_the_pool_spreads_as_the_gevent_pool_does():
-    from django_zrpc import pool, spreading
+    from django_zrpc.client import spreading
+    from django_zrpc.client.gevent import pool
 
     assert aio_pool.SPREAD_AT == pool.SPREAD_AT == spreading.SPREAD_AT
 

@@ -10,7 +10,7 @@ import asyncio
 import pytest
 import zmq
 
-from django_zrpc.aio.sockets import DealerSocket
+from django_zrpc.transport.aio_sockets import DealerSocket
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.asyncio

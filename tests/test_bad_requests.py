@@ -8,8 +8,8 @@ import time
 import msgpack
 import pytest
 
-from django_zrpc import RPCClient, values
-from django_zrpc.core import protocol
+from django_zrpc import RPCClient
+from django_zrpc.wire import protocol, values
 from tests.conftest import raw_dealer
 
 

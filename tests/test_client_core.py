@@ -10,7 +10,7 @@ import time
 import gevent
 import pytest
 
-from django_zrpc.core.client import Client
+from django_zrpc.client.gevent.connection import Client
 from django_zrpc.exceptions import LostRemote, RemoteError, TimeoutExpired
 from tests.conftest import ROOT, free_port, subprocess_env
 
@@ -206,8 +206,8 @@ def test_a_call_to_a_server_that_is_down_fails_at_its_timeout_not_its_heartbeat(
 
 CLOSE_EARLY = """
 import gevent
-from django_zrpc.core.client import Client
-from django_zrpc.core.server import Server
+from django_zrpc.client.gevent.connection import Client
+from django_zrpc.server.engine import Server
 
 with Client("tcp://127.0.0.1:{port}"):
     pass
@@ -266,7 +266,7 @@ soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 if hard != resource.RLIM_INFINITY and hard < 4096:
     sys.exit(f"skip: the hard limit of open files is {hard}; 600 connections need about 2,400")
 resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
-from django_zrpc.core.client import Client
+from django_zrpc.client.gevent.connection import Client
 clients = [Client("tcp://127.0.0.1:1") for _ in range(600)]
 print(len(clients))
 """

@@ -184,8 +184,8 @@ def test_a_key_removed_from_the_allow_list_is_refused_on_its_next_connection(cur
 def test_the_server_stops_with_an_error_if_its_zap_handler_dies(keys):
     import gevent
 
-    from django_zrpc.core.server import ServedFunction, Server
     from django_zrpc.curve import ServerKeys
+    from django_zrpc.server.engine import ServedFunction, Server
 
     server = Server(
         {"echo": ServedFunction(lambda value: value)},

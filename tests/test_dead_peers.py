@@ -13,9 +13,9 @@ import msgpack
 import pytest
 
 from django_zrpc import RPCClient
-from django_zrpc.core import protocol
-from django_zrpc.core.client import Client
+from django_zrpc.client.gevent.connection import Client
 from django_zrpc.exceptions import LostRemote
+from django_zrpc.wire import protocol
 from tests.conftest import ROOT, free_port, raw_dealer, request, subprocess_env
 
 # A caller in a process of its own: it sends one call and waits to be killed.

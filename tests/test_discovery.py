@@ -13,7 +13,7 @@ import pytest
 from django.test import override_settings
 
 from django_zrpc.autodiscovery import check_rpcs_modules
-from django_zrpc.balancer import Balancer
+from django_zrpc.client.balancer import Balancer
 from django_zrpc.exceptions import BrokenRPCModule
 from django_zrpc.registry import rpc
 from django_zrpc.server import build_server

@@ -1,6 +1,6 @@
 """What a client makes of its connection attempts: a server refusing it, or a process that died.
 
-The rule on its own (``core.monitor.Handshakes``), with the events libzmq's
+The rule on its own (``transport.monitor.Handshakes``), with the events libzmq's
 monitor gives; ``test_curve.py`` and ``test_workers.py`` show it on real
 servers: a refused key fails at once, and a worker killed during a
 connection's handshake does not make its callers think they are refused.
@@ -10,7 +10,7 @@ import errno
 
 import zmq
 
-from django_zrpc.core.monitor import CURVE_CLIENT, PLAIN_CLIENT, Handshakes
+from django_zrpc.transport.monitor import CURVE_CLIENT, PLAIN_CLIENT, Handshakes
 
 CLOSED = int(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 AUTH = int(zmq.EVENT_HANDSHAKE_FAILED_AUTH)

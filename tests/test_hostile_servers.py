@@ -12,7 +12,7 @@ import gevent
 import pytest
 
 from django_zrpc import RPCClient
-from django_zrpc.core.client import MAX_ERROR_TEXT
+from django_zrpc.client.gevent.connection import MAX_ERROR_TEXT
 from django_zrpc.exceptions import LostRemote, RemoteError
 from tests.conftest import ROOT, free_port
 

@@ -17,8 +17,7 @@ PACKAGE = Path(django_zrpc.__file__).parent
 
 # What core/__init__.py says core may import from the rest of django_zrpc.
 CORE_MAY_IMPORT = {
-    "django_zrpc.values",
-    "django_zrpc.remote_errors",
+    "django_zrpc.wire",
     "django_zrpc.context",
     "django_zrpc.exceptions",
     "django_zrpc.curve",
@@ -45,7 +44,11 @@ def test_core_imports_only_what_its_docstring_allows():
             module
             for module in _imported_modules(path)
             if module.startswith("django_zrpc")
-            and not module.startswith("django_zrpc.core")
+            and not module.startswith(
+                ("django_zrpc.core", "django_zrpc.wire", "django_zrpc.transport")
+            )
+            # The old import path of the gevent connection.
+            and not module.startswith("django_zrpc.client.gevent")
             and module not in CORE_MAY_IMPORT
         }
         if wrong:
@@ -54,8 +57,8 @@ def test_core_imports_only_what_its_docstring_allows():
 
 
 def test_what_core_may_import_is_free_of_gevent_and_sockets():
-    for module in sorted(CORE_MAY_IMPORT - {"django_zrpc.curve"}):
-        path = PACKAGE / f"{module.rsplit('.', 1)[1]}.py"
+    paths = [PACKAGE / "context.py", PACKAGE / "exceptions.py", *(PACKAGE / "wire").glob("*.py")]
+    for path in paths:
         # zerorpc's exceptions are loaded without zerorpc's package (its gevent).
         imported = _imported_modules(path) - {"zerorpc.exceptions"}
         assert not {m for m in imported if m.split(".")[0] in ("gevent", "zmq", "zerorpc")}, path
@@ -104,8 +107,8 @@ def test_manage_py_check_loads_no_server_client_gevent_or_sockets(tmp_path):
         for m in loaded
         if m.split(".")[0] in ("gevent", "zmq")
         or m == "zerorpc"
-        or m.startswith("django_zrpc.core")
-        or m in ("django_zrpc.server", "django_zrpc.client", "django_zrpc.pool")
+        or m.startswith(("django_zrpc.core", "django_zrpc.server", "django_zrpc.client.gevent"))
+        or m in ("django_zrpc.core.client", "django_zrpc.pool")
     ]
     assert unwanted == []
 
@@ -133,7 +136,8 @@ def test_zerorpc_and_django_zrpc_raise_the_same_classes():
 
 
 def test_names_of_release_0_1_keep_importing():
-    from django_zrpc import errors, exceptions, remote_errors
+    from django_zrpc import errors, exceptions
+    from django_zrpc.wire import remote_errors
 
     assert errors.register_error is remote_errors.register_error is django_zrpc.register_error
     for name in (
@@ -151,22 +155,22 @@ def test_names_of_release_0_1_keep_importing():
 # The asyncio client and what it shares with the gevent one (issue 16).
 ASYNC_SIDE = [
     *sorted((PACKAGE / "aio").glob("*.py")),
-    PACKAGE / "core" / "calls_out.py",
-    PACKAGE / "core" / "unreachable.py",
-    PACKAGE / "core" / "dealer.py",
-    PACKAGE / "core" / "protocol.py",
-    PACKAGE / "core" / "monitor.py",
-    PACKAGE / "retry.py",
-    PACKAGE / "client_options.py",
+    *sorted((PACKAGE / "wire").glob("*.py")),
+    PACKAGE / "transport" / "aio_sockets.py",
+    PACKAGE / "transport" / "dealer.py",
+    PACKAGE / "transport" / "monitor.py",
+    PACKAGE / "client" / "__init__.py",
+    PACKAGE / "client" / "retry.py",
+    PACKAGE / "client" / "options.py",
     PACKAGE / "context.py",
 ]
 GEVENT_SIDE = {
-    "django_zrpc.client",
-    "django_zrpc.pool",
-    "django_zrpc.named_clients",
-    "django_zrpc.core.client",
-    "django_zrpc.core.socket_loop",
-    "django_zrpc.core.server",
+    "django_zrpc.client.gevent.rpc_client",
+    "django_zrpc.client.gevent.pool",
+    "django_zrpc.client.gevent.named_clients",
+    "django_zrpc.client.gevent.connection",
+    "django_zrpc.transport.socket_loop",
+    "django_zrpc.server.engine",
 }
 
 
@@ -193,7 +197,8 @@ async def main():
         return await client.echo("no gevent")
 
 print(json.dumps([asyncio.run(main()), sorted(m for m in sys.modules
-      if m.split(".")[0] == "gevent" or m in ("zerorpc", "django_zrpc.core.client"))]))
+      if m.split(".")[0] == "gevent" or m == "zerorpc"
+      or m.startswith("django_zrpc.client.gevent"))]))
 """
 
 
@@ -260,6 +265,7 @@ def test_new_project_with_sentry_and_opentelemetry_checks_and_serves_web_without
         if m.split(".")[0] in ("gevent", "zmq", "sentry_sdk", "opentelemetry")
         or m == "zerorpc"
         or m.startswith(("django_zrpc.core", "django_zrpc.aio", "django_zrpc.contrib"))
-        or m in ("django_zrpc.server", "django_zrpc.client", "django_zrpc.pool")
+        or m.startswith(("django_zrpc.server", "django_zrpc.client.gevent"))
+        or m in ("django_zrpc.core.client", "django_zrpc.pool")
     ]
     assert unwanted == []

@@ -13,7 +13,7 @@ MB = 1024 * 1024
 # A separate process, as a caller is: its own memory is not the server's.
 ECHO_LARGE = """
 import sys
-from django_zrpc.core.client import Client
+from django_zrpc.client.gevent.connection import Client
 
 client = Client(sys.argv[1], timeout=60)
 value = b"x" * (15 * 1024 * 1024)

@@ -8,7 +8,7 @@ import pytest
 import zerorpc
 from django.core.exceptions import MiddlewareNotUsed
 
-from django_zrpc.server import load_middleware
+from django_zrpc.server.build import load_middleware
 
 MIDDLEWARE_MODULE = '''
 import os

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import gevent
 import pytest
 
-from django_zrpc.core.client import Client
+from django_zrpc.client.gevent.connection import Client
 from django_zrpc.exceptions import HandshakeFailed, RemoteError
 from tests.conftest import ServerProcess, free_port, raw_dealer, requires_postgres
 from tests.ops_http import get, scrape, value, wait_until

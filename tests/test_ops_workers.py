@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from django_zrpc.core.client import Client
+from django_zrpc.client.gevent.connection import Client
 from tests.conftest import free_port
 from tests.ops_http import get, scrape, value, wait_until
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import gevent
 import pytest
 
+from django_zrpc.client.gevent.pool import SPREAD_AT, Pool
 from django_zrpc.exceptions import PoolExhausted, ServerUnavailable
-from django_zrpc.pool import SPREAD_AT, Pool
 
 
 class Connection:
@@ -337,7 +337,7 @@ def test_closing_an_async_pool_wakes_its_waiters_with_the_same_retryable_error()
     import asyncio
 
     from django_zrpc.aio.pool import AsyncPool
-    from django_zrpc.retry import may_retry
+    from django_zrpc.client.retry import may_retry
 
     async def scenario() -> BaseException:
         pool = AsyncPool("tcp://127.0.0.1:1", Connection, size=1)  # type: ignore[arg-type]

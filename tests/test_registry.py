@@ -1,8 +1,8 @@
 import pytest
 
-from django_zrpc.core.builtins import argspec
 from django_zrpc.exceptions import DuplicateRPCName, InvalidRPCName
 from django_zrpc.registry import Registry, rpc
+from django_zrpc.server.builtins import argspec
 
 
 def test_register_uses_the_function_name_and_returns_it_unchanged():

@@ -17,8 +17,8 @@ import gevent
 import pytest
 
 from django_zrpc import AsyncRPCClient, RPCClient
+from django_zrpc.client.retry import RetryBudget
 from django_zrpc.exceptions import RemoteError
-from django_zrpc.retry import RetryBudget
 from tests.conftest import free_port
 
 WORK = 0.1  # seconds a call of the overloaded server takes

@@ -1,4 +1,4 @@
-"""The server core (django_zrpc.core.server) in-process: what is easier to see from inside.
+"""The server core (django_zrpc.server.engine) in-process: what is easier to see from inside.
 
 tests/test_runrpc_protocol.py calls the same engine in a runrpc process over TCP.
 """
@@ -12,7 +12,7 @@ import gevent
 import pytest
 import zerorpc
 
-from django_zrpc.core.server import STOP_LINGER, ServedFunction, Server
+from django_zrpc.server.engine import STOP_LINGER, ServedFunction, Server
 
 
 @pytest.fixture
@@ -120,8 +120,8 @@ def test_a_failing_idle_hook_leaves_every_worker_serving(core):
 
 
 def test_a_result_past_the_message_limit_fails_that_call_alone(core):
-    from django_zrpc.core.client import Client
-    from django_zrpc.core.protocol import Unpacker
+    from django_zrpc.client.gevent.connection import Client
+    from django_zrpc.wire.protocol import Unpacker
 
     _, endpoint = core(unpacker=Unpacker(max_event_bytes=100_000))
     with Client(endpoint, timeout=5, unpacker=Unpacker(max_event_bytes=100_000)) as client:
@@ -134,7 +134,7 @@ def test_a_result_past_the_message_limit_fails_that_call_alone(core):
 
 
 def test_calls_cancelled_while_queued_leave_the_queue(core):
-    from django_zrpc.core import protocol
+    from django_zrpc.wire import protocol
     from tests.conftest import raw_dealer, request
 
     server, endpoint = core(concurrency=1, backlog=5)

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from django_zrpc import AsyncRPCClient, RPCClient, ServerUnavailable
-from django_zrpc.core import unreachable
+from django_zrpc.wire import unreachable
 from tests.conftest import ROOT, free_port, subprocess_env
 
 #: The call's timeout: three of the clients' one-second connect timeouts.

@@ -16,8 +16,7 @@ from django.utils import timezone
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy, override
 
-from django_zrpc import values
-from django_zrpc.core import protocol
+from django_zrpc.wire import protocol, values
 from testproject.tickets.models import Ticket
 
 AWARE = datetime.datetime(2026, 11, 23, 4, 50, 1, 123456, tzinfo=datetime.UTC)

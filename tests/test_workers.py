@@ -17,7 +17,7 @@ from django.test import override_settings
 
 from django_zrpc import RPCClient
 from django_zrpc.checks import check_settings
-from django_zrpc.core.client import Client
+from django_zrpc.client.gevent.connection import Client
 from tests.conftest import ROOT, ServerProcess, free_port, requires_postgres, subprocess_env
 
 TEST_APPS = [

@@ -1,7 +1,6 @@
 """django_zrpc's client on asyncio and ``zmq.asyncio``, for async views (issue 16).
 
 - ``connection``: ``AsyncConnection``, one DEALER socket carrying many calls;
-  ``sockets`` (its socket, sent on and drained past zmq.asyncio's futures),
   ``pending`` (a call in flight), ``stream`` (``AsyncStream``, a remote stream
   read with ``async for``, and ``PooledAsyncStream``);
 - ``pool``: ``AsyncPool``, the bounded pool of one endpoint in one event loop;
@@ -9,8 +8,9 @@
 - ``rpc_client``: ``AsyncRPCClient``; ``named_clients``: ``async_clients[...]``.
 
 Nothing here imports gevent: the rules shared with the gevent client come
-from ``core.calls_out``, ``core.dealer``, ``core.protocol``, ``core.monitor`` and
-``django_zrpc.retry``. ``tests/test_layout.py`` holds it to that.
+from ``wire`` (``calls_out``, ``protocol``), ``transport`` (``aio_sockets``, its
+socket, sent on and drained past zmq.asyncio's futures; ``dealer``,
+``monitor``) and ``django_zrpc.client.retry``. ``tests/test_layout.py`` holds it to that.
 """
 
 from __future__ import annotations

@@ -26,11 +26,12 @@ import zmq
 
 from django_zrpc import context
 from django_zrpc.aio.pending import Pending
-from django_zrpc.aio.sockets import NOBLOCK, DealerSocket, has_message
 from django_zrpc.aio.stream import AsyncStream
-from django_zrpc.core import calls_out, protocol
-from django_zrpc.core.dealer import peer_of
-from django_zrpc.core.monitor import (
+from django_zrpc.curve import ClientKeys
+from django_zrpc.exceptions import LostRemote, RemoteError
+from django_zrpc.transport.aio_sockets import NOBLOCK, DealerSocket, has_message
+from django_zrpc.transport.dealer import peer_of
+from django_zrpc.transport.monitor import (
     CURVE_CLIENT,
     DISCONNECTED,
     PLAIN_CLIENT,
@@ -38,8 +39,7 @@ from django_zrpc.core.monitor import (
     Handshakes,
     SocketMonitor,
 )
-from django_zrpc.curve import ClientKeys
-from django_zrpc.exceptions import LostRemote, RemoteError
+from django_zrpc.wire import calls_out, protocol
 
 logger = logging.getLogger("django_zrpc.client")
 

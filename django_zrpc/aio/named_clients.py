@@ -18,7 +18,7 @@ from typing import Any
 from django.core.signals import setting_changed
 
 from django_zrpc.aio.rpc_client import AsyncRPCClient
-from django_zrpc.client_options import client_entry
+from django_zrpc.client.options import client_entry
 
 
 class AsyncClientHandler:

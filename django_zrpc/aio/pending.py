@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from django_zrpc.core import calls_out, protocol
+from django_zrpc.wire import calls_out, protocol
 
 
 class Pending(calls_out.Outgoing):

@@ -1,11 +1,11 @@
 """A bounded pool of asyncio connections to one endpoint, shared by calls of one event loop.
 
-The same rules as ``django_zrpc.pool`` (which is gevent's): at most ``size``
+The same rules as ``django_zrpc.client.gevent.pool``: at most ``size``
 connections, made lazily; up to ``calls_per_connection`` calls share one; a
 call goes to the connection with the fewest calls in flight, and a new one is
 made once each open one carries ``SPREAD_AT``; of the connections that reach
 the same server process one is lent, the others are spares, lent once every
-lead is full (``django_zrpc.spreading``); waiters are served first come,
+lead is full (``django_zrpc.client.spreading``); waiters are served first come,
 first served, and one that waits past ``timeout`` gets ``PoolExhausted``. A
 connection that saw a lost server is retired: lent no more, closed when its
 last call ends.
@@ -23,9 +23,9 @@ from collections.abc import Callable
 from typing import Any
 
 from django_zrpc.aio.connection import AsyncConnection
+from django_zrpc.client.spreading import SPREAD_AT, leads_and_spares, spares_of
 from django_zrpc.exceptions import PoolExhausted, ServerUnavailable
 from django_zrpc.metrics import client as client_metrics
-from django_zrpc.spreading import SPREAD_AT, leads_and_spares, spares_of
 
 # Handed to waiters when the pool is closed.
 _CLOSED = object()
@@ -128,7 +128,7 @@ class AsyncPool:
     def discard(self, connection: AsyncConnection) -> None:
         """End a call on a connection that failed: lend it no more, close it once it is idle.
 
-        The spares of its process go with it (see ``django_zrpc.pool.Pool.discard``).
+        The spares of its process go with it (see ``django_zrpc.client.gevent.pool.Pool.discard``).
         """
         spares: list[AsyncConnection] = []
         if connection in self._lendable:

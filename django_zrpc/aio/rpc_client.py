@@ -6,7 +6,7 @@
         ...
 
 The asyncio counterpart of ``RPCClient``, with its options, its retry rule
-(``django_zrpc.retry``) and its pool's bounds (``aio.pool``). Connections
+(``django_zrpc.client.retry``) and its pool's bounds (``aio.pool``). Connections
 belong to an event loop: each loop that uses the client (an ASGI server's one
 loop; each ``asyncio.run`` of a test; each ``async_to_sync`` call) has its own
 pools, and a loop's connections close when it shuts down.
@@ -22,15 +22,16 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from django_zrpc import client_options, tracing
 from django_zrpc.aio.connection import AsyncConnection
 from django_zrpc.aio.pool import AsyncPool
 from django_zrpc.aio.stream import AsyncStream, PooledAsyncStream
-from django_zrpc.client_options import ClientOptions
-from django_zrpc.core import unreachable
-from django_zrpc.core.calls_out import CallByName
+from django_zrpc.client import options as client_options
+from django_zrpc.client import tracing
+from django_zrpc.client.options import ClientOptions
 from django_zrpc.exceptions import PoolExhausted
 from django_zrpc.metrics import client as client_metrics
+from django_zrpc.wire import unreachable
+from django_zrpc.wire.calls_out import CallByName
 
 logger = logging.getLogger("django_zrpc.client")
 
@@ -49,7 +50,7 @@ class AsyncRPCClient(ClientOptions, CallByName):
     """Call the functions served at ``endpoints`` from coroutines, through pooled connections."""
 
     def __init__(self, endpoints: str | Sequence[str], **options: Any) -> None:
-        """``endpoints`` and the options of ``ClientOptions`` (``django_zrpc.client_options``)."""
+        """``endpoints`` and the options of ``ClientOptions`` (``django_zrpc.client.options``)."""
         super().__init__(endpoints, **options)
         # Per event loop, forgotten with it.
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from django_zrpc.core import calls_out, protocol
 from django_zrpc.exceptions import LostRemote, ServerUnavailable
+from django_zrpc.wire import calls_out, protocol
 
 if TYPE_CHECKING:
     from django_zrpc.aio.connection import AsyncConnection

@@ -136,7 +136,7 @@ def _error_type(error: BaseException) -> str:
 
 
 class ClientTracer:
-    """Make the CLIENT span of each ``RPCClient`` call (see ``django_zrpc.tracing``)."""
+    """Make the CLIENT span of each ``RPCClient`` call (see ``django_zrpc.client.tracing``)."""
 
     def __init__(self) -> None:
         context.add_header_writer(inject)
@@ -353,7 +353,7 @@ def _interrupted(span: Span, error: BaseException) -> None:
     """Mark a span whose call was stopped from outside: deadline, lost caller, server stopping."""
     # Here, not at the top: the server's calls load gevent, which an asyncio
     # process tracing AsyncRPCClient's calls must not.
-    from django_zrpc.core.calls import CANCELLED, DEADLINE_PASSED, CallLost
+    from django_zrpc.server.calls import CANCELLED, DEADLINE_PASSED, CallLost
 
     reason = str(error)
     if isinstance(error, CallLost) and reason == CANCELLED:

@@ -1,25 +1,8 @@
-"""django_zrpc's engine: zerorpc's wire protocol (v3) on pyzmq and gevent.
+"""Import paths of earlier releases, kept; the modules themselves moved by role.
 
-What is here, one job a module:
-
-- ``protocol``: events, frames and the bounded unpacker (msgpack, no sockets);
-- ``socket_loop``: ``SocketLoop``, the one greenlet that owns a ZeroMQ socket;
-- ``server``: ``Server``, which serves calls on a ROUTER socket with
-  persistent workers; ``calls`` (what one call is, and the steps of running
-  it), ``builtins`` (``_zerorpc_*``), ``stall`` (the blocked loop warning),
-  ``hooks`` (zerorpc-style middleware), ``observer`` (what metrics are told
-  of each call), ``ratelimit``;
-- ``client``: ``Client``, one DEALER connection that carries many calls, on
-  gevent; ``calls_out`` (the caller's side of a call), ``unreachable`` (what
-  a call that reached no server says) and ``dealer`` (a client's socket), free
-  of gevent and shared with the asyncio client (``django_zrpc.aio``);
-- ``zap`` (the CURVE ZAP handler), ``monitor`` (a socket's closed connections
-  and handshake failures) and ``heap`` (memory of departed peers given back).
-
-The arrow points one way: the Django side (``server.py``, ``client.py``,
-``pool.py``, the commands) builds on ``core``, and ``core`` imports from the
-rest of django_zrpc only what is free of sockets and gevent, and shared with
-any other client: ``values`` (Django values on the wire), ``remote_errors``
-(the error codec), ``context`` (the call's context), ``exceptions`` and
-``curve`` (keys). ``tests/test_layout.py`` holds it to that.
+``django_zrpc.core.client.Client`` (documented for a raw connection) is now
+``django_zrpc.client.gevent.connection.Client``; the protocol is in
+``django_zrpc.wire``, the sockets and their loops in ``django_zrpc.transport``
+and the server in ``django_zrpc.server``. This package imports nothing, so
+that naming it loads no gevent.
 """

@@ -1,4 +1,4 @@
-"""The server's Prometheus metrics: a ``core.observer.Observer`` that counts what runrpc does.
+"""The server's Prometheus metrics: a ``server.observer.Observer`` that counts what runrpc does.
 
 One process (``runrpc``) keeps them in prometheus_client's default registry,
 beside any metrics of the project's own functions; workers of ``runrpc
@@ -26,9 +26,9 @@ from django.db import connections
 from django.db.backends.signals import connection_created
 from prometheus_client import Counter, Gauge, Histogram
 
-from django_zrpc.core.observer import Observer
 from django_zrpc.metrics import BUCKETS
 from django_zrpc.metrics.table import Table, multiprocess, native_allocate_lock
+from django_zrpc.server.observer import Observer
 
 
 def _use_native_locks() -> None:
@@ -181,7 +181,7 @@ class ServerMetrics(Observer):
         HANDSHAKES_REFUSED.inc()
 
     def sample(self, server: Any) -> None:
-        """Set the gauges from ``server`` (a ``core.server.Server``) and the open connections."""
+        """Set the gauges from ``server`` (a ``server.engine.Server``) and the open connections."""
         running, waiting, busy = server.load()
         RUNNING.set(running)
         WAITING.set(waiting)

@@ -11,8 +11,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from django_zrpc import conf
 from django_zrpc.addrport import AddrPort, parse_addrport
-from django_zrpc.client_options import client_entry, configured_clients, validate_endpoints
-from django_zrpc.core.client import Client, Stream
+from django_zrpc.client.gevent.connection import Client, Stream
+from django_zrpc.client.options import client_entry, configured_clients, validate_endpoints
 from django_zrpc.curve import client_keys
 from django_zrpc.exceptions import (
     CurveKeyError,

@@ -13,8 +13,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_zrpc.addrport import AddrPort, parse_addrport
-from django_zrpc.client_options import validate_endpoints
-from django_zrpc.core.client import Client
+from django_zrpc.client.gevent.connection import Client
+from django_zrpc.client.options import validate_endpoints
 from django_zrpc.curve import client_keys
 from django_zrpc.exceptions import CurveKeyError, RemoteError, TimeoutExpired
 from django_zrpc.management.commands.rpccall import _local_endpoint

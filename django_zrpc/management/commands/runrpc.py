@@ -31,7 +31,7 @@ from django_zrpc import conf
 from django_zrpc.addrport import AddrPort, parse_addrport
 from django_zrpc.management import require_rpcs_modules
 from django_zrpc.metrics import server_observer, worker_metrics
-from django_zrpc.worker import WorkerHandles, end_with_supervisor
+from django_zrpc.server.worker import WorkerHandles, end_with_supervisor
 
 LAUNCHER = "django_zrpc.launcher"
 # Seconds a draining worker may hand over, refusing django_zrpc callers (who call again
@@ -111,7 +111,7 @@ class Command(BaseCommand):
             help="Serve /livez, /readyz and /metrics over HTTP at ADDRPORT, beside the RPC "
             "socket (default: ZRPC_OPS, none). See 'Health and metrics'.",
         )
-        # How the supervisor starts a worker (django_zrpc.worker): not for people.
+        # How the supervisor starts a worker (django_zrpc.server.worker): not for people.
         parser.add_argument("--worker", help=argparse.SUPPRESS)
         parser.add_argument(
             "--noreload",
@@ -160,8 +160,8 @@ class Command(BaseCommand):
         source = options["announce"] or conf.get("ANNOUNCE")
         if source is None:
             return None
-        from django_zrpc.announce import build_announcer
         from django_zrpc.exceptions import ZRPCConfigurationError
+        from django_zrpc.server.announce import build_announcer
 
         addrport: AddrPort = options["addrport"]
         try:
@@ -221,7 +221,7 @@ class Command(BaseCommand):
         autoreload.raise_last_exception()
         if self._rpcs_modules_broken(options["use_reloader"]):
             return
-        from django_zrpc.server import build_server
+        from django_zrpc.server.build import build_server
 
         _ensure_log_handler()
         _raise_open_file_limit()
@@ -315,7 +315,7 @@ class Command(BaseCommand):
             return None
         if options["ops"] is None:
             return None
-        from django_zrpc import ops
+        from django_zrpc.server import ops
 
         try:
             return self._serve_ops(options, ops.for_server(server, observer))
@@ -334,7 +334,7 @@ class Command(BaseCommand):
 
     def _warn(self, options: dict[str, Any], concurrency: int, heartbeat: float) -> None:
         """Warn of database connections past the limit, a long heartbeat, and CURVE off."""
-        from django_zrpc.server import connection_limits
+        from django_zrpc.server.build import connection_limits
 
         limits = connection_limits(concurrency, processes=options["workers"])
         for warning in [*limits, *_heartbeat_warnings(heartbeat)]:
@@ -350,7 +350,7 @@ class Command(BaseCommand):
     def _supervise(self, options: dict[str, Any]) -> None:
         """Listen once and keep ``--workers`` processes serving there (issue 14)."""
         from django_zrpc.registry import rpc
-        from django_zrpc.supervisor import Supervisor, WorkersFailed, listen
+        from django_zrpc.server.supervisor import Supervisor, WorkersFailed, listen
 
         heartbeat, concurrency, backlog = _per_worker(options)
         self._warn(options, concurrency, heartbeat)
@@ -392,7 +392,7 @@ class Command(BaseCommand):
         )
         ops_server = None
         if options["ops"] is not None:
-            from django_zrpc import ops
+            from django_zrpc.server import ops
 
             try:
                 ops_server = self._serve_ops(options, ops.for_supervisor(supervisor, metrics))
@@ -413,7 +413,7 @@ class Command(BaseCommand):
 
     def _serve_ops(self, options: dict[str, Any], app: Any) -> Any:
         """Serve the ops endpoint in this event loop; fail as runrpc does if its port is taken."""
-        from django_zrpc import ops
+        from django_zrpc.server import ops
 
         addrport = self._resolve(options["ops"])
         try:
@@ -450,7 +450,7 @@ class Command(BaseCommand):
 
         if worker is not None:
             # A listener of our own on the supervisor's port (SO_REUSEPORT).
-            from django_zrpc.worker import listener
+            from django_zrpc.server.worker import listener
 
             endpoint, fd = listener(worker.listen)
             return server.bind(endpoint, fd=fd)
@@ -585,7 +585,7 @@ def _report_to_supervisor(worker: WorkerHandles) -> None:
     """Say that this worker serves, and end it should its supervisor end."""
     import gevent
 
-    from django_zrpc.worker import hand_back_stderr, say_ready, watch_supervisor
+    from django_zrpc.server.worker import hand_back_stderr, say_ready, watch_supervisor
 
     hand_back_stderr(worker)
     say_ready(worker)
@@ -594,7 +594,7 @@ def _report_to_supervisor(worker: WorkerHandles) -> None:
 
 def _heartbeat_warnings(heartbeat: float) -> list[str]:
     """Warn of a heartbeat that stock zerorpc clients (5 s, lost after 10 s) cannot follow."""
-    from django_zrpc.core.protocol import PEER_HEARTBEAT
+    from django_zrpc.wire.protocol import PEER_HEARTBEAT
 
     if heartbeat <= PEER_HEARTBEAT:
         return []

@@ -3,7 +3,7 @@
 ``RPCClient("tcp://host:4242")``, ``RPCClient([...several endpoints...])``, or
 one source of them: ``"dns:///name:4242"`` or ``"redis://host:6379/0?service=name"``
 (``django_zrpc.discovery``, whose directory says where calls may go now).
-Calls take a place on a connection from a bounded pool (``django_zrpc.pool``)
+Calls take a place on a connection from a bounded pool (``django_zrpc.client.gevent.pool``)
 of the endpoint they go to, up to ``calls_per_connection`` sharing one, and
 give it back when the reply (or, for a stream, the last item) has arrived.
 
@@ -26,19 +26,22 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import gevent
 from gevent import monkey
 
-from django_zrpc import client_options, context, tracing
-from django_zrpc.client_options import ClientOptions
-from django_zrpc.core import unreachable
-from django_zrpc.core.client import CallByName, Client, Stream
-from django_zrpc.exceptions import LostRemote, PoolExhausted, ServerUnavailable
+from django_zrpc import context
+from django_zrpc.client import options as client_options
+from django_zrpc.client import tracing
+from django_zrpc.client.gevent.connection import CallByName, Client
+from django_zrpc.client.gevent.pool import Pool
+from django_zrpc.client.gevent.stream import PooledStream, Stream
+from django_zrpc.client.options import ClientOptions
+from django_zrpc.exceptions import PoolExhausted
 from django_zrpc.metrics import client as client_metrics
-from django_zrpc.pool import Pool
+from django_zrpc.wire import unreachable
 
 logger = logging.getLogger("django_zrpc.client")
 
@@ -243,41 +246,3 @@ class RPCClient(ClientOptions, CallByName):
                 self._balancer.after_fork()
             state = self._local.state = _ThreadState()
         return state
-
-
-class PooledStream(Iterator[Any]):
-    """A stream that holds its connection until it ends or is closed."""
-
-    def __init__(self, stream: Stream, pool: Pool, connection: Client) -> None:
-        self._stream = stream
-        self._pool: Pool | None = pool
-        self._connection = connection
-
-    def __next__(self) -> Any:
-        try:
-            return next(self._stream)
-        except StopIteration:
-            self._give_back(discard=False)
-            raise
-        except (LostRemote, ServerUnavailable):
-            self._give_back(discard=True)
-            raise
-        except BaseException:
-            self._give_back(discard=False)
-            raise
-
-    def close(self) -> None:
-        """Abandon the stream; the server gives the call up."""
-        self._stream.close()
-        self._give_back(discard=False)
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
-
-    def _give_back(self, discard: bool) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.release_from_anywhere(self._connection, discard)

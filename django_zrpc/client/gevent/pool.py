@@ -19,7 +19,7 @@ to one call at a time.
 
 Of the connections that reach the same server process, the pool lends one
 (its *lead*); the others are *spares*, lent only when every lead is full
-(``calls_per_connection``; see ``django_zrpc.spreading``). So calls spread
+(``calls_per_connection``; see ``django_zrpc.client.spreading``). So calls spread
 over processes, not over connections to the same one: ten connections to
 one ``runrpc`` process made 31,000 echo calls/s at 64 callers where one made
 37,000 with less CPU on both sides (2026-11-29). A connection to a server
@@ -48,10 +48,10 @@ import gevent
 from gevent import monkey
 from gevent.hub import Waiter, get_hub
 
-from django_zrpc.core.client import Client
+from django_zrpc.client.gevent.connection import Client
+from django_zrpc.client.spreading import SPREAD_AT, leads_and_spares, spares_of
 from django_zrpc.exceptions import PoolExhausted, ServerUnavailable
 from django_zrpc.metrics import client as client_metrics
-from django_zrpc.spreading import SPREAD_AT, leads_and_spares, spares_of
 
 __all__ = ["SPREAD_AT", "Pool"]
 

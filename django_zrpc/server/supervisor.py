@@ -36,7 +36,7 @@ import gevent.event
 import gevent.os
 import gevent.queue
 
-from django_zrpc.worker import READY, WorkerHandles, reuseport_socket
+from django_zrpc.server.worker import READY, WorkerHandles, reuseport_socket
 
 #: Workers that end before serving, in a row, before the supervisor gives up.
 MAX_START_FAILURES = 3

@@ -29,14 +29,13 @@ import zmq
 from django.utils import translation
 from gevent.hub import Waiter
 
-from django_zrpc import remote_errors, values
 from django_zrpc.context import CallContext
 from django_zrpc.context import _current as _current_call
-from django_zrpc.core import observer as observed
-from django_zrpc.core import protocol
-from django_zrpc.core.builtins import builtins as builtin_functions
-from django_zrpc.core.builtins import unknown_function
-from django_zrpc.core.calls import (
+from django_zrpc.curve import ServerKeys
+from django_zrpc.server import observer as observed
+from django_zrpc.server.builtins import builtins as builtin_functions
+from django_zrpc.server.builtins import unknown_function
+from django_zrpc.server.calls import (
     CANCELLED,
     DEADLINE_PASSED,
     Call,
@@ -48,21 +47,21 @@ from django_zrpc.core.calls import (
     run_unless_lost,
     split_kwargs,
 )
-from django_zrpc.core.heap import HeapTrimmer
-from django_zrpc.core.hooks import Hooks
-from django_zrpc.core.io_threads import batch_io_threads
-from django_zrpc.core.monitor import (
+from django_zrpc.server.heap import HeapTrimmer
+from django_zrpc.server.hooks import Hooks
+from django_zrpc.server.ratelimit import RateLimitedLog
+from django_zrpc.server.stall import StallWatch
+from django_zrpc.server.zap import Authenticator
+from django_zrpc.transport.io_threads import batch_io_threads
+from django_zrpc.transport.monitor import (
     DISCONNECTED,
     FAILED_EVENTS,
     SERVER,
     SocketMonitor,
     describe_failure,
 )
-from django_zrpc.core.ratelimit import RateLimitedLog
-from django_zrpc.core.socket_loop import SocketLoop
-from django_zrpc.core.stall import StallWatch
-from django_zrpc.core.zap import Authenticator
-from django_zrpc.curve import ServerKeys
+from django_zrpc.transport.socket_loop import SocketLoop
+from django_zrpc.wire import protocol, remote_errors, values
 
 logger = logging.getLogger("django_zrpc.server")
 

@@ -13,9 +13,9 @@ import logging
 import zmq
 from zmq.utils import z85
 
-from django_zrpc.core.ratelimit import RateLimitedLog
-from django_zrpc.core.socket_loop import SocketLoop
 from django_zrpc.curve import AllowList
+from django_zrpc.server.ratelimit import RateLimitedLog
+from django_zrpc.transport.socket_loop import SocketLoop
 
 logger = logging.getLogger("django_zrpc.server")
 

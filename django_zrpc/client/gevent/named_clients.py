@@ -19,8 +19,8 @@ from typing import Any
 
 from django.core.signals import setting_changed
 
-from django_zrpc.client import RPCClient
-from django_zrpc.client_options import client_entry
+from django_zrpc.client.gevent.rpc_client import RPCClient
+from django_zrpc.client.options import client_entry
 
 
 class ClientHandler:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import zmq
 
-from django_zrpc.core import protocol
-from django_zrpc.core.io_threads import batch_io_threads, original_allocate_lock
 from django_zrpc.curve import ClientKeys
+from django_zrpc.transport.io_threads import batch_io_threads, original_allocate_lock
+from django_zrpc.wire import protocol
 
 #: Sockets the clients' shared context may hold: each connection takes three
 #: (its DEALER and the two ends of its monitor), and libzmq's default, 1,023,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from django_zrpc.core import protocol
 
 if TYPE_CHECKING:
-    from django_zrpc.core.calls import ServedFunction
+    from django_zrpc.server.calls import ServedFunction
 
 _WIRE_SAFE = (type(None), bool, int, float, str, bytes)
 

@@ -16,14 +16,14 @@ import time
 from collections import deque
 from typing import Any
 
-from django_zrpc import context, remote_errors, values
-from django_zrpc.core import protocol, unreachable
+from django_zrpc import context
 from django_zrpc.exceptions import (
     HandshakeFailed,
     LostRemote,
     RemoteError,
     TimeoutExpired,
 )
+from django_zrpc.wire import protocol, remote_errors, unreachable, values
 
 logger = logging.getLogger("django_zrpc.client")
 

@@ -1,6 +1,6 @@
 """How a pool spreads calls: ``SPREAD_AT``, and one connection a server process.
 
-Shared by ``RPCClient``'s pool (``django_zrpc.pool``, gevent) and
+Shared by ``RPCClient``'s pool (``django_zrpc.client.gevent.pool``) and
 ``AsyncRPCClient``'s (``django_zrpc.aio.pool``, asyncio); free of both.
 
 A django_zrpc server names its process in ZeroMQ's handshake

@@ -1,7 +1,7 @@
 """Build the RPC server from the registry, the settings and the middleware list.
 
 The server is django_zrpc's own implementation of zerorpc's wire protocol
-(``django_zrpc.core``). Calls run on ``concurrency`` persistent worker
+(``django_zrpc.server.engine``). Calls run on ``concurrency`` persistent worker
 greenlets: Django keeps one database connection per greenlet, so only
 persistent workers let ``CONN_MAX_AGE`` reuse a connection, and their number
 bounds the connections the server can open.
@@ -21,10 +21,10 @@ from django.utils.module_loading import import_string
 
 from django_zrpc import conf
 from django_zrpc.autodiscovery import raise_if_broken
-from django_zrpc.core.protocol import Unpacker
-from django_zrpc.core.server import ServedFunction, Server
 from django_zrpc.curve import ServerKeys
 from django_zrpc.registry import Registry, rpc
+from django_zrpc.server.engine import ServedFunction, Server
+from django_zrpc.wire.protocol import Unpacker
 
 logger = logging.getLogger("django_zrpc.server")
 

@@ -24,8 +24,8 @@ from typing import Any, cast
 import zmq
 import zmq.asyncio
 
-from django_zrpc.core.dealer import configure_dealer, shared_context
 from django_zrpc.curve import ClientKeys
+from django_zrpc.transport.dealer import configure_dealer, shared_context
 
 NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgpack
 
-from django_zrpc import values
+from django_zrpc.wire import values
 
 PROTOCOL_VERSION = 3
 HEARTBEAT = "_zpc_hb"

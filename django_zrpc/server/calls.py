@@ -16,9 +16,9 @@ from django.conf import settings
 from django.utils import translation
 from gevent.hub import Waiter
 
-from django_zrpc import context, values
-from django_zrpc.core import protocol
+from django_zrpc import context
 from django_zrpc.exceptions import LostRemote
+from django_zrpc.wire import protocol, values
 
 #: Why a call the caller cancelled (a stream it closed) is stopped.
 CANCELLED = "the caller cancelled the call"

@@ -14,9 +14,9 @@ from typing import Any
 
 from django.conf import settings
 
+from django_zrpc.client.retry import RetryBudget, backoff, counts_against, may_retry, pushback
 from django_zrpc.discovery import DEFAULT_REFRESH, is_discovery
 from django_zrpc.exceptions import CurveKeyError, ZRPCConfigurationError
-from django_zrpc.retry import RetryBudget, backoff, counts_against, may_retry, pushback
 
 logger = logging.getLogger("django_zrpc.client")
 
@@ -242,7 +242,7 @@ class ClientOptions:
         retry_ratio: float | None = None,
     ) -> None:
         from django_zrpc import conf
-        from django_zrpc.balancer import Balancer
+        from django_zrpc.client.balancer import Balancer
         from django_zrpc.curve import client_keys  # reads key files; needs pyzmq
 
         self.endpoints = validate_endpoints(endpoints)
