@@ -28,7 +28,9 @@ runrpc`` processes on 127.0.0.1 (free ports), from this process, it measures:
    ``RPCClient`` (1 s timeout) call ``server_pid`` for 5 s, then one server
    is sent SIGSTOP for 13 s: the calls made after its first 3 s, how many
    failed, the rate against the three servers' rate; then SIGCONT: seconds
-   until it answers 15% of the calls of the last 2 s again (at most 60 s);
+   until it answers 15% of the calls of the last 2 s again (at most 60 s).
+   Then the same with 32 tasks sharing one ``AsyncRPCClient``, on an event
+   loop of a thread of its own;
 7. overload and a slow server (``benchmarks/overload.py``): 2,000 callers
    against ``runrpc --concurrency 10 --backlog 10``, then 24, with the
    client's retry budget on and off.
@@ -528,43 +530,33 @@ STALL_CALLERS = 32
 STALL_SETTLE = 3.0  # seconds after SIGSTOP not judged: its calls in flight time out
 
 
-def stalled_part(env: dict[str, str]) -> dict[str, Any]:
+def stalled_part(env: dict[str, str], asyncio_client: bool = False) -> dict[str, Any]:
     import django
     import gevent
     from django.conf import settings
-
-    from django_zrpc import RPCClient
 
     if not settings.configured:
         # A client in a Django process, as in a view: its metrics and its
         # ZRPC_OUTLIER_* settings are read from the tests' settings.
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", TEST_SETTINGS)
         django.setup()
-    log("6. one of three servers SIGSTOPped under 32 callers, then SIGCONT ...")
+    kind = "AsyncRPCClient" if asyncio_client else "RPCClient"
+    log(f"6. one of three servers SIGSTOPped under 32 callers of an {kind}, then SIGCONT ...")
     with (
         runrpc(TEST_SETTINGS, [], env) as first,
         runrpc(TEST_SETTINGS, [], env) as stalled,
         runrpc(TEST_SETTINGS, [], env) as third,
     ):
-        client = RPCClient([first.endpoint, stalled.endpoint, third.endpoint], timeout=1)
+        endpoints = [first.endpoint, stalled.endpoint, third.endpoint]
         # (when it ended, the pid that answered or 0 for a failure)
         outcomes: list[tuple[float, int]] = []
         running = [True]
-
-        def caller() -> None:
-            for _ in range(10_000_000):
-                if not running[0]:
-                    return
-                try:
-                    outcomes.append((time.monotonic(), client.server_pid()))
-                except Exception:
-                    outcomes.append((time.monotonic(), 0))
-                    gevent.sleep(0.01)
+        start_callers = _asyncio_callers if asyncio_client else _greenlet_callers
+        stop_callers = start_callers(endpoints, outcomes, running)
 
         def window(start: float, end: float) -> list[int]:
             return [pid for at, pid in outcomes if start <= at < end]
 
-        greenlets = [gevent.spawn(caller) for _ in range(STALL_CALLERS)]
         try:
             gevent.sleep(1.0)  # connections made
             measured_from = time.monotonic()
@@ -592,9 +584,7 @@ def stalled_part(env: dict[str, str]) -> dict[str, Any]:
             recent = window(now - 2.0, now)
         finally:
             running[0] = False
-            gevent.joinall(greenlets, timeout=10)
-            gevent.killall(greenlets, timeout=5)
-            client.close()
+            stop_callers()
     failed = judged.count(0)
     rate = len(judged) / (continued_at - stopped_at - STALL_SETTLE)
     return {
@@ -610,19 +600,77 @@ def stalled_part(env: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def print_stalled(result: dict[str, Any]) -> None:
+def _greenlet_callers(
+    endpoints: list[str], outcomes: list[tuple[float, int]], running: list[bool]
+) -> Callable[[], None]:
+    """Start STALL_CALLERS greenlets sharing one ``RPCClient``; return what stops them."""
+    import gevent
+
+    from django_zrpc import RPCClient
+
+    client = RPCClient(endpoints, timeout=1)
+
+    def caller() -> None:
+        for _ in range(10_000_000):
+            if not running[0]:
+                return
+            try:
+                outcomes.append((time.monotonic(), client.server_pid()))
+            except Exception:
+                outcomes.append((time.monotonic(), 0))
+                gevent.sleep(0.01)
+
+    greenlets = [gevent.spawn(caller) for _ in range(STALL_CALLERS)]
+
+    def stop() -> None:
+        gevent.joinall(greenlets, timeout=10)
+        gevent.killall(greenlets, timeout=5)
+        client.close()
+
+    return stop
+
+
+def _asyncio_callers(
+    endpoints: list[str], outcomes: list[tuple[float, int]], running: list[bool]
+) -> Callable[[], None]:
+    """Start STALL_CALLERS tasks sharing one ``AsyncRPCClient``, on an event loop of a thread."""
+    import asyncio
+
+    from django_zrpc import AsyncRPCClient
+
+    async def caller(client: AsyncRPCClient) -> None:
+        for _ in range(10_000_000):
+            if not running[0]:
+                return
+            try:
+                outcomes.append((time.monotonic(), await client.server_pid()))
+            except Exception:
+                outcomes.append((time.monotonic(), 0))
+                await asyncio.sleep(0.01)
+
+    async def main() -> None:
+        async with AsyncRPCClient(endpoints, timeout=1) as client:
+            await asyncio.gather(*(caller(client) for _ in range(STALL_CALLERS)))
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    # The calls end within their 1 s timeout once running is false.
+    return lambda: thread.join(10)
+
+
+def print_stalled(result: dict[str, Any], kind: str = "") -> None:
     report(
-        f"6. stalled server, calls after the first {STALL_SETTLE:.0f} s",
+        f"6. stalled server{kind}, calls after the first {STALL_SETTLE:.0f} s",
         f"{result['calls_after_settle']}, {result['failed']} failed "
         f"({result['failed_percent']}%), {result['to_stalled']} answered by the stalled one",
     )
     report(
-        "6. rate while stalled vs three servers",
+        f"6. rate while stalled vs three servers{kind}",
         f"{result['rate_stalled']}/s vs {result['rate_three']}/s ({result['rate_ratio']:.0%})",
     )
     back = result["back_after_sigcont"]
     report(
-        "6. after SIGCONT, it answers 15% of the calls again",
+        f"6. after SIGCONT, it answers 15% of the calls again{kind}",
         "not within 60 s" if back is None else f"after {back} s (share {result['share_after']})",
     )
 
@@ -675,6 +723,8 @@ def main() -> None:
     if "6" in parts:
         result["stalled"] = stalled_part(env)
         print_stalled(result["stalled"])
+        result["stalled_asyncio"] = stalled_part(env, asyncio_client=True)
+        print_stalled(result["stalled_asyncio"], " (AsyncRPCClient)")
     if "7" in parts:
         from benchmarks import overload
 

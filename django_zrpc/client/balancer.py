@@ -47,6 +47,8 @@ class Balancer:
         self.down_for = down_for
         self.directory = directory_for(self.endpoints, refresh)
         self._down_until: dict[str, float] = {}
+        # The endpoints whose time down is over and that one call now tries.
+        self._trying: set[str] = set()
         self._turn = itertools.count()
         # Read once: the call path reads no settings.
         self.stall = conf.get("OUTLIER_STALL")
@@ -123,6 +125,7 @@ class Balancer:
             # Its time down is over: this call tries it, and the others keep
             # avoiding it until the try answers (succeeded() or failed()).
             down_until[best] = now + self.down_for
+            self._trying.add(best)
         self._unanswered_since.setdefault(best, now)
         return best
 
@@ -144,9 +147,7 @@ class Balancer:
         ):
             self._count_failure(endpoint)
         if isinstance(error, ServerUnavailable):
-            # Never reached: skipped for longer each time in a row.
-            self._mark_down(endpoint, for_=self.directory.connect_failed(endpoint, self.down_for))
-            self.directory.refresh_soon()
+            self._unreachable(endpoint)
             return True
         if isinstance(error, LostRemote):
             self._mark_down(endpoint)
@@ -165,6 +166,7 @@ class Balancer:
         return False
 
     def succeeded(self, endpoint: str) -> None:
+        self._trying.discard(endpoint)
         if self._down_until.pop(endpoint, None) is not None:
             self.directory.connected(endpoint)
             client_metrics.set_endpoint_up(endpoint, True)
@@ -177,6 +179,21 @@ class Balancer:
             self._failures.pop(endpoint, None)
         if self._ejected and endpoint in self._ejected:
             self._return(endpoint)
+
+    def _unreachable(self, endpoint: str) -> None:
+        """Skip ``endpoint``, which was never reached, for longer each time in a row.
+
+        The calls that waited for the same connection fail together, and
+        count as one: a stopped process's kernel still takes connections, so
+        every call sent to it on a new one fails as unreachable at once, and
+        counted apart they would keep it away for a minute after it resumes.
+        The next failure that counts is the try made when its time is up.
+        """
+        if endpoint not in self._trying and self._down_until.get(endpoint, 0.0) > time.monotonic():
+            return
+        self._trying.discard(endpoint)
+        self._mark_down(endpoint, for_=self.directory.connect_failed(endpoint, self.down_for))
+        self.directory.refresh_soon()
 
     # -- outliers --------------------------------------------------------------
 
@@ -295,6 +312,7 @@ class Balancer:
             logger.info("%s left %s; closing its connections.", endpoint, self.source)
             pool.close()
             self._down_until.pop(endpoint, None)
+            self._trying.discard(endpoint)
             self._unanswered_since.pop(endpoint, None)
             if self._ejected.pop(endpoint, None) is not None:
                 client_metrics.returned(endpoint)

@@ -14,6 +14,8 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from django_zrpc.core import protocol
+
 if TYPE_CHECKING:
     from django_zrpc.server.calls import ServedFunction
 
@@ -72,10 +74,18 @@ def unknown_function(name: Any, names: Iterable[str]) -> str:
     The error keeps zerorpc's name, ``NameError``; its message is for the
     person who misspelled the function.
     """
+    if isinstance(name, str) and name.startswith(protocol.EVENT_PREFIXES):
+        return (
+            f"{name!r:.80} is an event of zerorpc's protocol, not a function: it belongs to "
+            "a call in flight, and names that call's message_id as its response_to."
+        )
+    # _zerorpc_help may be asked of any value: a name as long as a message.
+    if isinstance(name, str | bytes):
+        name = name[: protocol.MAX_NAME_LEN + 1]
     public = [n for n in names if not n.startswith("_")]
-    close = difflib.get_close_matches(str(name), public, n=1) if isinstance(name, str) else []
+    close = difflib.get_close_matches(name, public, n=1) if isinstance(name, str) else []
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return (
-        f"No function is named {name!r} here.{hint} "
+        f"No function is named {protocol.cut(repr(name), protocol.MAX_NAME_LEN)} here.{hint} "
         "manage.py rpclist (or zerorpc's _zerorpc_list) lists the functions served."
     )

@@ -72,6 +72,9 @@ _INTERRUPTED = {CANCELLED: "cancelled", DEADLINE_PASSED: "deadline"}
 STOP_LINGER = 0.5
 #: Why calls are given up when the server stops.
 STOPPING_REASON = "the server is stopping"
+#: The longest error message and traceback an ERR reply carries, in characters.
+MAX_ERROR_MESSAGE_LEN = 10_000
+MAX_TRACEBACK_LEN = 100_000
 
 
 class Server:
@@ -345,6 +348,9 @@ class Server:
         except protocol.BadEvent as err:
             self._drops.record(str(err))
             self._observer.frame_dropped()
+            if identity is None:
+                # Frames after the event: the envelope still says who asked.
+                identity, blob = protocol.envelope_of(frames) or (None, b"")
             if identity is not None:
                 self._refuse(identity, blob, str(err))
             return
@@ -394,8 +400,9 @@ class Server:
             elif name == protocol.CANCEL:
                 self._lose(call, CANCELLED)
             return
-        if event.name.startswith("_zpc_"):
-            return  # a heartbeat for a call we never had or already ended
+        # Without response_to an event is a request, whatever its name: a
+        # heartbeat of this shape belongs to no call, and its sender is told
+        # so (see unknown_function) rather than left waiting.
         key = (event.identity, event.message_id)
         if key in self._calls:
             self._drops.record(f"duplicate message_id {event.message_id!r:.40}")
@@ -403,7 +410,12 @@ class Server:
             return
         call = Call(event, time.monotonic())
         if not isinstance(event.args, list | tuple):
-            self._reply_error(call, "TypeError", "The call's arguments are not an array.")
+            self._reply_error(
+                call,
+                "TypeError",
+                f"The call's arguments are a {type(event.args).__name__} "
+                f"({event.args!r:.40}), not an array: send them as a list, [] for none.",
+            )
             self._observer.call_refused(event.name, observed.BAD_REQUEST)
         elif not self._accepting and (call.rich or not self._serving_plain):
             self._last_refused = time.monotonic()
@@ -656,7 +668,7 @@ class Server:
             reply = self._error_event(call, exc_info)
             task_context = self._hooks.get_task_context()
             self._hooks.call("server_inspect_exception", request, reply, task_context, exc_info)
-            self._emit(call, reply)
+            self._emit_error(call, reply)
             call.replied = True
         finally:
             try:
@@ -724,11 +736,24 @@ class Server:
         if self._send_tracebacks:
             # Off by default: a traceback can show paths, hosts and DSNs.
             formatted = "".join(traceback.format_exception(exc_type, exc_value, exc_tb))
-        event = self._event(call, protocol.ERR, [exc_type.__name__, str(exc_value), formatted])
+            formatted = protocol.cut(formatted, MAX_TRACEBACK_LEN)
+        # A message may quote an argument whole (a KeyError does), in repr()
+        # four times its size: past the size of a message, no reply would go.
+        message = protocol.cut(str(exc_value), MAX_ERROR_MESSAGE_LEN)
+        event = self._event(call, protocol.ERR, [exc_type.__name__, message, formatted])
         detail = remote_errors.encode(exc_value)
         if detail is not None:
             event.header[remote_errors.HEADER] = detail
         return event
+
+    def _emit_error(self, call: Call, reply: protocol.Event) -> None:
+        """Send an ERR reply; if it cannot go (its details too large), send it bare."""
+        try:
+            self._emit(call, reply)
+        except (TypeError, ValueError) as unsendable:
+            name, message, _ = reply.args
+            bare = f"{message} (The error's details could not be sent: {unsendable}.)"
+            self._emit(call, self._event(call, protocol.ERR, [name, bare, None]))
 
     def _reply_error(
         self,

@@ -140,6 +140,11 @@ def new_request(
             f"{name!r:.80} is not a function name a server takes: a string of 1 to "
             f"{protocol.MAX_NAME_LEN} characters."
         )
+    if name.startswith(protocol.EVENT_PREFIXES):
+        raise ValueError(
+            f"{name!r} is an event of zerorpc's protocol, not a function name: a server "
+            "answers it with an error. Call a function by its registered name."
+        )
     header = {"message_id": message_id, "v": protocol.PROTOCOL_VERSION}
     header[values.HEADER] = values.VERSION
     if heartbeat is not None:

@@ -32,6 +32,9 @@ STREAM_DONE = "STREAM_DONE"
 #: so that the server stops it at once. Sent only to a server whose replies
 #: carry django_zrpc's header; a stock zerorpc server never sees it.
 CANCEL = "_zrpc_cancel"
+#: How the names of zerorpc's own events and django_zrpc's begin: no
+#: function is named so.
+EVENT_PREFIXES = ("_zpc_", CANCEL)
 
 #: The heartbeat period a peer is judged by until its heartbeats show its own:
 #: zerorpc's default.
@@ -60,6 +63,9 @@ _COUNT_ABOVE_BYTES = 64 * 1024
 MAX_NAME_LEN = 256
 MAX_ID_LEN = 256
 MAX_IDENTITY_FRAMES = 8
+#: The longest error message sent or logged for a bad event: a decoder's
+#: message can quote the bad value whole, four times its size in repr().
+MAX_REASON_LEN = 200
 
 
 class BadEvent(ValueError):
@@ -216,10 +222,16 @@ class Unpacker:
         except BadEvent:
             raise
         except Exception as err:  # msgpack raises many types for bad input
-            raise BadEvent(f"not msgpack: {type(err).__name__}: {err}") from None
+            raise BadEvent(
+                f"not msgpack: {type(err).__name__}: {cut(str(err), MAX_REASON_LEN)}"
+            ) from None
         # Arrays come as lists (a tuple is an extension inside an event).
-        if type(decoded) is not list or len(decoded) != 3:
-            raise BadEvent("event is not a 3-item array [header, name, args]")
+        if type(decoded) is not list:
+            raise BadEvent(
+                f"event is a {type(decoded).__name__}, not an array [header, name, args]"
+            )
+        if len(decoded) != 3:
+            raise BadEvent(f"event is an array of {len(decoded)} items, not [header, name, args]")
         header, name, args = decoded
         if type(header) is not dict:
             raise BadEvent(f"header is a {type(header).__name__}, not a map")
@@ -278,10 +290,10 @@ def request_header(blob: bytes) -> dict[str, Any] | None:
     """Return the header of a request that cannot be read whole, if it can be read alone.
 
     A request refused for what follows its header (a name that is too long or
-    not UTF-8, too many items, nesting too deep) still says who asked:
-    answering it at once spares its caller a wait to its timeout. None when
-    the header is not a request's (no usable ``message_id``, or a reply's
-    ``response_to``).
+    not UTF-8, too many items, nesting too deep, an array of other than three
+    items) still says who asked: answering it at once spares its caller a
+    wait to its timeout. None when the header is not a request's (no usable
+    ``message_id``, or a reply's ``response_to``).
     """
     unpacker = msgpack.Unpacker(
         raw=False,
@@ -295,7 +307,7 @@ def request_header(blob: bytes) -> dict[str, Any] | None:
     )
     try:
         unpacker.feed(blob[:_COUNT_ABOVE_BYTES])  # a header is short
-        if unpacker.read_array_header() != 3:
+        if unpacker.read_array_header() < 1:
             return None
         header = unpacker.unpack()
     except Exception:  # msgpack raises many types for bad input
@@ -321,6 +333,32 @@ def _check_id(value: Any, what: str) -> None:
 
 def split_frames(frames: list[bytes]) -> tuple[tuple[bytes, ...], bytes]:
     """Split ROUTER frames ``[identity..., b"", blob]`` into (identity, blob)."""
-    if len(frames) < 3 or len(frames) > MAX_IDENTITY_FRAMES + 2 or frames[-2] != b"":
-        raise BadEvent(f"{len(frames)} frames are not [identity..., empty, event]")
-    return tuple(frames[:-2]), frames[-1]
+    if 3 <= len(frames) <= MAX_IDENTITY_FRAMES + 2 and frames[-2] == b"":
+        return tuple(frames[:-2]), frames[-1]
+    envelope = envelope_of(frames)
+    if envelope is None:
+        raise BadEvent(f"{len(frames)} frames hold no empty frame after the sender's identity")
+    after = len(frames) - len(envelope[0]) - 1
+    raise BadEvent(f"{after} frames follow the empty frame, where a request has one, its event")
+
+
+def envelope_of(frames: list[bytes]) -> tuple[tuple[bytes, ...], bytes] | None:
+    """Return the identity of frames ``split_frames`` refused, and the frame after the empty one.
+
+    Routing ids are never empty, so the first empty frame ends the identity:
+    a request with frames after its event still says who sent it, and what
+    it holds may say which call it is. None without an empty frame and a
+    frame after it.
+    """
+    for index in range(1, min(len(frames) - 1, MAX_IDENTITY_FRAMES + 1)):
+        if frames[index] == b"":
+            return tuple(frames[:index]), frames[index + 1]
+    return None
+
+
+def cut(text: str, limit: int) -> str:
+    """Return ``text``, cut to at most ``limit`` characters, saying how many were cut."""
+    if len(text) <= limit:
+        return text
+    kept = max(limit - 30, 0)
+    return f"{text[:kept]}... ({len(text) - kept} characters cut)"
