@@ -1,8 +1,17 @@
-"""The package's layering: what ``core`` may import, what a settings check loads, old names."""
+"""The package's layout by role: what each room may import, what a process loads, old paths.
+
+The rooms are ``wire`` (the protocol, pure), ``transport`` (sockets and their
+loops), ``client`` (with ``client/gevent`` and ``client/aio``), ``server``, and
+the Django face at the root (with ``discovery``, ``metrics``, ``contrib`` and
+``management``). The rules are read off every ``import`` of the package,
+in functions and under ``TYPE_CHECKING`` too, and off the processes that a
+settings check and the asyncio client start.
+"""
 
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import subprocess
 import sys
@@ -15,55 +24,184 @@ from tests.conftest import ROOT, subprocess_env
 
 PACKAGE = Path(django_zrpc.__file__).parent
 
-# What core/__init__.py says core may import from the rest of django_zrpc.
-CORE_MAY_IMPORT = {
-    "django_zrpc.wire",
+# Each module's room, by the longest prefix of its dotted name.
+ROOMS = {
+    "django_zrpc.wire": "wire",
+    "django_zrpc.transport": "transport",
+    "django_zrpc.client": "client",
+    "django_zrpc.client.gevent": "client.gevent",
+    "django_zrpc.client.aio": "client.aio",
+    "django_zrpc.server": "server",
+    "django_zrpc.discovery": "discovery",
+    "django_zrpc.metrics": "metrics",
+    "django_zrpc.contrib": "contrib",
+    "django_zrpc.management": "management",
+    # The old import paths, kept as re-exports of the modules that moved.
+    "django_zrpc.core": "old paths",
+    "django_zrpc.errors": "old paths",
+    "django_zrpc.remote_errors": "old paths",
+}
+# The Django face: settings, checks, exceptions, the registry and the call's context.
+ROOT_MODULES = {
+    "django_zrpc",
+    "django_zrpc._zerorpc_exceptions",
+    "django_zrpc.addrport",
+    "django_zrpc.apps",
+    "django_zrpc.autodiscovery",
+    "django_zrpc.checks",
+    "django_zrpc.conf",
     "django_zrpc.context",
-    "django_zrpc.exceptions",
     "django_zrpc.curve",
+    "django_zrpc.exceptions",
+    "django_zrpc.launcher",
+    "django_zrpc.middleware",
+    "django_zrpc.pytest_plugin",
+    "django_zrpc.registry",
+    "django_zrpc.testing",
+    "django_zrpc.zerorpc_cli",
 }
 
 
-def _imported_modules(path: Path) -> set[str]:
-    modules = set()
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def _imports(name: str) -> set[str]:
+    """Return what module ``name`` imports, a ``from package import module`` as the module."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            modules.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            if node.module == "django_zrpc":
-                modules.update(f"django_zrpc.{alias.name}" for alias in node.names)
-            else:
-                modules.add(node.module)
-    return modules
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}"
+                found.add(submodule if submodule in MODULES else base)
+    return found
 
 
-def test_core_imports_only_what_its_docstring_allows():
-    outside = {}
-    for path in sorted((PACKAGE / "core").glob("*.py")):
-        wrong = {
-            module
-            for module in _imported_modules(path)
-            if module.startswith("django_zrpc")
-            and not module.startswith(
-                ("django_zrpc.core", "django_zrpc.wire", "django_zrpc.transport")
-            )
-            # The old import path of the gevent connection.
-            and not module.startswith("django_zrpc.client.gevent")
-            and module not in CORE_MAY_IMPORT
-        }
-        if wrong:
-            outside[path.name] = sorted(wrong)
-    assert outside == {}
+GRAPH = {name: _imports(name) for name in MODULES}
 
 
-def test_what_core_may_import_is_free_of_gevent_and_sockets():
-    paths = [PACKAGE / "context.py", PACKAGE / "exceptions.py", *(PACKAGE / "wire").glob("*.py")]
-    for path in paths:
-        # zerorpc's exceptions are loaded without zerorpc's package (its gevent).
-        imported = _imported_modules(path) - {"zerorpc.exceptions"}
-        assert not {m for m in imported if m.split(".")[0] in ("gevent", "zmq", "zerorpc")}, path
-        assert not {m for m in imported if m.startswith("django_zrpc.core")}, path
+def room_of(name: str) -> str | None:
+    if name in ROOT_MODULES:
+        return "root"
+    prefixes = [p for p in ROOMS if name == p or name.startswith(p + ".")]
+    return ROOMS[max(prefixes, key=len)] if prefixes else None
 
+
+def _edges(source_room: str, target: str) -> dict[str, list[str]]:
+    """Return the modules of ``source_room`` that import a module of ``target``'s room."""
+    found = {}
+    for name, imported in GRAPH.items():
+        if room_of(name) == source_room:
+            wrong = sorted(m for m in imported if room_of(m) == target)
+            if wrong:
+                found[name] = wrong
+    return found
+
+
+def test_every_module_has_a_room():
+    assert [name for name in MODULES if room_of(name) is None] == []
+
+
+# What the wire may import from the rest of django_zrpc: the exception classes.
+WIRE_MAY_IMPORT = {"django_zrpc.exceptions", "django_zrpc._zerorpc_exceptions"}
+# ``calls_out`` reads the caller's context (``context.outgoing``) itself; the
+# connections are to pass it in, and then this goes.
+WIRE_READS_CONTEXT = {"django_zrpc.wire.calls_out": {"django_zrpc.context"}}
+NOT_ON_THE_WIRE = ("gevent", "zmq", "asyncio", "asgiref", "zerorpc")
+
+
+def test_the_wire_imports_no_event_loop_socket_nor_settings():
+    wrong = {}
+    for name, imported in GRAPH.items():
+        if room_of(name) != "wire":
+            continue
+        bad = {
+            m
+            for m in imported - {"zerorpc.exceptions"}
+            if m.split(".")[0] in NOT_ON_THE_WIRE
+            or m == "django.conf"
+            or m.startswith("django.conf.")
+            or (m.startswith("django_zrpc") and room_of(m) != "wire" and m not in WIRE_MAY_IMPORT)
+        } - WIRE_READS_CONTEXT.get(name, set())
+        if bad:
+            wrong[name] = sorted(bad)
+    assert wrong == {}
+
+
+def test_rooms_point_down_the_wire_and_transport_import_no_client_nor_server():
+    for low in ("wire", "transport"):
+        for high in ("client", "client.gevent", "client.aio", "server"):
+            assert _edges(low, high) == {}, (low, high)
+    assert _edges("wire", "transport") == {}
+
+
+def test_client_and_server_never_import_each_other():
+    for client in ("client", "client.gevent", "client.aio"):
+        assert _edges(client, "server") == {}
+        assert _edges("server", client) == {}
+
+
+def test_the_gevent_and_asyncio_clients_never_import_each_other():
+    assert _edges("client.gevent", "client.aio") == {}
+    assert _edges("client.aio", "client.gevent") == {}
+    # What both share imports neither of them.
+    assert _edges("client", "client.gevent") == {}
+    assert _edges("client", "client.aio") == {}
+    assert "django_zrpc.transport.aio_sockets" not in GRAPH["django_zrpc.transport.socket_loop"]
+    assert "django_zrpc.transport.socket_loop" not in GRAPH["django_zrpc.transport.aio_sockets"]
+
+
+def test_the_asyncio_client_and_what_it_shares_import_no_gevent():
+    wrong = {}
+    for name, imported in GRAPH.items():
+        if room_of(name) in ("client", "client.aio", "wire") or name in (
+            "django_zrpc.transport.aio_sockets",
+            "django_zrpc.transport.dealer",
+            "django_zrpc.transport.monitor",
+            "django_zrpc.context",
+        ):
+            bad = {
+                m
+                for m in imported - {"zerorpc.exceptions"}
+                if m.split(".")[0] in ("gevent", "zerorpc")
+                or m == "django_zrpc.transport.socket_loop"
+            }
+            if bad:
+                wrong[name] = sorted(bad)
+    assert wrong == {}
+
+
+def test_the_gevent_and_asyncio_clients_have_the_same_module_names():
+    def names(side: str) -> list[str]:
+        return sorted(path.name for path in (PACKAGE / "client" / side).glob("*.py"))
+
+    assert names("gevent") == names("aio")
+    assert "rpc_client.py" in names("aio")
+
+
+# What serves or makes calls: a settings check and a web process load none of it.
+ENGINE = (
+    "django_zrpc.core",
+    "django_zrpc.server",
+    "django_zrpc.client.gevent",
+    "django_zrpc.client.aio",
+    "django_zrpc.transport",
+    "django_zrpc.wire.calls_out",
+)
 
 CHECK_SCRIPT = """
 import json, sys
@@ -105,10 +243,7 @@ def test_manage_py_check_loads_no_server_client_gevent_or_sockets(tmp_path):
     unwanted = [
         m
         for m in loaded
-        if m.split(".")[0] in ("gevent", "zmq")
-        or m == "zerorpc"
-        or m.startswith(("django_zrpc.core", "django_zrpc.server", "django_zrpc.client.gevent"))
-        or m in ("django_zrpc.core.client", "django_zrpc.pool")
+        if m.split(".")[0] in ("gevent", "zmq") or m == "zerorpc" or m.startswith(ENGINE)
     ]
     assert unwanted == []
 
@@ -136,8 +271,7 @@ def test_zerorpc_and_django_zrpc_raise_the_same_classes():
 
 
 def test_names_of_release_0_1_keep_importing():
-    from django_zrpc import errors, exceptions
-    from django_zrpc.wire import remote_errors
+    from django_zrpc import errors, exceptions, remote_errors
 
     assert errors.register_error is remote_errors.register_error is django_zrpc.register_error
     for name in (
@@ -152,38 +286,54 @@ def test_names_of_release_0_1_keep_importing():
     assert CurveKeyError is exceptions.CurveKeyError
 
 
-# The asyncio client and what it shares with the gevent one (issue 16).
-ASYNC_SIDE = [
-    *sorted((PACKAGE / "client" / "aio").glob("*.py")),
-    *sorted((PACKAGE / "wire").glob("*.py")),
-    PACKAGE / "transport" / "aio_sockets.py",
-    PACKAGE / "transport" / "dealer.py",
-    PACKAGE / "transport" / "monitor.py",
-    PACKAGE / "client" / "__init__.py",
-    PACKAGE / "client" / "retry.py",
-    PACKAGE / "client" / "options.py",
-    PACKAGE / "context.py",
-]
-GEVENT_SIDE = {
-    "django_zrpc.client.gevent.rpc_client",
-    "django_zrpc.client.gevent.pool",
-    "django_zrpc.client.gevent.named_clients",
-    "django_zrpc.client.gevent.connection",
-    "django_zrpc.transport.socket_loop",
-    "django_zrpc.server.engine",
-}
-
-
-def test_the_asyncio_client_imports_no_gevent_nor_the_gevent_client():
-    wrong = {}
-    for path in ASYNC_SIDE:
-        imported = _imported_modules(path)
-        bad = {m for m in imported if m.split(".")[0] in ("gevent", "zerorpc")} | (
-            imported & GEVENT_SIDE
+# Each import path of an earlier release, and the module that now holds its name.
+OLD_PATHS = [
+    ("django_zrpc.core.client", "Client", "django_zrpc.client.gevent.connection"),
+    ("django_zrpc.core.client", "Stream", "django_zrpc.client.gevent.stream"),
+    ("django_zrpc.core.client", "CallByName", "django_zrpc.wire.calls_out"),
+    ("django_zrpc.core.client", "HANDSHAKE_GRACE", "django_zrpc.wire.calls_out"),
+    ("django_zrpc.core.client", "MAX_ERROR_TEXT", "django_zrpc.wire.calls_out"),
+    ("django_zrpc.core.client", "STREAM_WINDOW", "django_zrpc.wire.calls_out"),
+    ("django_zrpc.core.client", "TICK", "django_zrpc.wire.calls_out"),
+    ("django_zrpc.server", "build_server", "django_zrpc.server.build"),
+    ("django_zrpc.server", "load_middleware", "django_zrpc.server.build"),
+    ("django_zrpc.server", "connection_limits", "django_zrpc.server.build"),
+    ("django_zrpc.server", "idle_check", "django_zrpc.server.build"),
+    ("django_zrpc.client", "RPCClient", "django_zrpc.client.gevent.rpc_client"),
+    ("django_zrpc.client", "PooledStream", "django_zrpc.client.gevent.stream"),
+    ("django_zrpc.client.aio", "AsyncRPCClient", "django_zrpc.client.aio.rpc_client"),
+    *(
+        ("django_zrpc.remote_errors", name, "django_zrpc.wire.remote_errors")
+        for name in ("register_error", "encode", "decode", "expected", "HEADER", "NEVER_STARTED")
+    ),
+    ("django_zrpc.errors", "register_error", "django_zrpc.wire.remote_errors"),
+    *(
+        ("django_zrpc", name, module)
+        for name, module in (
+            ("rpc", "django_zrpc.registry"),
+            ("RPCClient", "django_zrpc.client.gevent.rpc_client"),
+            ("AsyncRPCClient", "django_zrpc.client.aio.rpc_client"),
+            ("async_clients", "django_zrpc.client.aio.named_clients"),
+            ("clients", "django_zrpc.client.gevent.named_clients"),
+            ("default_client", "django_zrpc.client.gevent.named_clients"),
+            ("current_call", "django_zrpc.context"),
+            ("register_error", "django_zrpc.wire.remote_errors"),
+            ("ServerUnavailable", "django_zrpc.exceptions"),
         )
-        if bad:
-            wrong[str(path.relative_to(PACKAGE))] = sorted(bad)
-    assert wrong == {}
+    ),
+]
+
+
+@pytest.mark.parametrize(("old", "name", "new"), OLD_PATHS)
+def test_an_old_import_path_gives_the_same_object_as_its_new_home(old, name, new):
+    assert getattr(importlib.import_module(old), name) is getattr(
+        importlib.import_module(new), name
+    )
+
+
+def test_every_lazy_name_of_the_package_is_found_where_it_points():
+    for name, module in django_zrpc._LAZY.items():
+        assert getattr(django_zrpc, name) is getattr(importlib.import_module(module), name)
 
 
 ASYNC_SCRIPT = """
@@ -198,7 +348,8 @@ async def main():
 
 print(json.dumps([asyncio.run(main()), sorted(m for m in sys.modules
       if m.split(".")[0] == "gevent" or m == "zerorpc"
-      or m.startswith("django_zrpc.client.gevent"))]))
+      or m.startswith(("django_zrpc.core", "django_zrpc.client.gevent"))
+      or m == "django_zrpc.transport.socket_loop")]))
 """
 
 
@@ -264,8 +415,6 @@ def test_new_project_with_sentry_and_opentelemetry_checks_and_serves_web_without
         for m in seen["loaded"]
         if m.split(".")[0] in ("gevent", "zmq", "sentry_sdk", "opentelemetry")
         or m == "zerorpc"
-        or m.startswith(("django_zrpc.core", "django_zrpc.client.aio", "django_zrpc.contrib"))
-        or m.startswith(("django_zrpc.server", "django_zrpc.client.gevent"))
-        or m in ("django_zrpc.core.client", "django_zrpc.pool")
+        or m.startswith((*ENGINE, "django_zrpc.contrib"))
     ]
     assert unwanted == []
