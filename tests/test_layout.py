@@ -418,3 +418,27 @@ def test_new_project_with_sentry_and_opentelemetry_checks_and_serves_web_without
         or m.startswith((*ENGINE, "django_zrpc.contrib"))
     ]
     assert unwanted == []
+
+
+def _documented_modules() -> dict[str, list[str]]:
+    """Return the first cells of docs/architecture.rst's module tables, by the folder above."""
+    found: dict[str, list[str]] = {}
+    folder = None
+    for line in (ROOT / "docs" / "architecture.rst").read_text().splitlines():
+        heading = line.rpartition("``django_zrpc/")[2].partition("``")[0]
+        if line.endswith(":") and heading:
+            folder = heading
+        elif folder is not None and line.startswith("``"):
+            name = line[2:].partition("``")[0]
+            found.setdefault(folder, []).append(name)
+    return found
+
+
+def test_the_architecture_doc_names_each_module_of_wire_transport_client_and_server_once():
+    documented = _documented_modules()
+    for folder in ("wire/", "transport/", "client/", "server/"):
+        names = sorted(p.name for p in (PACKAGE / folder).glob("*.py") if p.name != "__init__.py")
+        assert sorted(documented[folder]) == names, folder
+    # The two clients' modules share one table, under their common names.
+    side = sorted(p.name for p in (PACKAGE / "client" / "aio").glob("*.py"))
+    assert sorted(documented["client/aio/"]) == [n for n in side if n != "__init__.py"]
