@@ -20,7 +20,7 @@ import pytest
 import zmq
 
 from django_zrpc import AsyncRPCClient, RPCClient, values
-from django_zrpc.core import protocol
+from django_zrpc.wire import protocol
 from tests.conftest import raw_dealer
 
 # The server answers at once (a refusal is sent from its reader, a call's

@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from django_zrpc.core import protocol
+from django_zrpc.wire import protocol
 
 if TYPE_CHECKING:
     from django_zrpc.server.calls import ServedFunction
