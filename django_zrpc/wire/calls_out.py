@@ -16,7 +16,6 @@ import time
 from collections import deque
 from typing import Any
 
-from django_zrpc import context
 from django_zrpc.exceptions import (
     HandshakeFailed,
     LostRemote,
@@ -122,7 +121,7 @@ def new_request(
     kwargs: dict[str, Any] | None,
     message_id: bytes,
     timeout: float,
-    caller: dict[str, Any] | None = None,
+    caller: dict[str, Any],
     heartbeat: float | None = None,
 ) -> protocol.Event:
     """Return the first event of a call that waits ``timeout`` seconds.
@@ -130,10 +129,10 @@ def new_request(
     ``heartbeat``, the client's period, tells the server how long a silence
     of this caller means it is gone.
 
-    Its header carries the caller's context and the time left (issue 17):
-    ``caller`` when the client read it itself (an asyncio client, which must
-    not touch a lazy ``request.user`` synchronously), else
-    ``context.outgoing(timeout)``.
+    Its header carries ``caller``, the caller's context and the time left,
+    which each client reads itself (``context.outgoing(timeout)``, or its
+    asyncio twin, which must not touch a lazy ``request.user``
+    synchronously): the wire reads no settings.
     """
     if not isinstance(name, str) or not 0 < len(name) <= protocol.MAX_NAME_LEN:
         raise ValueError(
@@ -150,7 +149,7 @@ def new_request(
     if heartbeat is not None:
         header[protocol.HEARTBEAT_PERIOD] = heartbeat
     # The time left travels with the call.
-    header.update(context.outgoing(timeout) if caller is None else caller)
+    header.update(caller)
     return protocol.Event(name, [*args, values.Kwargs(kwargs)] if kwargs else list(args), header)
 
 

@@ -24,6 +24,7 @@ import gevent
 import zmq
 from gevent import monkey
 
+from django_zrpc import context
 from django_zrpc.client.gevent.pending import Pending
 from django_zrpc.client.gevent.stream import Stream
 from django_zrpc.curve import ClientKeys
@@ -138,8 +139,9 @@ class Client(calls_out.Receiving, CallByName):
         timeout = self.timeout if timeout is None else timeout
         if more:
             kwargs = {**(kwargs or {}), **more}
+        caller = context.outgoing(timeout)
         request = calls_out.new_request(
-            name, args, kwargs, self._new_id(), timeout, heartbeat=self.heartbeat
+            name, args, kwargs, self._new_id(), timeout, caller, self.heartbeat
         )
         blob = self._pack_request(request, timeout)
         calls_out.check_size(name, blob, self._unpacker.max_event_bytes)
