@@ -19,8 +19,8 @@ import msgpack
 import pytest
 import zmq
 
-from django_zrpc import AsyncRPCClient, RPCClient, values
-from django_zrpc.wire import protocol
+from django_zrpc import AsyncRPCClient, RPCClient
+from django_zrpc.wire import protocol, values
 from tests.conftest import raw_dealer
 
 # The server answers at once (a refusal is sent from its reader, a call's
