@@ -49,16 +49,21 @@ def pushback(error: BaseException) -> float | None:
 
 
 def counts_against(error: BaseException) -> bool:
-    """Whether ``error`` says the endpoint is failing, and so spends its retry budget.
+    """Whether ``error`` says the endpoint is overloaded, and so spends its retry budget.
 
-    What the retry rule would send again (a refusal, an unreachable or lost
-    server), and a timeout: all say the server could not take the call. A
-    function's own error is an answer, and spends nothing; so is a pool
-    full on the caller's side.
+    A ``ServerBusy`` refusal and a call that timed out: both say the server
+    could not keep up, and a retry would add to its load. A refusal of a
+    server that is stopping (a reload of ``runrpc --workers``), an
+    unreachable or a lost server spend nothing: their retries go to another
+    connection, process or endpoint, and a reload under load must lose no
+    call. Nor does a function's own error (an answer), or a pool full on the
+    caller's side.
     """
-    if isinstance(error, PoolExhausted):
+    if isinstance(error, ServerUnavailable | PoolExhausted):
         return False
-    return may_retry(error, idempotent=True) or isinstance(error, TimeoutExpired)
+    if isinstance(error, RemoteError):
+        return bool(getattr(error, "never_started", False)) and error.name == "ServerBusy"
+    return isinstance(error, TimeoutExpired)
 
 
 class RetryBudget:
