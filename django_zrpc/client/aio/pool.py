@@ -2,8 +2,10 @@
 
 The same rules as ``django_zrpc.client.gevent.pool``: at most ``size``
 connections, made lazily; up to ``calls_per_connection`` calls share one; a
-call goes to the connection with the fewest calls in flight, and a new one is
-made once each open one carries ``SPREAD_AT``; of the connections that reach
+call goes to the busiest connection with fewer than ``SPREAD_AT`` calls in
+flight, a new one is made once each open one carries ``SPREAD_AT``, and past
+that the least busy takes it; a new connection's other places go to the
+callers queued meanwhile; of the connections that reach
 the same server process one is lent, the others are spares, lent once every
 lead is full (``django_zrpc.client.spreading``); waiters are served first come,
 first served, and one that waits past ``timeout`` gets ``PoolExhausted``. A
@@ -95,14 +97,22 @@ class AsyncPool:
         return item
 
     def _take(self) -> AsyncConnection | None:
+        # The gevent pool's rule (see its acquire): fill the busiest
+        # connection below SPREAD_AT, so that calls in flight on one socket
+        # go out and come back in batches; then a new connection; then the
+        # least busy (the last released among equals); then a spare.
         calls = self._calls
-        best = None
+        busy = min(SPREAD_AT, self.calls_per_connection)
+        best = fill = None
         for connection in reversed(self._lendable):
-            if best is None or calls[connection] < calls[best]:
+            count = calls[connection]
+            if count < busy and (fill is None or count > calls[fill]):
+                fill = connection
+            if best is None or count < calls[best]:
                 best = connection
-        if best is not None and calls[best] < min(SPREAD_AT, self.calls_per_connection):
-            calls[best] += 1
-            return best
+        if fill is not None:
+            calls[fill] += 1
+            return fill
         if len(calls) < self.size:
             return self._new()
         if best is not None and calls[best] < self.calls_per_connection:
@@ -162,6 +172,10 @@ class AsyncPool:
         if not self.closed:
             self._lendable.append(connection)
             connection.on_peer = self._regroup
+            # Its other places go to the callers queued meanwhile.
+            while self._waiting and self._calls[connection] < self.calls_per_connection:
+                self._calls[connection] += 1
+                self._hand(connection)
         return connection
 
     def _end_call(self, connection: AsyncConnection) -> None:
@@ -185,10 +199,13 @@ class AsyncPool:
 
     def _place_freed(self) -> None:
         if self._waiting and not self.closed:
-            waiting = self._waiting[0]
+            # Out of the queue first: a new connection hands its other places
+            # to the callers still queued behind this one.
+            waiting = self._waiting.popleft()
             found = self._take()
-            if found is not None:
-                self._waiting.popleft()
+            if found is None:
+                self._waiting.appendleft(waiting)
+            else:
                 self._give(waiting, found)
 
     def _hand(self, item: Any) -> None:
