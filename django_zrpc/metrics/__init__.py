@@ -1,4 +1,4 @@
-"""Prometheus metrics (issue 17): whether they are on, and the error when they cannot be.
+"""Prometheus metrics: whether they are on, and the error when they cannot be.
 
 prometheus_client is optional (the ``metrics`` extra) and imported only in
 ``metrics.server`` and ``metrics.client``. The rule, read at call time:

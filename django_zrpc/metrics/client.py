@@ -1,4 +1,4 @@
-"""The client's Prometheus metrics, in the Django process's default registry (issue 17).
+"""The client's Prometheus metrics, in the Django process's default registry.
 
 ``RPCClient`` and its pools call the small functions here at one line each;
 they do nothing when ``ZRPC_METRICS = False`` or prometheus_client is not
