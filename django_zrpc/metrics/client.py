@@ -25,7 +25,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from django_zrpc import conf
-from django_zrpc.metrics import BUCKETS
+from django_zrpc.metrics.buckets import BUCKETS
 from django_zrpc.metrics.table import Table, multiprocess, native_allocate_lock
 
 logger = logging.getLogger("django_zrpc.client")
