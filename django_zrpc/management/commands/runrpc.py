@@ -348,7 +348,7 @@ class Command(BaseCommand):
             )
 
     def _supervise(self, options: dict[str, Any]) -> None:
-        """Listen once and keep ``--workers`` processes serving there (issue 14)."""
+        """Listen once and keep ``--workers`` processes serving there."""
         from django_zrpc.registry import rpc
         from django_zrpc.server.supervisor import Supervisor, WorkersFailed, listen
 
