@@ -24,7 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "HEARTBEAT": 5.0,
     # The most calls served at once; each may hold one database connection.
     "CONCURRENCY": 100,
-    # Processes serving the address; past 1, runrpc supervises them (issue 14).
+    # Processes serving the address; past 1, runrpc supervises them.
     "WORKERS": 1,
     # Calls that may wait for a worker; past them a call gets ServerBusy at
     # once. None: as many as CONCURRENCY.
@@ -44,7 +44,7 @@ DEFAULTS: dict[str, Any] = {
     # One INFO line per successful call (errors and lost callers are always
     # logged). It costs about as much server CPU as the rest of an echo call
     # (~20 us), so None means "only with DEBUG = True": a developer sees every
-    # call, production keeps its visibility through the metrics (issue 17).
+    # call, production keeps its visibility through the metrics.
     "LOG_CALLS": None,
     # runrpc's ops endpoint (runserver's addrport grammar): /livez, /readyz
     # and /metrics over HTTP. None: not served unless --ops is given.
@@ -73,7 +73,7 @@ DEFAULTS: dict[str, Any] = {
     "ANNOUNCE": None,
     "ANNOUNCE_ADDRESS": None,
     "ANNOUNCE_TTL": 10.0,
-    # OpenTelemetry spans and trace context for every call (issue 17): True,
+    # OpenTelemetry spans and trace context for every call: True,
     # False, or None: on whenever opentelemetry-api is installed.
     "OPENTELEMETRY": None,
     # Outlier ejection in RPCClient and AsyncRPCClient (README, "Many hosts").

@@ -12,7 +12,7 @@ The server sets the context for each call, in the greenlet (or, for
 ``blocking=True``, the thread) that runs the function, and for the whole of a
 stream; outside a call ``current_call()`` returns None.
 
-Deadlines (issue 17): a django_zrpc caller sends the seconds it will still
+Deadlines: a django_zrpc caller sends the seconds it will still
 wait (``time_left``), never a clock time, as hosts' clocks differ; the server
 turns it into a deadline on its own monotonic clock when the call arrives.
 ``current_call().time_left()`` says what is left of it, and a call made from

@@ -35,7 +35,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
 
 from django_zrpc import __version__, conf, context
-from django_zrpc.client.aio.stream import ClosingAsyncIterator
+from django_zrpc.client.streams import ClosingAsyncIterator
 
 try:
     from opentelemetry import context as otel_context

@@ -1,4 +1,4 @@
-"""Prometheus metrics (issue 17): whether they are on, and the error when they cannot be.
+"""Prometheus metrics: whether they are on, and the error when they cannot be.
 
 prometheus_client is optional (the ``metrics`` extra) and imported only in
 ``metrics.server`` and ``metrics.client``. The rule, read at call time:
@@ -19,11 +19,9 @@ from typing import Any
 
 from django_zrpc import conf
 from django_zrpc.exceptions import MetricsUnavailable
+from django_zrpc.metrics.buckets import BUCKETS  # noqa: F401 (its import path before buckets.py)
 
 INSTALL = 'pip install "django-zrpc[metrics]"'
-#: Latency buckets, in seconds, for calls that take a millisecond or so and
-#: for the few that take seconds.
-BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 def missing_message() -> str | None:

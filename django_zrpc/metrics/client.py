@@ -1,4 +1,4 @@
-"""The client's Prometheus metrics, in the Django process's default registry (issue 17).
+"""The client's Prometheus metrics, in the Django process's default registry.
 
 ``RPCClient`` and its pools call the small functions here at one line each;
 they do nothing when ``ZRPC_METRICS = False`` or prometheus_client is not
@@ -25,7 +25,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from django_zrpc import conf
-from django_zrpc.metrics import BUCKETS
+from django_zrpc.metrics.buckets import BUCKETS
 from django_zrpc.metrics.table import Table, multiprocess, native_allocate_lock
 
 logger = logging.getLogger("django_zrpc.client")

@@ -26,7 +26,7 @@ from django.db import connections
 from django.db.backends.signals import connection_created
 from prometheus_client import Counter, Gauge, Histogram
 
-from django_zrpc.metrics import BUCKETS
+from django_zrpc.metrics.buckets import BUCKETS
 from django_zrpc.metrics.table import Table, multiprocess, native_allocate_lock
 from django_zrpc.server.observer import Observer
 

@@ -24,7 +24,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from django_zrpc.metrics import BUCKETS
+from django_zrpc.metrics.buckets import BUCKETS
 
 _BOUNDS_COUNT = len(BUCKETS) + 1  # the buckets and +Inf
 

@@ -1,9 +1,10 @@
 """What the server tells an observer about its calls: the seam for metrics, free of any library.
 
-``core.server.Server`` calls these methods at the few points where a call's
+``server.engine.Server`` calls these methods at the few points where a call's
 fate is decided; the base class does nothing. The Django side's
 ``django_zrpc.metrics.server.ServerMetrics`` turns them into Prometheus
-metrics (issue 17), so that ``core`` never imports prometheus_client.
+metrics, so that the engine never imports prometheus_client, an optional
+dependency.
 
 Methods are called on the event loop, once or twice per call: they must be
 quick and must not block or raise. What changes continuously (calls running

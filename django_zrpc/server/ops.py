@@ -1,4 +1,4 @@
-"""runrpc's ops endpoint: ``/livez``, ``/readyz`` and ``/metrics`` over HTTP (issue 17).
+"""runrpc's ops endpoint: ``/livez``, ``/readyz`` and ``/metrics`` over HTTP.
 
 Served by gevent's ``pywsgi`` in runrpc's own event loop, beside the RPC
 socket: a probe costs the loop a few microseconds, and ``/livez`` goes

@@ -5,7 +5,7 @@ runrpc`` interpreters (through the gevent launcher) that each listen on it
 with ``SO_REUSEPORT`` (``ZMQ_USE_FD``): the kernel spreads new connections
 over their listeners by a hash of each connection's addresses, and a call
 stays on the process whose connection carried it, with its heartbeats and
-stream credits (issue 14). One listening socket shared by every worker is
+stream credits. One listening socket shared by every worker is
 the other way: measured, it handed a burst of 16 connections opened at once
 to one worker 12 to 16 times out of 16, where ``SO_REUSEPORT`` spread them
 8/8, 11/5, 8/8 over two; a pool opening its connections is such a burst.

@@ -4,7 +4,7 @@ How a request is built and packed, what a call in flight is to its client
 (``Outgoing``: its replies, stream credit, timeout and heartbeats), what the
 client's ticker decides for it (``overdue``, ``silent``), and how a reply
 becomes a result or a remote error. ``client.gevent.connection`` runs this
-on gevent and ``client.aio.connection`` on asyncio (issue 16): the I/O
+on gevent and ``client.aio.connection`` on asyncio: the I/O
 differs, the rules are written once.
 """
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from django_zrpc.client.streams import ClosingAsyncIterator
 from django_zrpc.exceptions import LostRemote, ServerUnavailable
 from django_zrpc.wire import calls_out, protocol
 
@@ -13,36 +13,6 @@ if TYPE_CHECKING:
     from django_zrpc.client.aio.connection import AsyncConnection
     from django_zrpc.client.aio.pending import Pending
     from django_zrpc.client.aio.pool import AsyncPool
-
-
-class ClosingAsyncIterator(AsyncIterator[Any]):
-    """An async iterator of a call that ``close()`` abandons.
-
-    ``aclose()`` (for ``contextlib.aclosing``), ``async with`` and dropping
-    it (breaking out of ``async for`` does) close it too.
-    """
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def __aiter__(self) -> Any:
-        return self
-
-    async def aclose(self) -> None:
-        """Abandon the stream (``close()``, for ``contextlib.aclosing``)."""
-        self.close()
-
-    async def __aenter__(self) -> Any:
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
 
 
 class AsyncStream(ClosingAsyncIterator):

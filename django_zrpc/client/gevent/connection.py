@@ -40,7 +40,7 @@ from django_zrpc.transport.monitor import (
 )
 from django_zrpc.transport.socket_loop import SocketLoop
 from django_zrpc.wire import calls_out, protocol
-from django_zrpc.wire.calls_out import (  # noqa: F401 (their import path before issue 16)
+from django_zrpc.wire.calls_out import (  # noqa: F401 (their import path before the asyncio client)
     HANDSHAKE_GRACE,
     MAX_ERROR_TEXT,
     STREAM_WINDOW,
