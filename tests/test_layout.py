@@ -607,16 +607,7 @@ MAX_CLASS_LINES = 300
 OVER_THE_LIMIT = {
     "client/aio/rpc_client.py::AsyncRPCClient.call": 70,
     "client/gevent/rpc_client.py::RPCClient.call": 76,
-    "management/commands/runrpc.py": 696,
-    "management/commands/runrpc.py::Command": 448,
-    "management/commands/runrpc.py::Command.add_arguments": 74,
-    "management/commands/runrpc.py::Command.inner_run": 65,
-    "management/commands/runrpc.py::Command._supervise": 63,
     "metrics/client.py::_build": 82,
-    "server/engine.py": 864,
-    "server/engine.py::Server": 774,
-    "server/engine.py::Server.__init__": 108,
-    "server/engine.py::Server._execute": 68,
 }
 
 

@@ -3,11 +3,14 @@
 - ``build``: ``build_server`` and ``load_middleware``, the server built from
   the registry, the settings and the middleware list;
 - ``engine``: ``Server``, which serves calls on a ROUTER socket with
-  persistent workers; ``calls`` (what one call is, and the steps of running
-  it), ``builtins`` (``_zerorpc_*``), ``hooks`` (zerorpc-style middleware),
-  ``observer`` (what metrics are told of each call), ``stall`` (the blocked
-  loop warning), ``ratelimit``, ``zap`` (the CURVE ZAP handler) and ``heap``
-  (memory of departed peers given back);
+  persistent workers, made of one mixin per job (``routing``, ``workers``,
+  ``callers``, ``call_log``, over ``state``); ``calls`` (what one call is,
+  and the steps of running it), ``builtins`` (``_zerorpc_*``), ``hooks``
+  (zerorpc-style middleware), ``observer`` (what metrics are told of each
+  call), ``stall`` (the blocked loop warning), ``ratelimit``, ``zap`` (the
+  CURVE ZAP handler) and ``heap`` (memory of departed peers given back);
+- ``runner`` and ``run_logging``: what ``runrpc`` runs once its options are
+  parsed, and its call log;
 - ``supervisor`` and ``worker``: ``runrpc --workers``, a supervisor and its
   worker processes; ``ops``: the ops endpoint; ``announce``: announcing the
   server in a registry.
