@@ -27,10 +27,9 @@ from django_zrpc.client import tracing
 from django_zrpc.client.aio.connection import AsyncConnection
 from django_zrpc.client.aio.pool import AsyncPool
 from django_zrpc.client.aio.stream import AsyncStream, PooledAsyncStream
+from django_zrpc.client.attempts import Attempts
 from django_zrpc.client.options import ClientOptions
-from django_zrpc.exceptions import PoolExhausted
 from django_zrpc.metrics import client as client_metrics
-from django_zrpc.wire import unreachable
 from django_zrpc.wire.calls_out import CallByName
 
 logger = logging.getLogger("django_zrpc.client")
@@ -81,26 +80,24 @@ class AsyncRPCClient(ClientOptions, CallByName):
         if self._closed:
             raise RuntimeError(f"This AsyncRPCClient of {self.endpoints} is closed.")
         timeout = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
-        # Endpoints that refused this client's handshake: the same keys would
-        # be refused again, so only the others are tried.
-        refused: set[str] = set()
-        # What the attempts that reached no server found, to say in the last
-        # error; made at the first failure, so that a call that works pays nothing.
-        unreached: unreachable.Attempts | None = None
-        balancer = self._balancer
-        if not balancer.directory.looked:
-            await self._await_first_look(deadline)
-        last: Exception | None = None  # the error being retried
-        for attempt in itertools.count():
-            endpoint = balancer.source  # in the log, if none could be chosen
+        attempts = Attempts(self, name, timeout, idempotent)
+        if not self._balancer.directory.looked:
+            await self._await_first_look(attempts.deadline)
+        for _ in itertools.count():
             try:
                 state = self._state()
-                endpoint = balancer.choose(state, refused)
+                endpoint = attempts.choose(state)
                 started = time.perf_counter()
                 try:
                     result = await self._call_once(
-                        state, endpoint, name, args, kwargs, more, deadline, attempt > 0
+                        state,
+                        endpoint,
+                        name,
+                        args,
+                        kwargs,
+                        more,
+                        attempts.deadline,
+                        attempts.retrying,
                     )
                 except Exception as err:
                     client_metrics.record_outcome(endpoint, name, started, err)
@@ -108,30 +105,8 @@ class AsyncRPCClient(ClientOptions, CallByName):
                 client_metrics.record_outcome(endpoint, name, started)
                 self._attempt_succeeded(endpoint)
                 return result
-            except PoolExhausted:
-                if last is None:
-                    raise
-                # A retry finds the pool full: it would queue behind the calls
-                # that filled it until its deadline; the caller learns now why
-                # the call failed.
-                client_metrics.record_retry_refused(endpoint, "pool_full")
-                raise last from None
             except Exception as err:
-                if unreached is None:
-                    unreached = unreachable.Attempts(name, started=deadline - timeout)
-                unreached.note(err)
-                if idempotent is None:
-                    idempotent = self.idempotent
-                pause = self._retry_pause(
-                    err, attempt, endpoint, name, refused, idempotent, deadline
-                )
-                if pause is None:
-                    final = unreached.final(err)
-                    if final is None:
-                        raise
-                    raise final from None
-                last = err
-                await asyncio.sleep(pause)
+                await asyncio.sleep(attempts.pause_after(err))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _call_once(

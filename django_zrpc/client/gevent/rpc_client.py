@@ -35,13 +35,12 @@ from gevent import monkey
 from django_zrpc import context
 from django_zrpc.client import options as client_options
 from django_zrpc.client import tracing
+from django_zrpc.client.attempts import Attempts
 from django_zrpc.client.gevent.connection import CallByName, Client
 from django_zrpc.client.gevent.pool import Pool
 from django_zrpc.client.gevent.stream import PooledStream, Stream
 from django_zrpc.client.options import ClientOptions
-from django_zrpc.exceptions import PoolExhausted
 from django_zrpc.metrics import client as client_metrics
-from django_zrpc.wire import unreachable
 
 logger = logging.getLogger("django_zrpc.client")
 
@@ -107,26 +106,24 @@ class RPCClient(ClientOptions, CallByName):
         if self._closed:
             raise RuntimeError(f"This RPCClient of {self.endpoints} is closed.")
         timeout = context.inherited_timeout(self.timeout if timeout is None else timeout)
-        deadline = time.monotonic() + timeout
-        # Endpoints that refused this client's handshake: the same keys would
-        # be refused again, so only the others are tried.
-        refused: set[str] = set()
-        # What the attempts that reached no server found, to say in the last
-        # error; made at the first failure, so that a call that works pays nothing.
-        unreached: unreachable.Attempts | None = None
-        balancer = self._balancer
-        if not balancer.directory.looked:
-            self._await_first_look(deadline)
-        last: Exception | None = None  # the error being retried
-        for attempt in itertools.count():
-            endpoint = balancer.source  # in the log, if none could be chosen
+        attempts = Attempts(self, name, timeout, idempotent)
+        if not self._balancer.directory.looked:
+            self._await_first_look(attempts.deadline)
+        for _ in itertools.count():
             try:
                 state = self._state()
-                endpoint = balancer.choose(state, refused)
+                endpoint = attempts.choose(state)
                 started = time.perf_counter()
                 try:
                     result = self._call_once(
-                        state, endpoint, name, args, kwargs, more, deadline, attempt > 0
+                        state,
+                        endpoint,
+                        name,
+                        args,
+                        kwargs,
+                        more,
+                        attempts.deadline,
+                        attempts.retrying,
                     )
                 except Exception as err:
                     client_metrics.record_outcome(endpoint, name, started, err)
@@ -134,30 +131,8 @@ class RPCClient(ClientOptions, CallByName):
                 client_metrics.record_outcome(endpoint, name, started)
                 self._attempt_succeeded(endpoint)
                 return result
-            except PoolExhausted:
-                if last is None:
-                    raise
-                # A retry finds the pool full: it would queue behind the calls
-                # that filled it until its deadline; the caller learns now why
-                # the call failed.
-                client_metrics.record_retry_refused(endpoint, "pool_full")
-                raise last from None
             except Exception as err:
-                if unreached is None:
-                    unreached = unreachable.Attempts(name, started=deadline - timeout)
-                unreached.note(err)
-                if idempotent is None:
-                    idempotent = self.idempotent
-                pause = self._retry_pause(
-                    err, attempt, endpoint, name, refused, idempotent, deadline
-                )
-                if pause is None:
-                    final = unreached.final(err)
-                    if final is None:
-                        raise
-                    raise final from None
-                last = err
-                gevent.sleep(pause)
+                gevent.sleep(attempts.pause_after(err))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _call_once(
