@@ -109,68 +109,10 @@ def _make() -> SimpleNamespace | None:
 
 def _build() -> tuple[SimpleNamespace | None, SimpleNamespace]:
     """Make and register every metric, or none: a failed registration leaves nothing behind."""
-    from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+    from prometheus_client import REGISTRY
 
-    calls = duration = table = None
-    collectors: list[Any] = []
-    if multiprocess():
-        labels = ["endpoint", "function", "outcome", "error"]
-        calls = Counter(CALLS, CALLS_HELP, labels, registry=None)
-        duration = Histogram(DURATION, DURATION_HELP, labels[:2], buckets=BUCKETS, registry=None)
-        collectors += [calls, duration]
-    else:
-        made = Table()
-        table = SimpleNamespace(
-            table=made,
-            calls=made.counter(CALLS, CALLS_HELP, ["endpoint", "function", "outcome", "error"]),
-            durations=made.histogram(DURATION, DURATION_HELP, ["endpoint", "function"]),
-        )
-        collectors.append(made)
-    metrics = SimpleNamespace(
-        calls=calls,
-        duration=duration,
-        pool_waits=Histogram(
-            "zrpc_client_pool_wait_seconds",
-            "Seconds a call waited for room in a full pool (calls that did not wait are not "
-            "counted).",
-            ["endpoint"],
-            buckets=BUCKETS,
-            registry=None,
-        ),
-        retries=Counter(
-            "zrpc_client_retries",
-            "Calls sent again, by endpoint, function and the error that made them retry.",
-            ["endpoint", "function", "error"],
-            registry=None,
-        ),
-        retries_refused=Counter(
-            "zrpc_client_retries_refused",
-            "Failed calls not sent again: the endpoint's retry budget was spent (budget), or "
-            "its pool had no room for the retry (pool_full).",
-            ["endpoint", "reason"],
-            registry=None,
-        ),
-        up=Gauge(
-            "zrpc_client_endpoint_up",
-            "1 while an endpoint is taking calls, 0 while it is avoided after a failure.",
-            ["endpoint"],
-            multiprocess_mode="livemin",
-            registry=None,
-        ),
-        ejections=Counter(
-            "zrpc_client_ejections",
-            "Times an endpoint was ejected: it stopped answering while the others answered, "
-            "or its calls timed out in a row.",
-            ["endpoint"],
-            registry=None,
-        ),
-        ejected=Gauge(
-            "zrpc_client_endpoints_ejected",
-            "Endpoints ejected now (they take no calls but one probe until their time is up).",
-            multiprocess_mode="livesum",
-            registry=None,
-        ),
-    )
+    table, calls, duration, collectors = _calls_and_durations()
+    metrics = SimpleNamespace(calls=calls, duration=duration, **_the_others())
     collectors += [
         metrics.pool_waits,
         metrics.retries,
@@ -189,6 +131,73 @@ def _build() -> tuple[SimpleNamespace | None, SimpleNamespace]:
             REGISTRY.unregister(collector)
         raise
     return table, metrics
+
+
+def _calls_and_durations() -> tuple[SimpleNamespace | None, Any, Any, list[Any]]:
+    """The families every call updates: prometheus_client's in multiprocess mode, else a Table."""
+    from prometheus_client import Counter, Histogram
+
+    labels = ["endpoint", "function", "outcome", "error"]
+    if multiprocess():
+        calls = Counter(CALLS, CALLS_HELP, labels, registry=None)
+        duration = Histogram(DURATION, DURATION_HELP, labels[:2], buckets=BUCKETS, registry=None)
+        return None, calls, duration, [calls, duration]
+    made = Table()
+    table = SimpleNamespace(
+        table=made,
+        calls=made.counter(CALLS, CALLS_HELP, labels),
+        durations=made.histogram(DURATION, DURATION_HELP, labels[:2]),
+    )
+    return table, None, None, [made]
+
+
+def _the_others() -> dict[str, Any]:
+    """The metrics of pools, retries and endpoints, none registered yet."""
+    from prometheus_client import Counter, Gauge, Histogram
+
+    return {
+        "pool_waits": Histogram(
+            "zrpc_client_pool_wait_seconds",
+            "Seconds a call waited for room in a full pool (calls that did not wait are not "
+            "counted).",
+            ["endpoint"],
+            buckets=BUCKETS,
+            registry=None,
+        ),
+        "retries": Counter(
+            "zrpc_client_retries",
+            "Calls sent again, by endpoint, function and the error that made them retry.",
+            ["endpoint", "function", "error"],
+            registry=None,
+        ),
+        "retries_refused": Counter(
+            "zrpc_client_retries_refused",
+            "Failed calls not sent again: the endpoint's retry budget was spent (budget), or "
+            "its pool had no room for the retry (pool_full).",
+            ["endpoint", "reason"],
+            registry=None,
+        ),
+        "up": Gauge(
+            "zrpc_client_endpoint_up",
+            "1 while an endpoint is taking calls, 0 while it is avoided after a failure.",
+            ["endpoint"],
+            multiprocess_mode="livemin",
+            registry=None,
+        ),
+        "ejections": Counter(
+            "zrpc_client_ejections",
+            "Times an endpoint was ejected: it stopped answering while the others answered, "
+            "or its calls timed out in a row.",
+            ["endpoint"],
+            registry=None,
+        ),
+        "ejected": Gauge(
+            "zrpc_client_endpoints_ejected",
+            "Endpoints ejected now (they take no calls but one probe until their time is up).",
+            multiprocess_mode="livesum",
+            registry=None,
+        ),
+    }
 
 
 def record_call(
