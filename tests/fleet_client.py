@@ -2,7 +2,7 @@
 
     python tests/fleet_client.py ENDPOINT [ENDPOINT ...] --callers 64 --seconds 15
 
-``tests/test_fleet_hosts.py`` runs it on a test host of its own. Each caller
+``tests/client/test_fleet_hosts.py`` runs it on a test host of its own. Each caller
 (a greenlet) calls the probes' ``server_pid`` again and again until the time
 is up. On stdout, one JSON object a line, each with ``t`` (``time.monotonic()``,
 the same clock as the test's: namespaces share it):

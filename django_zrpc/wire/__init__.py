@@ -9,5 +9,5 @@
 
 Nothing here imports gevent, asyncio, pyzmq or Django's settings, so each
 module can be tested with bytes in and bytes out; both clients, the server
-and the commands build on it. ``tests/test_layout.py`` holds it to that.
+and the commands build on it. ``tests/project/test_layout.py`` holds it to that.
 """

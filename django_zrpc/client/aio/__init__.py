@@ -11,7 +11,7 @@ that the two can be read side by side. Nothing here imports gevent nor the
 gevent client: the rules shared with it come from ``django_zrpc.client``
 (options, balancing, retry, tracing), ``wire`` (``calls_out``, ``protocol``)
 and ``transport`` (``aio_sockets``, ``dealer``, ``monitor``).
-``tests/test_layout.py`` holds it to that.
+``tests/project/test_layout.py`` holds it to that.
 """
 
 from __future__ import annotations

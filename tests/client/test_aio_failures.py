@@ -16,10 +16,10 @@ from django_zrpc import AsyncRPCClient, HandshakeFailed, PoolExhausted, ServerUn
 from django_zrpc.client.aio import pool as aio_pool
 from django_zrpc.client.aio.connection import AsyncConnection
 from django_zrpc.exceptions import LostRemote, RemoteError
+from tests.client.test_hostile_servers import HostileServer
+from tests.client.test_rpcclient import established_to
 from tests.conftest import free_port
-from tests.test_curve import Keys
-from tests.test_hostile_servers import HostileServer
-from tests.test_rpcclient import established_to
+from tests.transport.test_curve import Keys
 
 
 async def wait_for_log(server, text: str, since: int, timeout: float) -> None:

@@ -10,7 +10,7 @@ import gevent.event
 import zerorpc
 
 from django_zrpc import RPCClient
-from tests.test_workers import all_new, running, wait_until, worker_pids
+from tests.server.test_workers import all_new, running, wait_until, worker_pids
 
 
 def keep_calling(

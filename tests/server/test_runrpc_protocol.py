@@ -1,7 +1,7 @@
 """runrpc's side of the zerorpc protocol over TCP: stock clients, raw and hostile peers.
 
 Its engine, django_zrpc.server.engine, in a real ``manage.py runrpc`` process;
-tests/test_server_core.py looks at the same engine in-process.
+tests/server/test_server_core.py looks at the same engine in-process.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The server core (django_zrpc.server.engine) in-process: what is easier to see from inside.
 
-tests/test_runrpc_protocol.py calls the same engine in a runrpc process over TCP.
+tests/server/test_runrpc_protocol.py calls the same engine in a runrpc process over TCP.
 """
 
 from __future__ import annotations

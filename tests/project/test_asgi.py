@@ -21,7 +21,7 @@ from contextlib import contextmanager
 import pytest
 
 from tests.conftest import ROOT, free_port, subprocess_env
-from tests.test_views import get
+from tests.project.test_views import get
 
 pytest.importorskip("uvicorn")
 

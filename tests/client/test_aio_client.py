@@ -22,7 +22,7 @@ from django_zrpc import AsyncRPCClient, async_clients
 from django_zrpc.exceptions import RemoteDoesNotExist, RemoteError, TimeoutExpired
 from testproject.tickets.errors import SoldOut
 from testproject.tickets.models import Ticket
-from tests.test_client_core import STOCK_ENDPOINTS, StockServer
+from tests.client.test_client_core import STOCK_ENDPOINTS, StockServer
 
 pytestmark = pytest.mark.asyncio
 

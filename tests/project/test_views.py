@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.client.test_rpcclient import established_to
 from tests.conftest import ROOT, free_port, subprocess_env
-from tests.test_rpcclient import established_to
 
 WEB_SERVERS = {
     "gunicorn-gevent": lambda port: [

@@ -3,7 +3,7 @@
 Servers announce themselves in a redis-server of the test's own
 (``runrpc --announce``); the load is 64 greenlets of one client process
 calling ``server_pid``, so each answer says which instance served it.
-``tests/test_fleet_hosts.py`` does the same across test hosts.
+``tests/client/test_fleet_hosts.py`` does the same across test hosts.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from django_zrpc.client.gevent.connection import Client
 from django_zrpc.exceptions import HandshakeFailed, RemoteError
 from tests.conftest import ServerProcess, free_port, raw_dealer, requires_postgres
 from tests.ops_http import get, scrape, value, wait_until
-from tests.test_curve import Keys
+from tests.transport.test_curve import Keys
 
 pytest.importorskip("prometheus_client")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "django_zrpc"
+PACKAGE = Path(__file__).resolve().parents[2] / "django_zrpc"
 SERVING = [
     "server/engine.py",
     "server/state.py",

@@ -1,6 +1,6 @@
 """A broken rpcs.py in a fresh project: runrpc's autoreloader waits for the fix, commands say why.
 
-The projects are the README's (tests/test_newcomer.py), run as a newcomer
+The projects are the README's (tests/project/test_newcomer.py), run as a newcomer
 runs them: ``manage.py runrpc`` with the autoreloader on, a real client.
 """
 
@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from tests.conftest import STARTUP_TIMEOUT, ServerProcess, free_port
-from tests.test_newcomer import RPCS, make_project
+from tests.project.test_newcomer import RPCS, make_project
 
 SYNTAX_ERROR = RPCS + "\n\ndef broken(:\n    pass\n"
 NAME_ERROR = RPCS + "\n\nundefined_in_rpcs\n"

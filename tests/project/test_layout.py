@@ -419,7 +419,7 @@ def test_new_project_with_sentry_and_opentelemetry_checks_and_serves_web_without
     # imports gevent) nor the RPC engine, which wait for runrpc or a call.
     pytest.importorskip("sentry_sdk")
     pytest.importorskip("opentelemetry")
-    from tests.test_newcomer import make_project
+    from tests.project.test_newcomer import make_project
 
     path, env = make_project(tmp_path)
     env["DJANGO_SETTINGS_MODULE"] = "mysite.settings"
@@ -604,8 +604,7 @@ def test_a_cycle_through_an_in_function_import_is_found():
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 MAX_CLASS_LINES = 300
-OVER_THE_LIMIT = {
-}
+OVER_THE_LIMIT = {}
 
 
 def _definitions(node: ast.AST, prefix: str) -> Iterator[tuple[str, int, int]]:
