@@ -32,6 +32,7 @@ class Attempts:
         "name",
         "number",
         "refused",
+        "retrying",
         "timeout",
         "unreached",
     )
@@ -48,21 +49,22 @@ class Attempts:
         # be refused again, so only the others are tried.
         self.refused: set[str] = set()
         self.number = 0
+        self.retrying = False  # the next attempt is a retry: it never waits for a full pool
         self.endpoint = client._balancer.source  # in the log, if none could be chosen
         self.last: Exception | None = None  # the error being retried
         # What the attempts that reached no server found, to say in the last
         # error; made at the first failure, so that a call that works pays nothing.
         self.unreached: unreachable.Attempts | None = None
 
-    @property
-    def retrying(self) -> bool:
-        return self.number > 0
-
     def choose(self, state: Any) -> str:
         """Return the endpoint of the next attempt, among ``state``'s pools."""
-        self.endpoint = self.client._balancer.source
-        self.endpoint = self.client._balancer.choose(state, self.refused)
-        return self.endpoint
+        balancer = self.client._balancer
+        try:
+            self.endpoint = endpoint = balancer.choose(state, self.refused)
+        except Exception:
+            self.endpoint = balancer.source  # in the log: none could be chosen
+            raise
+        return endpoint
 
     def pause_after(self, error: Exception) -> float:
         """Return the seconds to wait before the next attempt after ``error``, or raise.
@@ -94,4 +96,5 @@ class Attempts:
             raise final from None
         self.last = error
         self.number += 1
+        self.retrying = True
         return pause
