@@ -25,15 +25,13 @@ monkey-patched by ``robustness.py``'s caller, or here when run alone).
 
 from __future__ import annotations
 
-import os
 import random
-import resource
 import time
 import urllib.request
 from collections import Counter
 from typing import Any
 
-from benchmarks.common import free_port, log
+from benchmarks.common import free_port, log, own_cpu, percentile, process_cpu
 
 OVERLOAD_CALLERS = 2_000
 OVERLOAD_SECONDS = 12.0
@@ -56,23 +54,6 @@ def _requests_seen(ops: str) -> float:
         for line in text.splitlines()
         if line.startswith("zrpc_server_calls_total{")
     )
-
-
-def _cpu_seconds(pid: int | None = None) -> float:
-    """CPU seconds used so far by process ``pid``, or by this one."""
-    if pid is None:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _p99(values: list[float]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
 def _idle_latency(client: Any, count: int = 10) -> float:
@@ -161,7 +142,7 @@ def overload_part(server_factory: Any, **client_options: Any) -> dict[str, Any]:
         try:
             normal = _idle_latency(client)
             seen_before = _requests_seen(ops)
-            cpu_before = _cpu_seconds(), _cpu_seconds(server.proc.pid)
+            cpu_before = own_cpu(), process_cpu(server.proc.pid)
             load_end = time.monotonic() + OVERLOAD_SECONDS
             # From the load's end, not from when its last caller is done
             # (one refused just before may pause 1.5 s before it sees the end).
@@ -173,7 +154,7 @@ def overload_part(server_factory: Any, **client_options: Any) -> dict[str, Any]:
             cpu = [
                 round(after - before, 1)
                 for before, after in zip(
-                    cpu_before, (_cpu_seconds(), _cpu_seconds(server.proc.pid)), strict=True
+                    cpu_before, (own_cpu(), process_cpu(server.proc.pid)), strict=True
                 )
             ]
             seen = _requests_seen(ops) - seen_before
@@ -183,7 +164,7 @@ def overload_part(server_factory: Any, **client_options: Any) -> dict[str, Any]:
     ok = [took for kind, took, _ in outcomes if kind == "OK"]
     # Over the load's own seconds: calls in flight at its end finish later.
     ok_in_load = sum(1 for kind, _, when in outcomes if kind == "OK" and when <= load_end)
-    p99 = _p99(ok)
+    p99 = percentile(sorted(ok), 0.99) if ok else None
     return {
         "callers": OVERLOAD_CALLERS,
         "seconds": OVERLOAD_SECONDS,

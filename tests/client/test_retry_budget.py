@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.request
 from collections import Counter
 
 import gevent
@@ -20,6 +19,7 @@ from django_zrpc import AsyncRPCClient, RPCClient
 from django_zrpc.client.retry import RetryBudget
 from django_zrpc.exceptions import RemoteError
 from tests.conftest import free_port
+from tests.ops_http import scrape
 
 WORK = 0.1  # seconds a call of the overloaded server takes
 CALLERS = 60
@@ -29,13 +29,8 @@ TIMEOUT = 5.0
 
 def requests_seen(ops: str) -> float:
     """Every request the server answered, refusals too (``zrpc_server_calls_total``)."""
-    with urllib.request.urlopen(f"http://{ops}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("zrpc_server_calls_total{")
-    )
+    samples = scrape(f"http://{ops}")
+    return sum(value for (name, _), value in samples.items() if name == "zrpc_server_calls_total")
 
 
 def overloaded(start_server) -> tuple[object, str]:
