@@ -87,7 +87,7 @@ async def test_calls_ride_one_connection_a_runrpc_process_and_spread_over_a_stoc
         opened = pool.connections
         calls = asyncio.gather(*(client.sleep(0.5) for _ in range(64)))
         await asyncio.sleep(0.2)
-        carrying = [count for count in pool._calls.values() if count]
+        carrying = [count for count in pool.lending.calls.values() if count]
         await calls
     assert opened == 10
     if endpoint in STOCK_ENDPOINTS:

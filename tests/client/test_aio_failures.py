@@ -13,7 +13,6 @@ import time
 import pytest
 
 from django_zrpc import AsyncRPCClient, HandshakeFailed, PoolExhausted, ServerUnavailable
-from django_zrpc.client.aio import pool as aio_pool
 from django_zrpc.client.aio.connection import AsyncConnection
 from django_zrpc.exceptions import LostRemote, RemoteError
 from tests.client.test_hostile_servers import HostileServer
@@ -200,13 +199,6 @@ async def test_a_call_refused_as_busy_is_retried_until_a_worker_is_free(start_se
 
 
 # -- the pool's bounds -----------------------------------------------------------------------
-
-
-def test_the_pool_spreads_as_the_gevent_pool_does():
-    from django_zrpc.client import spreading
-    from django_zrpc.client.gevent import pool
-
-    assert aio_pool.SPREAD_AT == pool.SPREAD_AT == spreading.SPREAD_AT
 
 
 @pytest.mark.asyncio

@@ -318,7 +318,7 @@ async def test_a_spare_whose_connection_reaches_another_process_leads(side):
     await burst_then_learn(side, pool, made, 3 * SPREAD_AT, ["a", "a", "a"])
     assert len({await side.acquire(pool, 1) for _ in range(2 * SPREAD_AT)}) == 1
     # ZeroMQ reconnected a spare, and the process does not say who it is yet.
-    spare = next(c for c in made if pool._calls[c] == 0)
+    spare = next(c for c in made if pool.lending.calls[c] == 0)
     spare.learn(None)
     assert await side.acquire(pool, 1) is spare
 

@@ -294,7 +294,7 @@ def test_a_spare_whose_connection_reaches_another_process_leads():
     burst_then_learn(pool, made, 3 * SPREAD_AT, ["a", "a", "a"])
     assert len({pool.acquire(1) for _ in range(2 * SPREAD_AT)}) == 1
     # ZeroMQ reconnected a spare, and the process does not say who it is yet.
-    spare = next(c for c in made if pool._calls[c] == 0)
+    spare = next(c for c in made if pool.lending.calls[c] == 0)
     spare.learn(None)
     assert pool.acquire(1) is spare  # the least busy lead now
 

@@ -105,7 +105,7 @@ def test_calls_ride_one_connection_to_one_process_however_many_the_pool_holds(se
         assert pool.connections == 10
         sleepers = [gevent.spawn(client.sleep, 0.5) for _ in range(64)]
         gevent.sleep(0.2)
-        carrying = [count for count in pool._calls.values() if count]
+        carrying = [count for count in pool.lending.calls.values() if count]
         gevent.joinall(sleepers, timeout=30, raise_error=True)
         # Calls in flight on one socket go out and come back in batches;
         # spread over ten sockets to the same process they cost more CPU on

@@ -102,7 +102,7 @@ def test_rpcclient_spreads_calls_over_the_worker_processes_not_over_connections(
         # A burst opens the pool's twelve connections; the kernel gives each to a worker.
         gevent.joinall([gevent.spawn(client.sleep, 0.2) for _ in range(64)], raise_error=True)
         pool = client._state().pools[server.endpoint]
-        connections = list(pool._calls)
+        connections = list(pool.lending.calls)
         assert len(connections) == 12
         # Each connection learned which process it reaches: one name per worker.
         pids = {connection.call("server_pid"): connection.peer for connection in connections}
@@ -112,7 +112,7 @@ def test_rpcclient_spreads_calls_over_the_worker_processes_not_over_connections(
         assert set(pids) <= worker_pids(server)
         sleepers = [gevent.spawn(client.sleep, 0.5) for _ in range(64)]
         gevent.sleep(0.2)
-        carrying = {c: count for c, count in pool._calls.items() if count}
+        carrying = {c: count for c, count in pool.lending.calls.items() if count}
         gevent.joinall(sleepers, timeout=30, raise_error=True)
     # One connection a worker process, the calls shared evenly among them.
     assert sorted(c.peer for c in carrying) == sorted(named)
