@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
+from django_zrpc import context
 from django_zrpc.client import options as client_options
 from django_zrpc.client import tracing
 from django_zrpc.client.aio.connection import AsyncConnection
@@ -75,11 +76,13 @@ class AsyncRPCClient(ClientOptions, CallByName):
         """Call ``name``; return its result, or an async iterator for a stream.
 
         Sent again, as ``RPCClient.call`` does, when it never ran (or may have
-        run and is ``idempotent``), until ``timeout`` runs out.
+        run and is ``idempotent``), until ``timeout`` runs out. Inside an RPC
+        function, the call waits no longer than what is left of that
+        function's caller's deadline.
         """
         if self._closed:
             raise RuntimeError(f"This AsyncRPCClient of {self.endpoints} is closed.")
-        timeout = self.timeout if timeout is None else timeout
+        timeout = context.inherited_timeout(self.timeout if timeout is None else timeout)
         attempts = Attempts(self, name, timeout, idempotent)
         if not self._balancer.directory.looked:
             await self._await_first_look(attempts.deadline)

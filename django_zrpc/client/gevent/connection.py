@@ -162,8 +162,14 @@ class Client(calls_out.Receiving, CallByName):
             # ends first (see _is_pending).
             self._io.send([b"", blob], pending)
             reply = pending.next_reply()
-        except BaseException:
+        except Exception:
             self._forget(pending)
+            raise
+        except BaseException:
+            # Given up from outside (the greenlet killed, a gevent.Timeout
+            # around the call): so is the call on the server, whose worker
+            # would otherwise run on for a caller that left.
+            self._cancel(pending)
             raise
         if reply.name == protocol.STREAM or reply.name == protocol.STREAM_DONE:
             return Stream(self, pending, reply)
