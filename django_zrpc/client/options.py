@@ -329,6 +329,29 @@ class ClientOptions:
         )
         return pause
 
+    def _connection_options(self) -> dict[str, Any]:
+        """What each connection of either client's pools is made with."""
+        return {
+            "timeout": self.timeout,
+            "heartbeat": self.heartbeat,
+            "connect_timeout": self.connect_timeout,
+            "curve": self.curve,
+        }
+
+    def _give_back_failed(
+        self, pool: Any, endpoint: str, connection: Any, error: BaseException
+    ) -> None:
+        """End a failed attempt's hold on ``connection``, in either client's pool.
+
+        A server gone silent, unreachable or stopping retires the connection
+        (its other calls end on their own); otherwise (a function's error, a
+        timeout, the caller giving up) the connection is fine.
+        """
+        if self._balancer.failed(endpoint, error):
+            pool.discard(connection)
+        else:
+            pool.release(connection)
+
     def _budget(self, endpoint: str) -> RetryBudget:
         budget = self._budgets.get(endpoint)
         if budget is None:

@@ -133,13 +133,7 @@ class AsyncRPCClient(ClientOptions, CallByName):
         try:
             result = await connection.call(name, *args, timeout=remaining, kwargs=kwargs, **more)
         except BaseException as err:
-            # A server gone silent, unreachable or stopping: retire the
-            # connection. Otherwise (a function's error, a timeout, this task
-            # cancelled) the connection is fine.
-            if self._balancer.failed(endpoint, err):
-                pool.discard(connection)
-            else:
-                pool.release(connection)
+            self._give_back_failed(pool, endpoint, connection, err)
             raise
         self._balancer.succeeded(endpoint)
         if isinstance(result, AsyncStream):
@@ -189,15 +183,10 @@ class AsyncRPCClient(ClientOptions, CallByName):
             await asyncio.sleep(0.005)
 
     def _new_pool(self, state: _LoopState, endpoint: str) -> AsyncPool:
+        options = self._connection_options()
         pool = state.pools[endpoint] = AsyncPool(
             endpoint,
-            lambda: AsyncConnection(
-                endpoint,
-                timeout=self.timeout,
-                heartbeat=self.heartbeat,
-                connect_timeout=self.connect_timeout,
-                curve=self.curve,
-            ),
+            lambda: AsyncConnection(endpoint, **options),
             self.pool_size,
             self.calls_per_connection,
         )

@@ -156,13 +156,7 @@ class RPCClient(ClientOptions, CallByName):
         try:
             result = connection.call(name, *args, timeout=remaining, kwargs=kwargs, **more)
         except BaseException as err:
-            # A server gone silent, unreachable or stopping: retire the
-            # connection (its other calls end on their own). Otherwise (a
-            # function's error, a timeout) the connection is fine.
-            if self._balancer.failed(endpoint, err):
-                pool.discard(connection)
-            else:
-                pool.release(connection)
+            self._give_back_failed(pool, endpoint, connection, err)
             raise
         self._balancer.succeeded(endpoint)
         # Client makes Stream itself, never a subclass; isinstance() on an
@@ -198,15 +192,10 @@ class RPCClient(ClientOptions, CallByName):
             gevent.sleep(0.005)
 
     def _new_pool(self, state: _ThreadState, endpoint: str) -> Pool:
+        options = self._connection_options()
         pool = state.pools[endpoint] = Pool(
             endpoint,
-            lambda: Client(
-                endpoint,
-                timeout=self.timeout,
-                heartbeat=self.heartbeat,
-                connect_timeout=self.connect_timeout,
-                curve=self.curve,
-            ),
+            lambda: Client(endpoint, **options),
             self.pool_size,
             self.calls_per_connection,
         )
