@@ -4,20 +4,24 @@
 they wait (``gevent.sleep``, ``await asyncio.sleep``); what the loop decides
 lives here once: the endpoints refused, the attempt number, the error being
 retried, what the attempts that reached no server found, and the rule of
-``ClientOptions._retry_pause`` (the retry rule, the budget, the pushback).
+the retry rule of ``retry.py``, the endpoint's budget, the server's pushback.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from django_zrpc.exceptions import PoolExhausted
+from django_zrpc.client.retry import backoff, counts_against, may_retry, pushback
+from django_zrpc.exceptions import HandshakeFailed, PoolExhausted
 from django_zrpc.metrics import client as client_metrics
 from django_zrpc.wire import unreachable
 
 if TYPE_CHECKING:
     from django_zrpc.client.options import ClientOptions
+
+logger = logging.getLogger("django_zrpc.client")
 
 
 class Attempts:
@@ -86,9 +90,7 @@ class Attempts:
         self.unreached.note(error)
         if self.idempotent is None:
             self.idempotent = client.idempotent
-        pause = client._retry_pause(
-            error, self.number, endpoint, self.name, self.refused, self.idempotent, self.deadline
-        )
+        pause = self._pause(error, client, endpoint, self.idempotent)
         if pause is None:
             final = self.unreached.final(error)
             if final is None:
@@ -97,4 +99,44 @@ class Attempts:
         self.last = error
         self.number += 1
         self.retrying = True
+        return pause
+
+    def _pause(
+        self, error: Exception, client: ClientOptions, endpoint: str, idempotent: bool
+    ) -> float | None:
+        """Seconds to wait before sending the call again after ``error``; None: raise it.
+
+        An endpoint that refused the handshake is not tried again for this
+        call (the same keys would be refused). Otherwise ``retry.py``'s rule,
+        while ``endpoint``'s retry budget lasts, after the pause its server
+        asked for (else a backoff), within the call's deadline and while
+        the client is open.
+        """
+        budget = None
+        if client.retry_budget and counts_against(error):
+            budget = client._budget(endpoint)
+            budget.failed()
+        if isinstance(error, HandshakeFailed):
+            self.refused.add(endpoint)
+            if client._balancer.all_refused(self.refused):
+                return None
+        if client._closed or not may_retry(error, idempotent):
+            return None
+        if budget is not None and not budget.allows_retry():
+            client_metrics.record_retry_refused(endpoint, "budget")
+            return None
+        # The server's pushback is its guess of when it will have room: a
+        # floor under the backoff, which still grows if the guess was short.
+        pause = max(backoff(self.number), pushback(error) or 0.0)
+        if time.monotonic() + pause >= self.deadline:
+            return None
+        client_metrics.record_retry(endpoint, self.name, error)
+        logger.info(
+            "Retrying rpc %s (attempt %d) after %s from %s: %s",
+            self.name,
+            self.number + 2,
+            type(error).__name__,
+            endpoint,
+            error,
+        )
         return pause

@@ -5,20 +5,16 @@ Imports no socket code, so that the system checks can use it.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
 
-from django_zrpc.client.retry import RetryBudget, backoff, counts_against, may_retry, pushback
+from django_zrpc.client.retry import RetryBudget
 from django_zrpc.discovery import DEFAULT_REFRESH, is_discovery
 from django_zrpc.exceptions import CurveKeyError, ZRPCConfigurationError
-
-logger = logging.getLogger("django_zrpc.client")
 
 #: This process's id, renewed in a child made by fork, for both clients to
 #: tell their own connections from inherited ones: os.getpid() is a system
@@ -278,56 +274,6 @@ class ClientOptions:
         self._budgets: dict[str, RetryBudget] = {}
         self._balancer = Balancer(self.endpoints, refresh, down_for)
         self._closed = False
-
-    def _retry_pause(
-        self,
-        error: Exception,
-        attempt: int,
-        endpoint: str,
-        name: str,
-        refused: set[str],
-        idempotent: bool,
-        deadline: float,
-    ) -> float | None:
-        """Seconds to wait before sending call ``name`` again after ``error``; None: raise it.
-
-        An endpoint that refused the handshake is not tried again for this
-        call (the same keys would be refused). Otherwise ``retry.py``'s rule,
-        while ``endpoint``'s retry budget lasts, after the pause its server
-        asked for (else a backoff), within the call's ``deadline`` and while
-        the client is open.
-        """
-        from django_zrpc.exceptions import HandshakeFailed
-        from django_zrpc.metrics import client as client_metrics
-
-        budget = None
-        if self.retry_budget and counts_against(error):
-            budget = self._budget(endpoint)
-            budget.failed()
-        if isinstance(error, HandshakeFailed):
-            refused.add(endpoint)
-            if self._balancer.all_refused(refused):
-                return None
-        if self._closed or not may_retry(error, idempotent):
-            return None
-        if budget is not None and not budget.allows_retry():
-            client_metrics.record_retry_refused(endpoint, "budget")
-            return None
-        # The server's pushback is its guess of when it will have room: a
-        # floor under the backoff, which still grows if the guess was short.
-        pause = max(backoff(attempt), pushback(error) or 0.0)
-        if time.monotonic() + pause >= deadline:
-            return None
-        client_metrics.record_retry(endpoint, name, error)
-        logger.info(
-            "Retrying rpc %s (attempt %d) after %s from %s: %s",
-            name,
-            attempt + 2,
-            type(error).__name__,
-            endpoint,
-            error,
-        )
-        return pause
 
     def _connection_options(self) -> dict[str, Any]:
         """What each connection of either client's pools is made with."""
