@@ -27,7 +27,9 @@ __all__ = [
     "CurveKeyError",
     "DuplicateRPCName",
     "HandshakeFailed",
+    "InvalidArguments",
     "InvalidRPCName",
+    "InvalidResult",
     "LostRemote",
     "MetricsUnavailable",
     "PoolExhausted",
@@ -38,6 +40,7 @@ __all__ = [
     "RemoteValidationError",
     "ServerUnavailable",
     "TimeoutExpired",
+    "UnsupportedAnnotation",
     "ZRPCConfigurationError",
 ]
 
@@ -70,6 +73,10 @@ class DuplicateRPCName(ZRPCConfigurationError):
 
 class BrokenRPCModule(ZRPCConfigurationError):
     """An installed app's ``rpcs.py`` raised when imported, so its functions are not registered."""
+
+
+class UnsupportedAnnotation(ZRPCConfigurationError):
+    """A registered function's type hints cannot be resolved or cannot be checked on the wire."""
 
 
 class CurveKeyError(ZRPCConfigurationError, ValueError):
@@ -121,6 +128,28 @@ class PoolExhausted(TimeoutExpired):
 
     def __init__(self, message: str) -> None:
         Exception.__init__(self, message)
+
+
+# -- contracts ---------------------------------------------------------------------
+
+
+class InvalidArguments(TypeError):
+    """A call's arguments do not fit the function's type hints; the function did not run.
+
+    Python's own error for a wrong argument is a ``TypeError``, so this is
+    one. ``errors`` lists each offending place as ``(path, problem)``, e.g.
+    ``("lines[0].qty", "expected int, got str 'two'")``; the message says
+    them all. Raised on the server before the function runs, and by both
+    clients as a remote error (also a ``RemoteError``).
+    """
+
+    def __init__(self, message: str, errors: Sequence[Sequence[str]] = ()) -> None:
+        super().__init__(message)
+        self.errors = [(str(path), str(problem)) for path, problem in errors]
+
+
+class InvalidResult(TypeError):
+    """A function returned a value that does not fit its return annotation."""
 
 
 # -- Django's exceptions, raised remotely ------------------------------------------

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from django_zrpc.contracts.signature import FunctionSpec, spec_of
 from django_zrpc.exceptions import DuplicateRPCName, InvalidRPCName, ZRPCConfigurationError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -19,6 +21,25 @@ class RPCFunction:
     func: Callable[..., Any]
     stream: bool = False
     blocking: bool = False
+    #: Why the function is kept and what to call instead; None when it is current.
+    deprecated: str | None = None
+    #: Whether its type hints are checked on each call (its contract).
+    validate: bool = True
+
+    @functools.cached_property
+    def spec(self) -> FunctionSpec | None:
+        """Its contract, read from its type hints on first use; None without annotations.
+
+        Read lazily: hints may name classes defined after the function.
+        Raises ``UnsupportedAnnotation`` when they cannot be resolved.
+        """
+        return spec_of(
+            self.func,
+            self.name,
+            stream=self.stream,
+            blocking=self.blocking,
+            deprecated=self.deprecated,
+        )
 
     @property
     def module(self) -> str:
@@ -60,14 +81,19 @@ class Registry:
         *positional: object,
         stream: bool = False,
         blocking: bool = False,
+        deprecated: str | None = None,
+        validate: bool = True,
     ) -> Callable[[F], F]:
         """Register the decorated function under ``name`` (default: its own name).
 
         With ``stream=True`` the function returns an iterable and callers
         receive it as a zerorpc stream. With ``blocking=True`` it runs in an OS
         thread of gevent's thread pool, so that CPU-bound work does not stop
-        the server's heartbeats and other calls. The function is returned
-        unchanged.
+        the server's heartbeats and other calls. With ``deprecated="use
+        place_order_v2"`` it is marked so in the schema, and its callers are
+        warned in the log. Its type hints are its contract: arguments are
+        checked and converted before it runs, unless ``validate=False``. The
+        function is returned unchanged.
         """
         if positional:
             # A flag given by position reads as nothing at the call site
@@ -94,7 +120,16 @@ class Registry:
 
         def decorator(func: F) -> F:
             rpc_name = func.__name__ if name is None else name
-            self.add(RPCFunction(validate_name(rpc_name), func, stream=stream, blocking=blocking))
+            _check_deprecated(rpc_name, deprecated)
+            entry = RPCFunction(
+                validate_name(rpc_name),
+                func,
+                stream=stream,
+                blocking=blocking,
+                deprecated=deprecated,
+                validate=validate,
+            )
+            self.add(entry)
             return func
 
         return decorator
@@ -126,11 +161,20 @@ class Registry:
         return len(self._functions)
 
 
+def _check_deprecated(name: str, deprecated: object) -> None:
+    if deprecated is not None and (not isinstance(deprecated, str) or not deprecated):
+        raise ZRPCConfigurationError(
+            f"deprecated= of rpc {name!r} must say what to use instead, as a "
+            "non-empty str: deprecated='use place_order_v2'."
+        )
+
+
 def _same_function(a: RPCFunction, b: RPCFunction) -> bool:
     # A module executed again (importlib.reload, or a test importing it anew)
     # registers new function objects under the same qualified name: that is a
     # re-registration, not a clash.
-    return (a.stream, a.blocking) == (b.stream, b.blocking) and (
+    flags = (a.stream, a.blocking, a.deprecated, a.validate)
+    return flags == (b.stream, b.blocking, b.deprecated, b.validate) and (
         a.func is b.func or a.qualname == b.qualname
     )
 

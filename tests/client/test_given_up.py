@@ -13,7 +13,7 @@ import pytest
 from django_zrpc import AsyncRPCClient, RPCClient
 from django_zrpc.context import CallContext, _current
 from django_zrpc.exceptions import TimeoutExpired
-from tests.client.test_hostile_servers import hostile  # noqa: F401 (a fixture)
+from tests.client.test_hostile_servers import HostileServer
 
 
 def run_gevent(endpoint: str, work: Callable[[Any], Any]) -> Any:
@@ -49,7 +49,7 @@ async def give_up_aio(client: AsyncRPCClient) -> None:
 
 
 @pytest.mark.parametrize(
-    "run, give_up",
+    ("run", "give_up"),
     [
         (run_gevent, give_up_gevent_timeout),
         (run_gevent, give_up_gevent_kill),
@@ -86,8 +86,8 @@ def test_a_call_given_up_by_its_caller_stops_on_the_server(start_server, run, gi
 
 
 @pytest.mark.parametrize("run", [run_gevent, run_aio], ids=["gevent", "aio"])
-def test_a_call_made_while_serving_one_waits_no_longer_than_its_caller(hostile, run):
-    silent = hostile("silent")  # answers echo only
+def test_a_call_made_while_serving_one_waits_no_longer_than_its_caller(run):
+    silent = HostileServer("silent")  # answers echo only
     # As inside an RPC function: the call being served has 1 s left.
     token = _current.set(CallContext("outer", deadline=time.monotonic() + 1.0))
     started = time.monotonic()
@@ -104,4 +104,5 @@ def test_a_call_made_while_serving_one_waits_no_longer_than_its_caller(hostile, 
         run(silent.endpoint, async_work if run is run_aio else sync_work)
     finally:
         _current.reset(token)
+        silent.stop()
     assert 0.9 < time.monotonic() - started < 5

@@ -34,6 +34,7 @@ ROOMS = {
     "django_zrpc.client.gevent": "client.gevent",
     "django_zrpc.client.aio": "client.aio",
     "django_zrpc.server": "server",
+    "django_zrpc.contracts": "contracts",
     "django_zrpc.discovery": "discovery",
     "django_zrpc.metrics": "metrics",
     "django_zrpc.contrib": "contrib",
@@ -165,6 +166,25 @@ def test_loading_the_wire_loads_no_event_loop_socket_nor_settings():
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == ["zerorpc.exceptions"]
+
+
+def test_contracts_import_no_event_loop_socket_settings_client_nor_server():
+    # The registry, checks and commands read contracts without loading a server.
+    wrong = {}
+    for name, imported in GRAPH.items():
+        if room_of(name) != "contracts":
+            continue
+        bad = {
+            m
+            for m in imported
+            if m.split(".")[0] in NOT_ON_THE_WIRE
+            or m == "django.conf"
+            or m.startswith("django.conf.")
+            or room_of(m) in ("transport", "client", "client.gevent", "client.aio", "server")
+        }
+        if bad:
+            wrong[name] = sorted(bad)
+    assert wrong == {}
 
 
 def test_rooms_point_down_the_wire_and_transport_import_no_client_nor_server():

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class TypedConfig(AppConfig):
+    name = "tests.typed"
+    label = "typed"
