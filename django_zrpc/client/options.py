@@ -211,6 +211,13 @@ def client_entry(alias: str) -> tuple[list[str], dict[str, Any]]:
     return validate_endpoints(config["ENDPOINTS"]), options
 
 
+def _client_contracts(schema: Any) -> Any:
+    """The contracts of an OpenRPC document, or ClientContracts given as they are."""
+    from django_zrpc.contracts.client_side import client_contracts
+
+    return client_contracts(schema)
+
+
 class ClientOptions:
     """What ``RPCClient`` and ``AsyncRPCClient`` are given, checked once and kept.
 
@@ -236,6 +243,7 @@ class ClientOptions:
         curve_server: str | os.PathLike[str] | None = None,
         retry_budget: float | None = None,
         retry_ratio: float | None = None,
+        schema: Any = None,
     ) -> None:
         from django_zrpc import conf
         from django_zrpc.client.balancer import Balancer
@@ -274,6 +282,8 @@ class ClientOptions:
         self._budgets: dict[str, RetryBudget] = {}
         self._balancer = Balancer(self.endpoints, refresh, down_for)
         self._closed = False
+        # Calls are checked against the schema before they are sent; without one, a test.
+        self._contracts = None if schema is None else _client_contracts(schema)
 
     def _connection_options(self) -> dict[str, Any]:
         """What each connection of either client's pools is made with."""

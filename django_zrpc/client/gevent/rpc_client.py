@@ -105,6 +105,8 @@ class RPCClient(ClientOptions, CallByName):
         """
         if self._closed:
             raise RuntimeError(f"This RPCClient of {self.endpoints} is closed.")
+        if self._contracts is not None:  # schema=: refuse a bad call before it is sent
+            self._contracts.check(name, args, {**kwargs, **more} if kwargs else more)
         timeout = context.inherited_timeout(self.timeout if timeout is None else timeout)
         attempts = Attempts(self, name, timeout, idempotent)
         if not self._balancer.directory.looked:
