@@ -13,6 +13,7 @@ msgspec and django_zrpc only.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,23 +45,7 @@ _PLAIN = {"str", "int", "float", "bool", "None", "Any"}
 _HEADER = """\
 from __future__ import annotations
 
-import dataclasses
-import datetime
-import decimal
-import json
-import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal
-
-from django_zrpc.contracts.client_side import (
-    OMITTED,
-    decode,
-    decode_async_items,
-    decode_items,
-    encode,
-    given,
-)
-
+{imports}
 if TYPE_CHECKING:
     # What mypy sees: the clients without their call-by-attribute fallback,
     # so that a misspelt function is an error instead of an Any.
@@ -71,8 +56,24 @@ else:
     from django_zrpc import RPCClient as _Base
 
 #: The OpenRPC document this module was made from; ``validate=True`` checks calls against it.
-DOCUMENT: dict[str, Any] = json.loads({document})
+DOCUMENT: dict[str, Any] = json.loads(
+{document}
+)
 """
+#: What the module may import, by where from; each name only if the module uses it.
+_IMPORTS = {
+    "": ("dataclasses", "datetime", "decimal", "json", "uuid"),
+    "collections.abc": ("AsyncIterator", "Iterator", "Sequence"),
+    "typing": ("TYPE_CHECKING", "Any", "Literal"),
+    "django_zrpc.contracts.client_side": (
+        "OMITTED",
+        "decode",
+        "decode_async_items",
+        "decode_items",
+        "encode",
+        "given",
+    ),
+}
 
 _INIT = '''
     def __init__(
@@ -86,6 +87,24 @@ _INIT = '''
 def render_stubs(document: Mapping[str, Any]) -> str:
     """Return the source of a typed client module for the OpenRPC ``document``."""
     return _Module(document).render()
+
+
+def _imports(body: str) -> str:
+    """The import lines of what ``body`` and the header use, grouped as isort does."""
+    used = set(re.findall(r"\w+", body)) | {"json", "Sequence", "TYPE_CHECKING", "Any"}
+    lines = [f"import {name}\n" for name in _IMPORTS[""] if name in used]
+    for module, names in list(_IMPORTS.items())[1:]:
+        wanted = [name for name in names if name in used]
+        if module.startswith("django_zrpc") and wanted:
+            lines.append("\n")
+        line = f"from {module} import {', '.join(wanted)}\n"
+        if len(line) > 100:
+            line = (
+                f"from {module} import (\n{''.join(f'    {name},{chr(10)}' for name in wanted)})\n"
+            )
+        if wanted:
+            lines.append(line)
+    return "".join(lines)
 
 
 def _docstring(text: str, indent: str) -> str:
@@ -121,16 +140,19 @@ class _Module:
                 "",
             ),
             "\n",
-            _HEADER.format(document=repr(json.dumps(self.document, sort_keys=True))),
         ]
-        parts.extend(self._component(name) for name in self._in_order())
+        body = [self._component(name) for name in self._in_order()]
         methods = self._methods()
         for asynchronous, base in ((False, "_Base"), (True, "_AsyncBase")):
-            parts.append(f"\n\nclass {'AsyncClient' if asynchronous else 'Client'}({base}):\n")
-            parts.append(_docstring(f"Call the functions of {title}, typed.", "    "))
-            parts.append(_INIT)
-            parts.extend(method.render(asynchronous) for method in methods)
-        return "".join(parts)
+            body.append(f"\n\nclass {'AsyncClient' if asynchronous else 'Client'}({base}):\n")
+            body.append(_docstring(f"Call the functions of {title}, typed.", "    "))
+            body.append(_INIT)
+            body.extend(method.render(asynchronous) for method in methods)
+        # One line of JSON a line of source, so that a change to the schema reads as a diff.
+        lines = json.dumps(self.document, indent=1, sort_keys=True).splitlines(keepends=True)
+        document = "\n".join(f"    {line!r}" for line in lines)
+        parts.append(_HEADER.format(imports=_imports("".join(body)), document=document))
+        return "".join(parts + body)
 
     def _methods(self) -> list[_Method]:
         methods = []
