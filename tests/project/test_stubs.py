@@ -34,6 +34,7 @@ mypy_api = pytest.importorskip("mypy.api")
 def typed_document() -> dict[str, Any]:
     """The OpenRPC document of the functions of ``tests/typed``."""
     from django_zrpc.contracts.schema import openrpc_document
+
     from django_zrpc.registry import rpc
 
     specs = [f.spec for f in rpc if f.module.startswith("tests.typed") and f.spec is not None]
@@ -325,3 +326,55 @@ def test_parameters_without_a_known_default_are_left_out_of_the_call() -> None:
     assert "_args, _kwargs = given(('a', 'b', 'c',), (a, b, c,), 2)" in source
     assert given(("a", "b", "c"), (1, OMITTED, "x"), 2) == ((1,), {"c": "x"})
     assert given(("a", "b", "c"), (1, 2, "x"), 2) == ((1, 2), {"c": "x"})
+
+
+@pytest.mark.parametrize(
+    ("schema", "annotation"),
+    [
+        ({"type": ["string", "null"]}, "str | None"),
+        ({"oneOf": [{"type": "integer"}, {"$ref": "#/components/schemas/Line"}]}, "int | Line"),
+        ({"const": "v1"}, "Literal['v1']"),
+        ({"enum": [1.5, 2]}, "Any"),
+        ({"type": "string", "contentEncoding": "base64"}, "bytes"),
+        ({"type": "string", "format": "email"}, "str"),
+        ({"type": "array", "items": {"type": "number"}}, "list[float]"),
+        ({"type": "object"}, "dict[str, Any]"),
+        ({"anyOf": [{"type": "integer"}, {}]}, "Any"),
+        (True, "Any"),
+    ],
+)
+def test_json_schema_back_to_python(schema: Any, annotation: str) -> None:
+    from django_zrpc.contracts.from_schema import shape, source
+
+    assert source(shape(schema), {"Line": "Line"}) == annotation
+
+
+def test_a_function_whose_types_cannot_be_rebuilt_is_left_to_the_server() -> None:
+    objects = [{"$ref": "#/components/schemas/A"}, {"$ref": "#/components/schemas/B"}]
+    document = {
+        "methods": [
+            {
+                "name": "either",
+                "params": [{"name": "x", "required": True, "schema": {"anyOf": objects}}],
+            },
+            {
+                "name": "count",
+                "params": [{"name": "n", "required": True, "schema": {"type": "integer"}}],
+            },
+        ],
+        "components": {
+            "schemas": {
+                name: {
+                    "type": "object",
+                    "properties": {"a": {"type": "integer"}},
+                    "required": ["a"],
+                }
+                for name in ("A", "B")
+            }
+        },
+    }
+    contracts = ClientContracts(document)
+    assert "either" not in contracts
+    contracts.check("either", ["anything"], None)
+    with pytest.raises(InvalidArguments, match="n: expected int"):
+        contracts.check("count", ["two"], None)
