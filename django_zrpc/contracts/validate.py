@@ -50,6 +50,7 @@ class _Omitted:
 
 
 _OMITTED = _Omitted()
+_EXACT = (str, int, float, bool, bytes)
 _convert = msgspec.convert
 _astuple = msgspec.structs.astuple
 
@@ -63,6 +64,7 @@ class Contract:
         "_check",
         "_count",
         "_encodes",
+        "_exact",
         "_keyword_names",
         "_named",
         "_positional_names",
@@ -104,6 +106,9 @@ class Contract:
         self._encodes = spec.result_annotated and needs_encoding(spec.result)
         self._check = spec.result_annotated and spec.result is not Any
         self._warned = False
+        # A result of exactly its annotation's builtin type needs neither a
+        # check nor encoding: one type test for most results.
+        self._exact = spec.result if spec.result in _EXACT else _Omitted
 
     def bind(
         self, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any]
@@ -181,6 +186,8 @@ class Contract:
 
     def encode_result(self, value: Any) -> Any:
         """Return ``value`` as the wire sends it, checked against the return annotation."""
+        if type(value) is self._exact:
+            return value  # a str where a str is promised: nothing to check or encode
         if self._check and not self._warned:
             self.check_result(value)
         if self._encodes:

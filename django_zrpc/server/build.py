@@ -166,4 +166,5 @@ def served(entry: RPCFunction, check_results: bool = False) -> ServedFunction:
         entry.blocking,
         contract=None if spec is None else Contract(spec, check_results=check_results),
         deprecated=entry.deprecated,
+        name=entry.name,
     )

@@ -36,12 +36,13 @@ class ServedFunction:
     """What the server calls for one name: a function, whether it streams, its contract.
 
     ``admit`` is None for a function served as it is (no contract, not
-    deprecated): the worker's one test per call. Otherwise it checks and
-    converts a call's arguments before the function runs, and ``result``
-    encodes what it returned by its annotation.
+    deprecated): the worker's one test per call. Otherwise the worker calls
+    ``admit(args, kwargs)`` before the function runs; it returns the
+    arguments checked and converted (the contract's ``bind`` itself, for a
+    function that is not deprecated).
     """
 
-    __slots__ = ("_warned", "admit", "blocking", "contract", "deprecated", "func", "stream")
+    __slots__ = ("_warned", "admit", "blocking", "contract", "deprecated", "func", "name", "stream")
 
     def __init__(
         self,
@@ -51,40 +52,42 @@ class ServedFunction:
         *,
         contract: Contract | None = None,
         deprecated: str | None = None,
+        name: str = "",
     ) -> None:
         self.func = func
         self.stream = stream
         self.blocking = blocking
         self.contract = contract
         self.deprecated = deprecated
+        self.name = name or getattr(func, "__name__", "?")
         self._warned: set[str | None] = set()
-        self.admit = None if contract is None and deprecated is None else self._admit
+        self.admit: Callable[[Any, dict[str, Any]], tuple[Any, dict[str, Any]]] | None = None
+        if deprecated is not None:
+            self.admit = self._admit_deprecated
+        elif contract is not None:
+            self.admit = contract.bind
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # The frame raven's zerorpc middleware looks for: it hides the frames
         # above the one named __call__ and keeps the function's own.
         return self.func(*args, **kwargs)
 
-    def _admit(
-        self, args: Any, kwargs: dict[str, Any], client_key: str | None, name: str
-    ) -> tuple[Any, dict[str, Any]]:
-        if self.deprecated is not None and client_key not in self._warned:
+    def _admit_deprecated(self, args: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        call = context.current_call()
+        client_key = call.client_key if call is not None else None
+        if client_key not in self._warned:
             # Once per caller and process: enough to find who still calls
             # it, without a line per call in the log.
             self._warned.add(client_key)
             logger.warning(
                 "rpc %s is deprecated (%s) and was called by %s.",
-                name,
+                self.name,
                 self.deprecated,
                 f"client key {client_key}" if client_key else "a caller without a client key",
             )
         if self.contract is not None:
             return self.contract.bind(args, kwargs)
         return args, kwargs
-
-    def result(self, value: Any) -> Any:
-        """Return ``value`` encoded by the return annotation (checked, per ZRPC_CHECK_RESULTS)."""
-        return value if self.contract is None else self.contract.encode_result(value)
 
 
 class CallLost(LostRemote):

@@ -211,7 +211,7 @@ class Workers(State):
         if admit is not None:
             # Before the function, its thread or its generator: a call that
             # does not fit its contract never runs.
-            args, kwargs = admit(args, kwargs, request.client_key, request.name)
+            args, kwargs = admit(args, kwargs)
         if served.stream:
             self._stream(call, served(*args, **kwargs), context, served.contract)
             return self._event(call, protocol.STREAM_DONE, None)
@@ -219,8 +219,8 @@ class Workers(State):
             result = _run_in_thread(call, served, args, kwargs)
         else:
             result = served(*args, **kwargs)
-        if admit is not None:
-            result = served.result(result)
+        if admit is not None and served.contract is not None:
+            result = served.contract.encode_result(result)
         return self._event(call, protocol.OK, [result])
 
     def _reply_with(self, call: Call, exc_info: Any) -> None:
