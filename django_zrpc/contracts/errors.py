@@ -13,6 +13,8 @@ from __future__ import annotations
 import collections.abc as abc
 import dataclasses
 import enum
+import itertools
+import reprlib
 import types
 import typing
 from collections.abc import Iterator, Mapping
@@ -26,6 +28,12 @@ from django_zrpc.contracts.signature import FunctionSpec
 MAX_ERRORS = 50
 
 _OMITTED = object()
+
+# A value quoted in a message is cut short, also when it is huge: a full
+# repr of a 16 MB argument would cost more than the call.
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = 40
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 4
 _SEQUENCES = (
     list,
     set,
@@ -70,13 +78,19 @@ def collect_call(
             if param.required:
                 errors.append((param.name, "missing required argument"))
         else:
-            errors.extend(collect(value, param.annotation, param.name))
+            errors.extend(collect(value, param.annotation, param.name, MAX_ERRORS - len(errors)))
     return errors[:MAX_ERRORS]
 
 
-def collect(value: Any, annotation: Any, path: str) -> list[tuple[str, str]]:
-    """List each place in ``value`` that does not fit ``annotation``, under ``path``."""
-    return list(_walk(value, annotation, path))
+def collect(
+    value: Any, annotation: Any, path: str, most: int = MAX_ERRORS
+) -> list[tuple[str, str]]:
+    """List the first ``most`` places in ``value`` that do not fit ``annotation``, under ``path``.
+
+    The walk stops there: a hostile call of a million bad items costs no
+    more than one of fifty.
+    """
+    return list(itertools.islice(_walk(value, annotation, path), max(most, 0)))
 
 
 def _walk(value: Any, annotation: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -207,10 +221,7 @@ def _shown(value: Any) -> str:
     """A value as an error message quotes it: its type, and its repr cut short."""
     if value is None:
         return "None"
-    text = repr(value)
-    if len(text) > 40:
-        text = text[:37] + "..."
-    return f"{type(value).__name__} {text}"
+    return f"{type(value).__name__} {_repr.repr(value)}"
 
 
 def _choices(values: Any) -> str:

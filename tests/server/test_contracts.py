@@ -399,3 +399,14 @@ def test_a_timedelta_crosses_the_wire_as_itself_or_as_iso_8601_text(span):
     assert plain.startswith(("P", "-P"))
     # What a plain caller reads back converts to the same duration, as a parameter would.
     assert contract("describe").bind((*PLAIN_ARGS[:3], plain, *PLAIN_ARGS[4:]), {})[0][3] == span
+
+
+def test_a_refusal_names_at_most_fifty_places_and_quotes_values_short():
+    many = [{"sku": 1, "qty": 1}] * 1_000
+    with pytest.raises(InvalidArguments) as caught:
+        contract("place_order").bind((many, "x" * 1_000_000), {})
+    assert len(caught.value.errors) == 50
+    assert caught.value.errors[-1] == ("lines[49].sku", "expected str, got int 1")
+    with pytest.raises(InvalidArguments) as caught:
+        contract("place_order").bind(("x" * 1_000_000,), {})
+    assert len(str(caught.value)) < 300
