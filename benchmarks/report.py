@@ -292,10 +292,21 @@ def _web_targets(rate: Callable[..., float | None]) -> list[str]:
 
 
 def _contract_targets(report: dict, rate: Callable[..., float | None]) -> list[str]:
-    """A typed function's calls/s over its untyped twin's, at each number of callers measured."""
+    """A typed function's calls/s over its untyped twin's, at each number of callers measured.
+
+    Each line also gives the server's CPU per call of both: on a machine
+    others load, calls/s swing with them, and CPU per call much less.
+    """
     lines = []
+    rows = report["rows"]
+
+    def server_us(workload: str, callers: int) -> float | None:
+        for row in rows:
+            if (row["pair"], row["callers"], row["workload"]) == (TARGET_PAIR, callers, workload):
+                return row.get("server_us")
+        return None
+
     for typed, untyped, goal in CONTRACT_TARGETS:
-        rows = report["rows"]
         measured = sorted(
             {r["callers"] for r in rows if (r["pair"], r["workload"]) == (TARGET_PAIR, typed)}
         )
@@ -308,7 +319,11 @@ def _contract_targets(report: dict, rate: Callable[..., float | None]) -> list[s
                 lines.append(f"{what}, {callers} callers: not measured (target >= {goal}x)")
                 continue
             verdict = "met" if ratio >= goal else "NOT met"
-            lines.append(f"{what}, {callers} callers: {ratio:.2f}x (target >= {goal}x: {verdict})")
+            line = f"{what}, {callers} callers: {ratio:.2f}x (target >= {goal}x: {verdict})"
+            cpu = (server_us(typed, callers), server_us(untyped, callers))
+            if None not in cpu:
+                line += f"; server CPU per call {cpu[0]:.0f} vs {cpu[1]:.0f} µs"
+            lines.append(line)
     return lines
 
 
