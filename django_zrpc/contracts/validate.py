@@ -50,7 +50,7 @@ class _Omitted:
 
 
 _OMITTED = _Omitted()
-_EXACT = (str, int, float, bool, bytes)
+_EXACT = (str, int, float, bool, bytes, type(None))
 _convert = msgspec.convert
 _astuple = msgspec.structs.astuple
 
@@ -103,8 +103,11 @@ class Contract:
         # keyword-only parameter is required (then it is refused by name).
         if any(p.required for p in keyword):
             self._count = -1
-        self._encodes = spec.result_annotated and needs_encoding(spec.result)
-        self._check = spec.result_annotated and spec.result is not Any
+        # A result annotation msgspec cannot check (a QuerySet, a model) is
+        # no reason to refuse calls: such results are sent as they are.
+        results = spec.result_annotated and _problem_of(spec.result) is None
+        self._encodes = results and needs_encoding(spec.result)
+        self._check = results and spec.result is not Any
         self._warned = False
         # A result of exactly its annotation's builtin type needs neither a
         # check nor encoding: one type test for most results.
@@ -189,7 +192,11 @@ class Contract:
         if type(value) is self._exact:
             return value  # a str where a str is promised: nothing to check or encode
         if self._check and not self._warned:
-            self.check_result(value)
+            # Encoded once, for the check and for the wire.
+            encoded = _encoded(value)
+            if not _fits(encoded, self.spec.result):
+                self._misfit(encoded)
+            return encoded if self._encodes else value
         if self._encodes:
             return msgspec.to_builtins(value, builtin_types=WIRE_TYPES)
         return value
@@ -199,9 +206,12 @@ class Contract:
 
     def check_result(self, value: Any) -> None:
         """Raise ``InvalidResult`` (or log once, without ``check_results``) on a misfit result."""
-        if _fits_result(value, self.spec.result):
-            return
-        found = errors.collect(_encoded(value), self.spec.result, "result")
+        encoded = _encoded(value)
+        if not _fits(encoded, self.spec.result):
+            self._misfit(encoded)
+
+    def _misfit(self, encoded: Any) -> None:
+        found = errors.collect(encoded, self.spec.result, "result")
         places = "; ".join(f"{path}: {problem}" for path, problem in found) or "result: misfit"
         message = (
             f"rpc {self.spec.name!r} returned a value that does not fit its annotation "
@@ -213,9 +223,9 @@ class Contract:
         logger.warning("%s It is sent as it is; this is logged once.", message)
 
 
-def _fits_result(value: Any, annotation: Any) -> bool:
+def _fits(encoded: Any, annotation: Any) -> bool:
     try:
-        _convert(_encoded(value), annotation, strict=True)
+        _convert(encoded, annotation, strict=True)
     except (msgspec.ValidationError, TypeError):
         return False
     return True
@@ -259,21 +269,16 @@ def _needs_encoding(annotation: Any, seen: set[int]) -> bool:
 def _refuse_unsupported(spec: FunctionSpec) -> None:
     """Raise ``UnsupportedAnnotation`` naming the first hint msgspec cannot check."""
     places = [(p.name, p.annotation) for p in spec.params if p.kind in ("positional", "keyword")]
-    if spec.result_annotated:
-        places.append(("the result" if not spec.stream else "the stream's items", spec.result))
     for place, annotation in places:
         problem = _problem_of(annotation)
         if problem is not None:
             raise UnsupportedAnnotation(
                 f"rpc {spec.name!r} ({spec.qualname}) cannot be checked: the annotation "
-                f"{errors.type_name(annotation)} of {_place(place)} {problem}. Annotate it with "
-                "types a caller can send (builtins, dataclasses, TypedDict, msgspec.Struct, "
-                "Enum, Literal, Decimal, datetime, UUID) or register it with validate=False."
+                f"{errors.type_name(annotation)} of parameter {place!r} {problem}. Annotate "
+                "it with types a caller can send (builtins, dataclasses, TypedDict, "
+                "msgspec.Struct, Enum, Literal, Decimal, datetime, UUID) or register it "
+                "with validate=False."
             )
-
-
-def _place(place: str) -> str:
-    return place if place.startswith("the ") else f"parameter {place!r}"
 
 
 def _problem_of(annotation: Any) -> str | None:

@@ -184,6 +184,20 @@ def test_an_unsupported_annotation_is_refused_when_the_server_is_built():
         served(registry["either"])
 
 
+def test_a_result_annotation_msgspec_cannot_check_is_sent_unchecked():
+    registry = Registry()
+
+    @registry.register()
+    def shelve(n: int) -> Shelf:
+        return Shelf()
+
+    shelf = Shelf()
+    bound = served(registry["shelve"], check_results=True)
+    assert bound.admit is not None
+    assert bound.contract is not None
+    assert bound.contract.encode_result(shelf) is shelf
+
+
 def test_check_e023_names_the_function_and_parameter():
     def put(item: Shelf) -> None:
         pass
