@@ -18,8 +18,9 @@ import msgpack
 import pytest
 import zerorpc
 
-from django_zrpc import AsyncRPCClient, RPCClient
+from django_zrpc import AsyncRPCClient, RPCClient, context
 from django_zrpc.checks import check_settings
+from django_zrpc.context import CallContext
 from django_zrpc.contracts.validate import Contract
 from django_zrpc.exceptions import (
     InvalidArguments,
@@ -424,3 +425,20 @@ def test_a_refusal_names_at_most_fifty_places_and_quotes_values_short():
     with pytest.raises(InvalidArguments) as caught:
         contract("place_order").bind(("x" * 1_000_000,), {})
     assert len(str(caught.value)) < 300
+
+
+def test_a_deprecated_function_warns_once_for_each_client_key(caplog):
+    old = served(rpc["old_place_order"])
+    with caplog.at_level(logging.WARNING, "django_zrpc.server"):
+        for key in ["billing", "shop", "billing", None, "shop", None]:
+            token = context._current.set(CallContext("old_place_order", key))
+            try:
+                assert old.admit is not None
+                assert old.admit(([{"sku": "a", "qty": 1}],), {}) == (([typed.Line("a", 1)],), {})
+            finally:
+                context._current.reset(token)
+    assert [r.getMessage().rpartition(" by ")[2] for r in caplog.records] == [
+        "client key billing.",
+        "client key shop.",
+        "a caller without a client key.",
+    ]
