@@ -1,4 +1,4 @@
-"""The schema and the server's contract agree: what one accepts the other does, what one refuses too.
+"""The schema and the server's contract agree: each accepts what the other does, refuses too.
 
 Values are drawn by hypothesis from each typed function's annotations and
 sent as a JSON caller would (``msgspec.to_builtins``, then through ``json``):
