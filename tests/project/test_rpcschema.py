@@ -42,6 +42,21 @@ def params(document: Document, name: str) -> dict[str, dict[str, Any]]:
     return {p["name"]: p for p in method(document, name)["params"]}
 
 
+METHOD_FIELDS = {
+    "name",
+    "summary",
+    "description",
+    "paramStructure",
+    "params",
+    "result",
+    "deprecated",
+}
+
+
+def _own(found: dict[str, Any]) -> set[str]:
+    return {key for key in found if not key.startswith("x-")}
+
+
 def test_the_document_is_openrpc_with_every_function_and_no_builtin(document):
     assert document["openrpc"] == "1.3.2"
     assert set(document["info"]) == {"title", "version"}
@@ -49,7 +64,12 @@ def test_the_document_is_openrpc_with_every_function_and_no_builtin(document):
     assert names == sorted(names)
     assert {"typed_echo", "place_order", "describe", "count_lines", "get_ticket"} <= set(names)
     assert not [n for n in names if n.startswith("_")]
+    # OpenRPC's method and content descriptor objects: these fields, and x- extensions.
     for each in document["methods"]:
+        assert {"name", "params", "result"} <= set(each)
+        assert _own(each) <= METHOD_FIELDS
+        for described in [*each["params"], each["result"]]:
+            assert {"name", "schema"} <= _own(described) <= {"name", "schema", "required"}
         for schema in [p["schema"] for p in each["params"]] + [each["result"]["schema"]]:
             Draft202012Validator.check_schema(schema)
 
