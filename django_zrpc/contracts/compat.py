@@ -101,7 +101,8 @@ def _compare_params(
             changes.append(Change(True, name, pname, "the parameter was removed"))
             continue
         new_position, now = new_at[pname]
-        if new_position != at:
+        by_name = param.get("x-keyword-only") and now.get("x-keyword-only")
+        if new_position != at and not by_name:
             # Stock zerorpc and Node.js clients send arguments by position only.
             text = f"the parameter moved from position {at} to {new_position}"
             changes.append(Change(True, name, pname, text))

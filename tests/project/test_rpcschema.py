@@ -360,6 +360,15 @@ def test_subschema_verdicts_on_parameters(old, new, verdict):
     assert [str(c).split(" ")[0] for c in changes] == verdict
 
 
+def test_keyword_only_parameters_may_change_places():
+    def kw(name: str) -> dict[str, Any]:
+        return {"name": name, "required": False, "schema": {}, "x-keyword-only": True}
+
+    assert compare(_doc([kw("a"), kw("b")], {}), _doc([kw("b"), kw("a")], {})) == []
+    moved = compare(_doc([_p({}), kw("b")], {}), _doc([kw("b"), _p({})], {}))
+    assert [str(c) for c in moved] == ["BREAKING f(x): the parameter moved from position 0 to 1"]
+
+
 @pytest.mark.parametrize(
     ("old", "new"),
     [
