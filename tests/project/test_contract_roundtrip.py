@@ -99,11 +99,45 @@ BAD = [
 ]
 
 
+# A good call of each function, as JSON sends it: BAD's values replace one argument.
+GOOD: dict[str, list[Any]] = {
+    "typed_echo": ["a"],
+    "place_order": [[{"sku": "a", "qty": 1}], "home", "M", None],
+    "make_order": [{"lines": [], "ship_to": "home"}],
+    "struct_total": [[{"sku": "a", "qty": 1}]],
+    "describe": [
+        "2026-12-07T12:00:00",
+        "2026-12-07",
+        "12:00:00",
+        "P1DT2H",
+        "1.5",
+        "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+        "S",
+        [1, "a"],
+        ["a"],
+        {"a": 1},
+        {"street": "Main", "city": "Lyon"},
+        None,
+    ],
+    "count_lines": [2],
+    "old_place_order": [[]],
+}
+
+
+@pytest.mark.parametrize("function", TYPED)
+def test_good_calls_fit_the_schema_and_pass_the_contract(function):
+    spec = SPECS[function]
+    for param, value in zip(spec.params, GOOD[function], strict=True):
+        validator(function, param.name).validate(value)
+    bind(spec, GOOD[function])
+
+
 @pytest.mark.parametrize(("function", "param", "value"), BAD)
 def test_the_schema_refuses_what_the_contract_refuses(function, param, value):
     spec = SPECS[function]
-    at = [p.name for p in spec.params].index(param)
+    args = list(GOOD[function])
+    args[[p.name for p in spec.params].index(param)] = value
     with pytest.raises(msgspec.ValidationError):
-        msgspec.convert(value, spec.params[at].annotation, strict=True)
+        bind(spec, args)
     with pytest.raises(ValidationError):
         validator(function, param).validate(value)
