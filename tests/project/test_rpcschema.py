@@ -385,3 +385,15 @@ def test_a_widened_result_is_breaking_and_a_narrowed_one_is_not(old, new):
         "BREAKING f: the result was widened: old callers may get what they never did"
     ]
     assert compare(_doc(result=new), _doc(result=old)) == []
+
+
+class Opaque:
+    """A class msgspec has no JSON Schema for."""
+
+
+def test_an_annotation_without_a_json_schema_is_described_as_anything():
+    def takes(thing: Opaque, n: int) -> Opaque: ...
+
+    found = method(openrpc_document([function_spec(takes, "takes")]), "takes")
+    assert [p["schema"] for p in found["params"]] == [{}, {"type": "integer"}]
+    assert found["result"]["schema"] == {}
