@@ -2,6 +2,7 @@
 
 from debug_toolbar.toolbar import debug_toolbar_urls
 from django.contrib import admin
+from django.contrib.auth.views import LoginView
 from django.http import HttpResponse
 from django.urls import include, path
 
@@ -23,6 +24,8 @@ def three_calls(request):
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("rpc/", include("django_zrpc.urls")),
+    # A login page for users who are not staff (the admin's refuses them).
+    path("accounts/login/", LoginView.as_view(template_name="admin/login.html")),
     path("three-calls/", three_calls),
     path("", include("tests.urls")),
     *debug_toolbar_urls(),

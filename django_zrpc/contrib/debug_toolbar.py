@@ -103,7 +103,8 @@ def summarize(records: list[CallRecord]) -> dict[str, Any]:
                 "attempts": len(record.endpoints),
                 "retried": record.retried,
                 "arguments": _shown(_arguments(record)),
-                "result": _shown(record.result) if record.error is None else None,
+                # A stream's items are the view's, read as it iterates: the count shows.
+                "result": None if record.error or record.stream else _shown(record.result),
                 "ms": round((record.duration or 0) * 1000, 3),
                 "done": record.done,
                 "outcome": _outcome(record),
