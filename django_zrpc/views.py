@@ -87,9 +87,13 @@ def _schemas() -> dict[str, Any]:
 
 def _describe(entry: RPCFunction, schemas: dict[str, Any]) -> dict[str, Any]:
     try:
-        signature = str(inspect.signature(entry.func))
-    except (TypeError, ValueError):
-        signature = "(...)"
+        # Hints as types, not as the strings of `from __future__ import annotations`.
+        signature = str(inspect.signature(entry.func, eval_str=True))
+    except Exception:  # a hint that names what is not importable here
+        try:
+            signature = str(inspect.signature(entry.func))
+        except (TypeError, ValueError):
+            signature = "(...)"
     return {
         "name": entry.name,
         "signature": signature,
