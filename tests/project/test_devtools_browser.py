@@ -198,10 +198,9 @@ def test_staff_see_each_function_with_its_docstring_and_try_one(web, browser, tm
         for element in browser.find_elements(By.CSS_SELECTOR, ".zrpc-function")
     ]
     assert {"echo", "fail", "get_ticket", "reserve", "ticket_list"} <= set(names)
-    # The toolbar's own cookie hides it, so that the page shows whole.
-    browser.add_cookie({"name": "djdt", "value": "hide", "path": "/"})
-    browser.refresh()
-    wait_for(browser, "#function-get_ticket")
+    # The page whole: the toolbar and the admin's side bar folded.
+    in_toolbar(browser, "#djHideToolBarButton")[0].click()
+    browser.find_element(By.ID, "toggle-nav-sidebar").click()
     screenshot(browser, tmp_path, "functions_page")
     # DEBUG is on: the form calls the function on ZRPC_CLIENTS["default"] (the runrpc).
     browser.find_element(By.CSS_SELECTOR, "#zrpc-function option[value=echo]").click()
