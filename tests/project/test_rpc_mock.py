@@ -185,3 +185,16 @@ class CallLocalInTestCase(TestCase):
         ticket = Ticket.objects.create(title="In the transaction", price="1.00")
         assert call_local("get_ticket", id=ticket.pk)["title"] == "In the transaction"
         assert Ticket.objects.filter(pk=ticket.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_call_local_closes_the_calls_connection_as_runrpc_does():
+    from django.db import connection
+
+    ticket = Ticket.objects.create(title="Committed", price="2.00")
+    connection.close()
+    # CONN_MAX_AGE is 0: the database middleware closes what the call opened.
+    assert call_local("get_ticket", id=ticket.pk)["title"] == "Committed"
+    assert connection.connection is None
+    assert call_local("get_ticket", id=ticket.pk, middleware=[])["title"] == "Committed"
+    assert connection.connection is not None
