@@ -10,11 +10,13 @@
 
 While active, every call of the process is answered here, without sockets or
 a server. A function registered in the project is mocked with its signature
-(``create_autospec``): a call that does not fit fails as the server would
-refuse it. Arguments and results go through the wire encoding both ways, so
-what could not be sent fails as it would over the wire; an exception raised by
-a mock (``side_effect``) reaches the caller as the server's error would. A
-call to a function that has no mock fails with an ``AssertionError`` naming it.
+(``create_autospec``) and its contract (its type hints, as the server checks
+them): a call that does not fit fails as the server would refuse it, and the
+mock gets the arguments converted as the function would. Arguments and
+results go through the wire encoding both ways, so what could not be sent
+fails as it would over the wire; an exception raised by a mock
+(``side_effect``) reaches the caller as the server's error would. A call to
+a function that has no mock fails with an ``AssertionError`` naming it.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 from unittest import mock
 
+from django_zrpc import conf
 from django_zrpc.client import tracing
 from django_zrpc.client.observed import function_kwargs
+from django_zrpc.contracts.validate import Contract
 from django_zrpc.registry import Registry, rpc
 from django_zrpc.wire import protocol, remote_errors
 
@@ -57,6 +61,8 @@ class RPCMock:
         self.registry = registry
         self.mocks: dict[str, Any] = {}
         self._streams: set[str] = set()
+        # The contracts of the registered functions mocked, as the server checks them.
+        self._contracts: dict[str, Contract] = {}
         self._previous: Any = None
 
     # -- the mocks -----------------------------------------------------------
@@ -70,6 +76,10 @@ class RPCMock:
                 found = mock.create_autospec(entry.func, name=name)
                 if entry.stream:
                     self._streams.add(name)
+                spec = entry.spec if entry.validate else None
+                if spec is not None:
+                    check = bool(conf.get("CHECK_RESULTS"))
+                    self._contracts[name] = Contract(spec, check_results=check)
             else:
                 found = mock.MagicMock(name=name)
             self.mocks[name] = found
@@ -111,12 +121,20 @@ class RPCMock:
                 f"set rpc_mock[{name!r}].return_value (or .side_effect) before the call."
             )
         sent_args, sent_kwargs = round_trip([list(args), function_kwargs(options)])
+        contract = self._contracts.get(name)
         try:
+            if contract is not None:
+                # As the server does before the function runs: checked, converted.
+                sent_args, sent_kwargs = contract.bind(sent_args, sent_kwargs)
             result = found(*sent_args, **sent_kwargs)
+            if name in self._streams or (
+                isinstance(result, Iterator) and name not in self.registry
+            ):
+                return _items(name, result, contract)
+            if contract is not None:
+                result = contract.encode_result(result)
         except Exception as err:
             raise as_raised(err) from None
-        if name in self._streams or (isinstance(result, Iterator) and name not in self.registry):
-            return _items(name, result)
         try:
             return round_trip(result)
         except (TypeError, ValueError) as err:
@@ -137,13 +155,15 @@ class RPCMock:
         return result
 
 
-def _items(name: str, result: Any) -> Iterator[Any]:
+def _items(name: str, result: Any, contract: Contract | None) -> Iterator[Any]:
     if not isinstance(result, Iterable):
         raise TypeError(
             f"The mock of stream {name!r} returned {result!r:.200}, which is not iterable: "
             "set its return_value to a list or a generator of the items."
         )
-    return (round_trip(item) for item in result)
+    if contract is None:
+        return (round_trip(item) for item in result)
+    return (round_trip(contract.encode_item(item)) for item in result)
 
 
 class _AsyncItems(AsyncIterator[Any]):

@@ -1,9 +1,10 @@
 """``call_local``: one call of a registered function as ``runrpc`` serves it, in this process.
 
 No socket and no worker: the call's context (``current_call()``, the
-caller's language), the middleware's hooks in their order, the wire encoding
-of arguments and result, and the error a caller would get in place of the
-function's own exception. For tests, where a real server is more than the
+caller's language), the middleware's hooks in their order, the function's
+contract (its arguments checked and converted, its result encoded), the wire
+encoding of arguments and result, and the error a caller would get in place
+of the function's own exception. For tests, where a real server is more than the
 test needs.
 """
 
@@ -21,10 +22,10 @@ from django_zrpc import conf
 from django_zrpc import context as call_context
 from django_zrpc.context import CallContext
 from django_zrpc.context import _current as _current_call
-from django_zrpc.registry import Registry, rpc
-from django_zrpc.server.build import load_middleware
+from django_zrpc.registry import Registry, RPCFunction, rpc
+from django_zrpc.server import build
 from django_zrpc.server.builtins import unknown_function
-from django_zrpc.server.calls import activate_language, split_kwargs
+from django_zrpc.server.calls import ServedFunction, activate_language, split_kwargs
 from django_zrpc.server.hooks import Hooks
 from django_zrpc.wire import protocol, remote_errors, values
 
@@ -45,7 +46,7 @@ def _middleware(paths: Sequence[str] | None) -> list[Any]:
             # Django's test client leaves close_old_connections out for its
             # requests.
             paths = [path for path in paths if path != conf.DB_MIDDLEWARE]
-    return load_middleware(paths)
+    return build.load_middleware(paths)
 
 
 def call_local(
@@ -79,13 +80,10 @@ def call_local(
         hooks.call("load_task_context", request.header)
         if name not in registry:
             raise NameError(unknown_function(name, [entry.name for entry in registry]))
-        entry = registry[name]
+        served = _served(registry[name])
         hooks.call("server_before_exec", request)
-        call_args, call_kwargs = split_kwargs(request.args)
-        result = entry.func(*call_args, **call_kwargs)
-        if entry.stream:
-            result = list(result)
-        reply = _sent(protocol.OK, [result], {"response_to": request.message_id, **header})
+        result = _run(served, request)
+        reply = _sent(protocol.OK, [result], {**header, "response_to": request.message_id})
         hooks.call("server_after_exec", request, reply)
         return reply.args[0]
     except Exception:
@@ -99,6 +97,29 @@ def call_local(
             if language:
                 translation.deactivate()
             _current_call.reset(token)
+
+
+def _served(entry: RPCFunction) -> ServedFunction:
+    """Return ``entry`` as runrpc serves it (its contract, its deprecation), in this thread."""
+    served = build.served(entry, bool(conf.get("CHECK_RESULTS")))
+    # runrpc runs a blocking function in a thread of its own, with database
+    # connections of its own that it closes; here it runs in the test's.
+    served.func = entry.func
+    return served
+
+
+def _run(served: ServedFunction, request: protocol.Event) -> Any:
+    """Run the function as a worker does (its contract first); return its result or items."""
+    args, kwargs = split_kwargs(request.args)
+    admit = served.admit
+    if admit is not None:
+        args, kwargs = admit(args, kwargs)
+    contract = served.contract if admit is not None else None
+    if served.stream:
+        items = served(*args, **kwargs)
+        return list(items) if contract is None else [contract.encode_item(i) for i in items]
+    result = served(*args, **kwargs)
+    return result if contract is None else contract.encode_result(result)
 
 
 def _as_caller_sees(request: protocol.Event, hooks: Hooks, exc_info: Any) -> Exception:

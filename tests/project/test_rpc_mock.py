@@ -15,12 +15,13 @@ import pytest
 from django.test import TestCase
 
 from django_zrpc import AsyncRPCClient, RPCClient
-from django_zrpc.exceptions import RemoteError
+from django_zrpc.exceptions import InvalidArguments, RemoteError
 from django_zrpc.registry import Registry
 from django_zrpc.testing import RPCMock, call_local
 from testproject.tickets.errors import SoldOut
 from testproject.tickets.models import Ticket
 from tests.conftest import free_port
+from tests.typed.rpcs import Line
 
 
 @pytest.fixture
@@ -63,6 +64,23 @@ def test_a_registered_function_is_mocked_with_its_signature(rpc_mock, client):
     with pytest.raises(RemoteError, match="unexpected keyword argument 'chairs'"):
         client.reserve(1, chairs=2)
     rpc_mock["reserve"].assert_not_called()
+
+
+def test_a_registered_function_is_mocked_with_its_contract(rpc_mock, client):
+    rpc_mock["place_order"].return_value = 3
+    lines = [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}]
+    assert client.place_order(lines, ship_to="here") == 3
+    # The mock got what the function would: the lines as the dataclass of its hints.
+    rpc_mock["place_order"].assert_called_once_with([Line("a", 1), Line("b", 2)], ship_to="here")
+    with pytest.raises(InvalidArguments) as caught:
+        client.place_order([{"sku": "a", "qty": "two"}], ship_to="here")
+    assert [path for path, _ in caught.value.errors] == ["lines[0].qty"]
+    assert rpc_mock["place_order"].call_count == 1
+    # A result that does not fit the promise fails as the server would refuse it.
+    rpc_mock["typed_echo"].return_value = 5
+    with pytest.raises(RemoteError, match="does not fit its annotation str") as refused:
+        client.typed_echo("x")
+    assert refused.value.name == "InvalidResult"
 
 
 def test_a_call_without_a_mock_names_the_function_and_the_fix(rpc_mock, client):
@@ -134,6 +152,19 @@ def test_call_local_raises_what_a_caller_would_catch():
     with pytest.raises(RemoteError, match="get_tickt") as caught:
         call_local("get_tickt", id=1)
     assert caught.value.name == "NameError"
+
+
+def test_call_local_checks_and_converts_by_the_contract():
+    assert call_local("place_order", [{"sku": "a", "qty": 2}], ship_to="x") == 2
+    with pytest.raises(InvalidArguments, match=r"lines\[0\]\.qty"):
+        call_local("place_order", [{"sku": "a", "qty": "two"}], ship_to="x")
+    assert call_local("count_lines", 2) == [
+        {"sku": "sku-0", "qty": 0, "price": decimal.Decimal(0)},
+        {"sku": "sku-1", "qty": 1, "price": decimal.Decimal(0)},
+    ]
+    with pytest.raises(RemoteError, match="does not fit its annotation int") as refused:
+        call_local("wrong_result", 1)
+    assert refused.value.name == "InvalidResult"
 
 
 HOOKS_SEEN: list[str] = []
