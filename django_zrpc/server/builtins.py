@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from django_zrpc import __version__
 from django_zrpc.contracts.schema import function_spec, openrpc_document
-from django_zrpc.registry import rpc
 from django_zrpc.wire import protocol
 
 if TYPE_CHECKING:
@@ -87,26 +86,20 @@ def builtins(
 
 
 def _spec(name: str, served: ServedFunction) -> FunctionSpec:
-    """The contract of the function served as ``name``, with its deprecation.
+    """The contract of the function served as ``name``: the one its calls are checked by.
 
-    The registry holds what ``@rpc.register`` said of the function
-    (``deprecated=``), which the served function does not carry; a function
-    served from elsewhere (a ``Server`` built by hand) is read as it is.
+    A function served without a contract (no annotations, or
+    ``validate=False``) is read now, so that the schema still lists it.
     """
-    spec = getattr(served, "spec", None)
-    if spec is not None:
-        return spec
-    entry = rpc[name] if name in rpc else None
-    # build_server serves a blocking function wrapped, as its __wrapped__.
-    if entry is not None and entry.func in (served.func, getattr(served.func, "__wrapped__", None)):
-        return entry.spec or function_spec(
-            entry.func,
-            name,
-            stream=entry.stream,
-            blocking=entry.blocking,
-            deprecated=entry.deprecated,
-        )
-    return function_spec(served.func, name, stream=served.stream, blocking=served.blocking)
+    if served.contract is not None:
+        return served.contract.spec
+    return function_spec(
+        served.func,
+        name,
+        stream=served.stream,
+        blocking=served.blocking,
+        deprecated=served.deprecated,
+    )
 
 
 def unknown_function(name: Any, names: Iterable[str]) -> str:
