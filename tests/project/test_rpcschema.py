@@ -397,3 +397,10 @@ def test_an_annotation_without_a_json_schema_is_described_as_anything():
     found = method(openrpc_document([function_spec(takes, "takes")]), "takes")
     assert [p["schema"] for p in found["params"]] == [{}, {"type": "integer"}]
     assert found["result"]["schema"] == {}
+
+
+def test_servers_are_written_when_given():
+    found = openrpc_document([], title="shop", version="2.1", servers=["tcp://shop:4242"])
+    assert found["info"] == {"title": "shop", "version": "2.1"}
+    assert found["servers"] == [{"name": "tcp://shop:4242", "url": "tcp://shop:4242"}]
+    assert "servers" not in openrpc_document([])
