@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import time
 import logging
+import time
 import uuid
 from decimal import Decimal
 
