@@ -20,6 +20,23 @@ database middleware is left out (it would close the test's connection), and
 the process is not monkey-patched, so functions run one at a time. A
 ``blocking=True`` function runs in a thread with a connection of its own,
 which does not see the test's uncommitted rows.
+
+Without a server: ``RPCMock`` (the ``rpc_mock`` fixture) answers the calls of
+the code under test with ``unittest.mock`` objects, and ``call_local(name,
+*args, **kwargs)`` runs one registered function through the server's
+middleware in the test's own process::
+
+    def test_checkout(rpc_mock, client):
+        rpc_mock["place_order"].return_value = {"id": 7}
+        client.post("/checkout/", {"ticket": 3})
+        rpc_mock["place_order"].assert_called_once_with(ticket=3)
+
+    class CheckoutTests(TestCase):
+        def test_checkout(self):
+            with RPCMock() as rpc_mock:
+                rpc_mock["place_order"].return_value = {"id": 7}
+                self.client.post("/checkout/", {"ticket": 3})
+            self.assertEqual(call_local("get_ticket", id=1)["id"], 1)
 """
 
 from __future__ import annotations
@@ -31,7 +48,11 @@ import gevent
 from django_zrpc import conf
 from django_zrpc.client.gevent.rpc_client import RPCClient
 from django_zrpc.registry import Registry, rpc
+from django_zrpc.rpc_mock import RPCMock
 from django_zrpc.server.build import build_server, load_middleware
+from django_zrpc.server.local import call_local
+
+__all__ = ["LiveRPCServer", "RPCMock", "RPCTestMixin", "call_local"]
 
 
 class LiveRPCServer:
