@@ -1,6 +1,7 @@
 """Typed client stubs (``contracts/stubs.py``): checked by mypy, calling a real runrpc.
 
-The stubs are made from the OpenRPC document of ``tests/typed``; mypy
+The stubs are made by ``manage.py rpcschema --stubs`` for the test project,
+whose ``tests/typed`` app holds a function of each type family; mypy
 ``--strict`` must accept a good caller and reject each kind of bad call with
 its own error code; the generated ``Client`` and ``AsyncClient`` call a real
 ``runrpc`` and give typed values back; ``validate=True`` (and ``schema=`` on
@@ -21,11 +22,14 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 
 from django_zrpc import AsyncRPCClient, RPCClient
 from django_zrpc.contracts.client_side import OMITTED, ClientContracts, given
+from django_zrpc.contracts.schema import openrpc_document
 from django_zrpc.contracts.stubs import RESERVED, render_stubs
 from django_zrpc.exceptions import InvalidArguments, RemoteError
+from django_zrpc.registry import rpc
 from tests.conftest import ROOT, free_port
 
 mypy_api = pytest.importorskip("mypy.api")
@@ -33,10 +37,6 @@ mypy_api = pytest.importorskip("mypy.api")
 
 def typed_document() -> dict[str, Any]:
     """The OpenRPC document of the functions of ``tests/typed``."""
-    from django_zrpc.contracts.schema import openrpc_document
-
-    from django_zrpc.registry import rpc
-
     specs = [f.spec for f in rpc if f.module.startswith("tests.typed") and f.spec is not None]
     return openrpc_document(specs, title="typed", version="1")
 
@@ -45,7 +45,8 @@ def typed_document() -> dict[str, Any]:
 def stubs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with the generated ``typed_client.py`` and a mypy config for it."""
     folder = tmp_path_factory.mktemp("stubs")
-    (folder / "typed_client.py").write_text(render_stubs(typed_document()))
+    # As a caller's project makes it: every function the test project serves.
+    call_command("rpcschema", "--stubs", str(folder / "typed_client.py"))
     # As in a caller's project: django_zrpc is installed, its own code not checked.
     (folder / "mypy.ini").write_text(
         f"[mypy]\nmypy_path = {ROOT}\n[mypy-django_zrpc.*]\nfollow_imports = silent\n"
