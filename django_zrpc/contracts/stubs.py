@@ -128,7 +128,7 @@ class _Module:
             self.names[name] = identifier(name, frozenset(taken))
             taken.add(self.names[name])
         self.runtime = Runtime(self.components)
-        self.classes = {name for name in self.components if fields_of(self.components[name])}
+        self.classes = {n for n in self.components if fields_of(self.components[n]) is not None}
 
     def render(self) -> str:
         info = self.document.get("info", {})
@@ -215,21 +215,28 @@ class _Module:
             text = self.annotation(node)
             if required:
                 lines.append(f"    {field}: {text}\n")
-            elif "default" in schema:
+                continue
+            default = None
+            if "default" in schema:
                 default = self.default(node, schema["default"], factory=True)
-                lines.append(f"    {field}: {text} = {default}\n")
-            else:
+            if default is None:
                 lines.append(f"    {field}: {text} | None = None\n")
+            else:
+                lines.append(f"    {field}: {text} = {default}\n")
         if not fields:
             lines.append("    pass\n")
         return "".join(lines)
 
-    def default(self, node: Shape, value: Any, factory: bool = False) -> str:
-        """A default's source: JSON's value when it is already Python's, else decoded."""
+    def default(self, node: Shape, value: Any, factory: bool = False) -> str | None:
+        """A default's source: JSON's value when it is already Python's, else decoded.
+
+        None when the value does not fit its own annotation (the server's
+        default, written however it was): the caller then leaves it out.
+        """
         try:
             python = msgspec.convert(value, self.runtime.type_of(node), strict=True)
         except (msgspec.ValidationError, TypeError):
-            python = None  # the server's own default, written however it was
+            return None
         if type(python) is type(value) and python == value and not isinstance(value, list | dict):
             return repr(value)
         decoded = f"decode({value!r}, {self.annotation(node)})"
@@ -304,10 +311,10 @@ class _Method:
                 (keyword if optional_seen or by_name else positional).append(text)
                 continue
             optional_seen = True
+            default = None
             if isinstance(schema, Mapping) and "default" in schema:
-                text = f"{text} = {self.module.default(node, schema['default'])}"
-            else:
-                text = f"{text} = OMITTED"
+                default = self.module.default(node, schema["default"])
+            text = f"{text} = {default or 'OMITTED'}"
             (keyword if by_name else positional).append(text)
         return positional, keyword
 
