@@ -30,6 +30,7 @@ from django_zrpc.exceptions import (
 )
 from django_zrpc.registry import Registry, rpc
 from django_zrpc.server.build import served
+from django_zrpc.testing import LiveRPCServer
 from django_zrpc.wire import values
 from tests.typed import rpcs as typed
 
@@ -442,3 +443,18 @@ def test_a_deprecated_function_warns_once_for_each_client_key(caplog):
         "client key shop.",
         "a caller without a client key.",
     ]
+
+
+@pytest.mark.parametrize(("setting", "refused"), [(None, True), (False, False)])
+def test_the_test_server_checks_results_unless_told_not_to(settings, setting, refused):
+    settings.DEBUG = False
+    settings.ZRPC_CHECK_RESULTS = setting
+    registry = Registry()
+    registry.register("wrong_result")(typed.wrong_result)
+    with LiveRPCServer(registry) as live, live.client() as client:
+        if refused:
+            with pytest.raises(RemoteError, match="rpc 'wrong_result' returned") as caught:
+                client.wrong_result(1)
+            assert caught.value.name == "InvalidResult"
+        else:
+            assert client.wrong_result(1) == "1"
