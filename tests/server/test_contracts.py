@@ -301,6 +301,7 @@ REFUSED_PLACES = [
 
 
 def test_rpcclient_gets_invalid_arguments_and_the_function_never_runs(server):
+    mark = server.mark()
     client = RPCClient(server.endpoint, timeout=20, heartbeat=1)
     try:
         before = client.ran()
@@ -308,6 +309,9 @@ def test_rpcclient_gets_invalid_arguments_and_the_function_never_runs(server):
         assert client.ran() == before
     finally:
         client.close()
+    # The caller's mistake, logged as routine: one line, no traceback.
+    assert "INFO rpc place_order raised InvalidArguments in " in server.output_since(mark)
+    assert "Traceback" not in server.output_since(mark)
     assert [[path for path, _ in error.errors] for error in refusals] == REFUSED_PLACES
     assert all(isinstance(error, RemoteError) for error in refusals)
     assert refusals[0].msg == BAD_ORDER_MESSAGE
