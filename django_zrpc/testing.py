@@ -22,6 +22,23 @@ function's result that does not fit its annotation is an error
 (``ZRPC_CHECK_RESULTS``, unless set, is True here whatever ``DEBUG`` says). A
 ``blocking=True`` function runs in a thread with a connection of its own,
 which does not see the test's uncommitted rows.
+
+Without a server: ``RPCMock`` (the ``rpc_mock`` fixture) answers the calls of
+the code under test with ``unittest.mock`` objects, and ``call_local(name,
+*args, **kwargs)`` runs one registered function through the server's
+middleware in the test's own process::
+
+    def test_checkout(rpc_mock, client):
+        rpc_mock["place_order"].return_value = {"id": 7}
+        client.post("/checkout/", {"ticket": 3})
+        rpc_mock["place_order"].assert_called_once_with(ticket=3)
+
+    class CheckoutTests(TestCase):
+        def test_checkout(self):
+            with RPCMock() as rpc_mock:
+                rpc_mock["place_order"].return_value = {"id": 7}
+                self.client.post("/checkout/", {"ticket": 3})
+            self.assertEqual(call_local("get_ticket", id=1)["id"], 1)
 """
 
 from __future__ import annotations
@@ -34,7 +51,11 @@ from django.conf import settings
 from django_zrpc import conf
 from django_zrpc.client.gevent.rpc_client import RPCClient
 from django_zrpc.registry import Registry, rpc
+from django_zrpc.rpc_mock import RPCMock
 from django_zrpc.server.build import build_server, load_middleware
+from django_zrpc.server.local import call_local
+
+__all__ = ["LiveRPCServer", "RPCMock", "RPCTestMixin", "call_local"]
 
 
 class LiveRPCServer:
