@@ -15,7 +15,7 @@ The server is runrpc's, for the project's registry (or one you pass), bound to
 127.0.0.1 on a free port, and the calls go over TCP like any other. It runs on
 the gevent loop of the test's thread, while the test waits for a reply, so
 its functions use the test's database connection and see what the test wrote,
-also inside ``TestCase``'s transaction. Two differences from ``runrpc``: the
+also inside ``TestCase``'s transaction. Three differences from ``runrpc``: the
 database middleware is left out (it would close the test's connection), the
 process is not monkey-patched, so functions run one at a time, and a typed
 function's result that does not fit its annotation is an error
