@@ -462,3 +462,23 @@ def test_the_test_server_checks_results_unless_told_not_to(settings, setting, re
             assert caught.value.name == "InvalidResult"
         else:
             assert client.wrong_result(1) == "1"
+
+
+def test_a_dataclass_msgspec_built_is_sent_back_with_its_defaults():
+    # msgspec leaves a built dataclass's defaults on the class, where its
+    # encoder does not look: returned as it came, the order must still say them.
+    make = contract("make_order")
+    (order,), _ = make.bind(({"lines": [{"sku": "a", "qty": 1}], "ship_to": "x"},), {})
+    assert make.encode_result(order) == {
+        "lines": [{"sku": "a", "qty": 1, "price": Decimal("0")}],
+        "ship_to": "x",
+        "size": "M",
+        "tags": [],
+    }
+    assert contract("count_lines").encode_item(typed.Line("b", 2)) == {
+        "sku": "b",
+        "qty": 2,
+        "price": Decimal("0"),
+    }
+    with pytest.raises(InvalidResult, match=r"result\.lines\[0\]\.qty: expected int, got str 'x'"):
+        make.encode_result(typed.Order([typed.Line("a", "x")], "y"))  # type: ignore[arg-type]
