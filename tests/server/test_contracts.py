@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import time
 import uuid
 from decimal import Decimal
 
@@ -397,6 +398,11 @@ def test_a_deprecated_function_warns_once_per_caller_key(start_server):
         "rpc old_place_order is deprecated (use place_order) "
         "and was called by a caller without a client key."
     )
+    # The server's output reaches the test through a pipe: wait for the
+    # line, then for the calls' lines, before counting.
+    deadline = time.monotonic() + 20
+    while fresh.output.count("rpc old_place_order OK") < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert fresh.output.count(warning) == 1
     assert fresh.output.count("is deprecated") == 1
 
