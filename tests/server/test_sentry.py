@@ -154,7 +154,7 @@ def test_sentry_sdk_captures_rpc_exceptions_with_the_rpc_name(
 def test_a_call_refused_by_its_contract_is_not_reported(start_server, sentry_stub):
     server = start_server(SENTRY_DSN=f"http://publickey@127.0.0.1:{sentry_stub.port}/1")
     with server.client() as client:
-        with pytest.raises(zerorpc.RemoteError, match="InvalidArguments|expected str"):
+        with pytest.raises(zerorpc.RemoteError, match=r"expected str"):
             client.typed_echo(5)
         with pytest.raises(zerorpc.RemoteError):
             client.fail("after-the-refusal")
