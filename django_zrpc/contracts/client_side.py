@@ -19,7 +19,7 @@ import datetime
 import decimal
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Self
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -39,6 +39,10 @@ _WIRE_TYPES = (
     set,
     frozenset,
 )
+
+
+# typing.Self is Python 3.11's; the package runs on 3.10 too.
+_Client = TypeVar("_Client")
 
 
 class _Omitted:
@@ -209,7 +213,7 @@ class TypedRPCClient:
     def close(self) -> None:
         raise NotImplementedError
 
-    def __enter__(self) -> Self:
+    def __enter__(self: _Client) -> _Client:
         raise NotImplementedError
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -245,7 +249,7 @@ class TypedAsyncRPCClient:
     async def aclose(self) -> None:
         raise NotImplementedError
 
-    async def __aenter__(self) -> Self:
+    async def __aenter__(self: _Client) -> _Client:
         raise NotImplementedError
 
     async def __aexit__(self, *exc_info: Any) -> None:
