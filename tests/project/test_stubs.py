@@ -124,6 +124,11 @@ BAD = {
         "attr-defined",
         '"Client" has no attribute "place_ordr"; maybe "place_order"',
     ),
+    "misspelt_in_with": (
+        'with Client("tcp://127.0.0.1:4242") as other: other.place_ordr([], "home")',
+        "attr-defined",
+        '"Client" has no attribute "place_ordr"',
+    ),
     "wrong_result": (
         'total: str = client.place_order([Line("a", 1)], "home")',
         "assignment",
