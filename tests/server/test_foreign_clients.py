@@ -1,11 +1,12 @@
 """Typed functions called by clients that are not django_zrpc's, against a real runrpc.
 
-A stock ``zerorpc.Client`` and the Node.js ``zerorpc`` package (an
-independent implementation of the protocol, ``tests/node``) send plain
+The Node.js ``zerorpc`` package (an independent implementation of the
+protocol, ``tests/node``), like a stock ``zerorpc.Client``, sends plain
 msgpack: dates, decimals and UUIDs as strings, tuples and sets as lists, only
 positional arguments. The server converts those string forms to the
 annotated types, and refuses a bad call with the remote error
-``InvalidArguments``, whose name and message both clients see.
+``InvalidArguments``, whose name and message both clients read alike.
+(``tests/server/test_contracts.py`` calls with stock zerorpc alone.)
 """
 
 from __future__ import annotations
@@ -56,22 +57,9 @@ BAD_ORDER = [[{"sku": "a", "qty": "two"}], "home", "XL"]
 BAD_ORDER_PROBLEMS = ("lines[0].qty: expected int, got str 'two'", "size: expected one of")
 
 
-def test_stock_zerorpc_calls_typed_functions_with_string_forms(server) -> None:
-    with server.client(timeout=20) as client:
-        assert client.describe(*DESCRIBE_ARGS) == DESCRIBED
-        assert client.place_order([{"sku": "a", "qty": 2, "price": "1.25"}], "home") == 2
-
-
-def test_stock_zerorpc_gets_invalid_arguments_by_name_and_message(server) -> None:
-    with server.client(timeout=20) as client:
-        with pytest.raises(zerorpc.RemoteError) as caught:
-            client.place_order(*BAD_ORDER)
-    assert caught.value.name == "InvalidArguments"
-    for problem in BAD_ORDER_PROBLEMS:
-        assert problem in caught.value.msg
-
-
-def _node() -> str:
+@pytest.fixture(scope="module")
+def node() -> str:
+    """The ``node`` command, checked before any server is started for nothing."""
     node = shutil.which("node")
     if node is None or not (NODE_DIR / "node_modules" / "zerorpc").is_dir():
         pytest.skip(
@@ -81,10 +69,10 @@ def _node() -> str:
     return node
 
 
-def node_call(endpoint: str, name: str, *args: Any) -> dict[str, Any]:
+def node_call(node: str, endpoint: str, name: str, *args: Any) -> dict[str, Any]:
     """Call ``name`` with the Node.js zerorpc client: ``{"result": ...}`` or ``{"error": ...}``."""
     done = subprocess.run(
-        [_node(), str(NODE_DIR / "call.js"), endpoint, name, json.dumps(args)],
+        [node, str(NODE_DIR / "call.js"), endpoint, name, json.dumps(args)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -94,14 +82,18 @@ def node_call(endpoint: str, name: str, *args: Any) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_node_zerorpc_calls_typed_functions_with_string_forms(server) -> None:
-    assert node_call(server.endpoint, "describe", *DESCRIBE_ARGS) == {"result": DESCRIBED}
+def test_node_zerorpc_calls_typed_functions_with_string_forms(node, server) -> None:
+    assert node_call(node, server.endpoint, "describe", *DESCRIBE_ARGS) == {"result": DESCRIBED}
     order = [{"sku": "a", "qty": 3, "price": "0.10"}]
-    assert node_call(server.endpoint, "place_order", order, "home", "M") == {"result": 3}
+    assert node_call(node, server.endpoint, "place_order", order, "home", "M") == {"result": 3}
 
 
-def test_node_zerorpc_gets_invalid_arguments_by_name_and_message(server) -> None:
-    outcome = node_call(server.endpoint, "place_order", *BAD_ORDER)
-    assert outcome["error"]["name"] == "InvalidArguments", outcome
+def test_node_and_stock_zerorpc_read_the_same_refusal(node, server) -> None:
+    outcome = node_call(node, server.endpoint, "place_order", *BAD_ORDER)
+    with server.client(timeout=20) as client:
+        with pytest.raises(zerorpc.RemoteError) as caught:
+            client.place_order(*BAD_ORDER)
+    assert outcome["error"] == {"name": caught.value.name, "message": caught.value.msg}
+    assert outcome["error"]["name"] == "InvalidArguments"
     for problem in BAD_ORDER_PROBLEMS:
         assert problem in outcome["error"]["message"]
