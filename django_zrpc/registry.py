@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -25,6 +25,24 @@ class RPCFunction:
     deprecated: str | None = None
     #: Whether its type hints are checked on each call (its contract).
     validate: bool = True
+    #: Whether it serves only calls made for an active user.
+    login_required: bool = False
+    #: The permissions (``"app.codename"``) its caller's user must all have.
+    permission_required: tuple[str, ...] = ()
+    #: ``allow(call)``: whether the call (its ``CallContext``) may run.
+    allow: Callable[[Any], bool] | None = None
+
+    @property
+    def requirement(self) -> str:
+        """What a caller needs, in words ("" for nothing): for rpclist and the docs."""
+        needs = []
+        if self.login_required:
+            needs.append("login")
+        if self.permission_required:
+            needs.append("perm " + ", ".join(self.permission_required))
+        if self.allow is not None:
+            needs.append("allow " + getattr(self.allow, "__qualname__", repr(self.allow)))
+        return "; ".join(needs)
 
     @functools.cached_property
     def spec(self) -> FunctionSpec | None:
@@ -83,6 +101,9 @@ class Registry:
         blocking: bool = False,
         deprecated: str | None = None,
         validate: bool = True,
+        login_required: bool = False,
+        permission_required: str | Sequence[str] = (),
+        allow: Callable[[Any], bool] | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function under ``name`` (default: its own name).
 
@@ -92,8 +113,12 @@ class Registry:
         the server's heartbeats and other calls. With ``deprecated="use
         place_order_v2"`` it is marked so in the schema, and its callers are
         warned in the log. Its type hints are its contract: arguments are
-        checked and converted before it runs, unless ``validate=False``. The
-        function is returned unchanged.
+        checked and converted before it runs, unless ``validate=False``.
+        ``login_required=True``, ``permission_required="app.codename"`` (or a
+        list, checked with ``user.has_perms``) and ``allow=callable`` (given
+        the call's ``CallContext``) refuse calls, before they run, with
+        ``PermissionDenied`` (``docs/identity.rst``). The function is
+        returned unchanged.
         """
         if positional:
             # A flag given by position reads as nothing at the call site
@@ -121,6 +146,12 @@ class Registry:
         def decorator(func: F) -> F:
             rpc_name = func.__name__ if name is None else name
             _check_deprecated(rpc_name, deprecated)
+            permissions = _permissions(rpc_name, permission_required)
+            if allow is not None and not callable(allow):
+                raise ZRPCConfigurationError(
+                    f"allow= of rpc {rpc_name!r} must be a callable taking the call's "
+                    f"CallContext, not {allow!r}."
+                )
             entry = RPCFunction(
                 validate_name(rpc_name),
                 func,
@@ -128,6 +159,9 @@ class Registry:
                 blocking=blocking,
                 deprecated=deprecated,
                 validate=validate,
+                login_required=bool(login_required),
+                permission_required=permissions,
+                allow=allow,
             )
             self.add(entry)
             return func
@@ -151,6 +185,9 @@ class Registry:
     def __getitem__(self, name: str) -> RPCFunction:
         return self._functions[name]
 
+    def get(self, name: str) -> RPCFunction | None:
+        return self._functions.get(name)
+
     def __contains__(self, name: object) -> bool:
         return name in self._functions
 
@@ -169,12 +206,24 @@ def _check_deprecated(name: str, deprecated: object) -> None:
         )
 
 
+def _permissions(name: str, required: object) -> tuple[str, ...]:
+    listed = (required,) if isinstance(required, str) else required
+    if not isinstance(listed, list | tuple) or not all(
+        isinstance(p, str) and p.count(".") == 1 for p in listed
+    ):
+        raise ZRPCConfigurationError(
+            f"permission_required= of rpc {name!r} must be 'app_label.codename' or a list "
+            f"of them, not {required!r}."
+        )
+    return tuple(listed)
+
+
 def _same_function(a: RPCFunction, b: RPCFunction) -> bool:
     # A module executed again (importlib.reload, or a test importing it anew)
     # registers new function objects under the same qualified name: that is a
     # re-registration, not a clash.
-    flags = (a.stream, a.blocking, a.deprecated, a.validate)
-    return flags == (b.stream, b.blocking, b.deprecated, b.validate) and (
+    flags = (a.stream, a.blocking, a.deprecated, a.validate, a.requirement)
+    return flags == (b.stream, b.blocking, b.deprecated, b.validate, b.requirement) and (
         a.func is b.func or a.qualname == b.qualname
     )
 

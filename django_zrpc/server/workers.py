@@ -22,6 +22,7 @@ from gevent.hub import Waiter
 
 from django_zrpc.context import CallContext
 from django_zrpc.context import _current as _current_call
+from django_zrpc.server import access
 from django_zrpc.server import observer as observed
 from django_zrpc.server.builtins import unknown_function
 from django_zrpc.server.callers import outcome_of_loss
@@ -163,6 +164,7 @@ class Workers(State):
             if served is None:
                 outcome = "unknown"
                 raise NameError(unknown_function(request.name, self.function_names))
+            access.check(context, self._observer)  # before anything reads the arguments
             self._hooks.call("server_before_exec", request)
             args, kwargs = split_kwargs(request.args)
             if served.stream:

@@ -20,6 +20,7 @@ def describe(entry: RPCFunction) -> dict[str, Any]:
         "signature": signature(entry),
         "stream": entry.stream,
         "blocking": entry.blocking,
+        "requires": entry.requirement,
         "doc": inspect.getdoc(entry.func) or "",
     }
 
@@ -53,6 +54,8 @@ class Command(BaseCommand):
             return
         for entry in entries:
             flags = [flag for flag in ("stream", "blocking") if entry[flag]]
+            if entry["requires"]:
+                flags.append(f"requires {entry['requires']}")
             header = f"{entry['name']}{entry['signature']}"
             if flags:
                 header += f"  [{', '.join(flags)}]"
