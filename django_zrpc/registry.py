@@ -120,38 +120,13 @@ class Registry:
         ``PermissionDenied`` (``docs/identity.rst``). The function is
         returned unchanged.
         """
-        if positional:
-            # A flag given by position reads as nothing at the call site
-            # (register("charges", True)): the flags are keyword-only.
-            flags = ", ".join(
-                f"{flag}={value!r}"
-                for flag, value in zip(("stream", "blocking"), positional, strict=False)
-            )
-            raise TypeError(
-                f"rpc.register takes its flags by keyword: write "
-                f"@rpc.register({name!r}, {flags}), not "
-                f"@rpc.register({', '.join(map(repr, (name, *positional)))})."
-            )
-        if stream and blocking:
-            raise ZRPCConfigurationError(
-                "blocking=True is not supported for streams: a stream sends as it "
-                "iterates, on the event loop. Compute in a blocking function, or "
-                "yield from a generator that does little work per item."
-            )
-        if callable(name):
-            raise TypeError(
-                "rpc.register must be called: write @rpc.register(), not @rpc.register."
-            )
+        _check_flags(name, positional, stream, blocking)
 
         def decorator(func: F) -> F:
             rpc_name = func.__name__ if name is None else name
             _check_deprecated(rpc_name, deprecated)
             permissions = _permissions(rpc_name, permission_required)
-            if allow is not None and not callable(allow):
-                raise ZRPCConfigurationError(
-                    f"allow= of rpc {rpc_name!r} must be a callable taking the call's "
-                    f"CallContext, not {allow!r}."
-                )
+            _check_allow(rpc_name, allow)
             entry = RPCFunction(
                 validate_name(rpc_name),
                 func,
@@ -198,6 +173,31 @@ class Registry:
         return len(self._functions)
 
 
+def _check_flags(
+    name: object, positional: tuple[object, ...], stream: bool, blocking: bool
+) -> None:
+    if positional:
+        # A flag given by position reads as nothing at the call site
+        # (register("charges", True)): the flags are keyword-only.
+        flags = ", ".join(
+            f"{flag}={value!r}"
+            for flag, value in zip(("stream", "blocking"), positional, strict=False)
+        )
+        raise TypeError(
+            f"rpc.register takes its flags by keyword: write "
+            f"@rpc.register({name!r}, {flags}), not "
+            f"@rpc.register({', '.join(map(repr, (name, *positional)))})."
+        )
+    if stream and blocking:
+        raise ZRPCConfigurationError(
+            "blocking=True is not supported for streams: a stream sends as it "
+            "iterates, on the event loop. Compute in a blocking function, or "
+            "yield from a generator that does little work per item."
+        )
+    if callable(name):
+        raise TypeError("rpc.register must be called: write @rpc.register(), not @rpc.register.")
+
+
 def _check_deprecated(name: str, deprecated: object) -> None:
     if deprecated is not None and (not isinstance(deprecated, str) or not deprecated):
         raise ZRPCConfigurationError(
@@ -216,6 +216,14 @@ def _permissions(name: str, required: object) -> tuple[str, ...]:
             f"of them, not {required!r}."
         )
     return tuple(listed)
+
+
+def _check_allow(name: str, allow: object) -> None:
+    if allow is not None and not callable(allow):
+        raise ZRPCConfigurationError(
+            f"allow= of rpc {name!r} must be a callable taking the call's CallContext, "
+            f"not {allow!r}."
+        )
 
 
 def _same_function(a: RPCFunction, b: RPCFunction) -> bool:
