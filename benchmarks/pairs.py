@@ -52,6 +52,9 @@ WEB_GEVENT = "HTTP -> gunicorn gevent view -> RPCClient -> runrpc, no call log"
 WEB_ASGI = "HTTP -> uvicorn async view -> AsyncRPCClient -> runrpc, no call log"
 WEB_GEVENT_BARE = "HTTP -> gunicorn gevent view, no RPC (ceiling)"
 WEB_ASGI_BARE = "HTTP -> uvicorn async view, no RPC (ceiling)"
+# Issue 27: the target pair's echo made for a user (a signed identity, verified
+# by the server), against the same echo anonymous.
+AS_USER = "RPCClient as a user -> runrpc, no call log"
 # Issue 17: the target pair with the ops endpoint and its metrics on.
 METRICS_ON = "RPCClient -> runrpc, no call log, metrics on"
 
@@ -107,6 +110,7 @@ PAIRS = [
     Pair(BURN_WORKERS_1, "rpcclient", "runrpc-workers-1", ("burn",)),
     Pair(BURN_WORKERS_2, "rpcclient", "runrpc-workers-2", ("burn",)),
     Pair(METRICS_ON, "rpcclient", "runrpc-metrics", ("echo",)),
+    Pair(AS_USER, "rpcclient-as-user", "runrpc-quiet", ("echo",)),
 ]
 # (label, client kind of benchmarks.clients, server kind) of the ticket_list streams.
 STREAM_PAIRS = [

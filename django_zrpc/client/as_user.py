@@ -48,16 +48,22 @@ class UserClient(_Bound):
     """``RPCClient.as_user(user)``: calls made for ``user``."""
 
     def call(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
-        with context.acting_as(self.user_id):
+        token = context.act_as(self.user_id)
+        try:
             return self.client.call(name, *args, **kwargs)
+        finally:
+            context.stop_acting(token)
 
 
 class AsyncUserClient(_Bound):
     """``AsyncRPCClient.as_user(user)``: calls made for ``user``."""
 
     async def call(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
-        with context.acting_as(self.user_id):
+        token = context.act_as(self.user_id)
+        try:
             return await self.client.call(name, *args, **kwargs)
+        finally:
+            context.stop_acting(token)
 
 
 class ActsAsUser:

@@ -164,8 +164,9 @@ class Workers(State):
             if served is None:
                 outcome = "unknown"
                 raise NameError(unknown_function(request.name, self.function_names))
-            access.check(context, self._observer)  # before anything reads the arguments
             self._hooks.call("server_before_exec", request)
+            # After the hooks (old DB connections closed), before the arguments are read.
+            access.check(context, self._observer)
             args, kwargs = split_kwargs(request.args)
             if served.stream:
                 self._stream(call, served(*args, **kwargs), context)

@@ -47,6 +47,8 @@ WORKERS_ECHO = [
 ]
 # runrpc --ops (issue 17): echo with the server's metrics on.
 METRICS_ECHO = ["RPCClient -> runrpc, no call log, metrics on"]
+# Signed identity (issue 27): echo made for a user.
+AS_USER_ECHO = ["RPCClient as a user -> runrpc, no call log"]
 WORKERS_BURN = [
     "RPCClient -> runrpc --workers 1, no call log (burn)",
     "RPCClient -> runrpc --workers 2, no call log (burn)",
@@ -76,7 +78,13 @@ def test_benchmark_runner_smoke_pass():
     grpc_skipped = [line for line in lines if line.startswith("skipped: gRPC rows:")]
     grpc = [] if grpc_skipped else GRPC
     for callers in ("1", "4"):
-        assert by_workload[("echo", callers)] == ECHO_PAIRS + grpc + WORKERS_ECHO + METRICS_ECHO
+        assert by_workload[("echo", callers)] == [
+            *ECHO_PAIRS,
+            *grpc,
+            *WORKERS_ECHO,
+            *METRICS_ECHO,
+            *AS_USER_ECHO,
+        ]
         assert by_workload[("payload", callers)] == PAIRS + grpc
         assert by_workload[("burn", callers)] == WORKERS_BURN
         if any(line.startswith("skipped: get_ticket rows:") for line in lines):
@@ -143,3 +151,13 @@ def test_web_target_line_gives_each_row_over_its_ceiling():
         "0.45x (target >= 1x: NOT met); gunicorn gevent view with the RPC vs without: 0.80x; "
         "uvicorn async view with the RPC vs without: 0.90x",
     ]
+
+
+def test_the_as_user_target_line_is_the_ratio_to_the_same_echo_anonymous():
+    made_up = {"rows": [row("RPCClient -> runrpc, no call log", 10_000)], "streams": []}
+    made_up["rows"].append(row("RPCClient as a user -> runrpc, no call log", 9_000))
+    lines = [line for line in report.targets(made_up) if line.startswith("RPCClient as a user")]
+    assert (
+        "RPCClient as a user -> runrpc, no call log vs anonymous, echo, 64 callers: 0.90x "
+        "(target >= 0.85x: met)"
+    ) in lines
