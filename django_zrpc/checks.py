@@ -141,7 +141,7 @@ def _check_announce() -> list[CheckMessage]:
     from django_zrpc.discovery.redis_registry import announcement_errors
 
     found = announcement_errors(source, conf.get("ANNOUNCE_ADDRESS"), conf.get("ANNOUNCE_TTL"))
-    hint = "See ZRPC_ANNOUNCE in the README ('Many hosts')."
+    hint = "See ZRPC_ANNOUNCE in docs/howto/many-hosts.rst."
     return [Error(message, hint=hint, id="django_zrpc.E014") for message in found]
 
 
@@ -212,7 +212,7 @@ def _check_clients() -> list[CheckMessage]:
             )
         ]
     return [
-        Error(message, hint="See ZRPC_CLIENTS in the README.", id="django_zrpc.E008")
+        Error(message, hint="See ZRPC_CLIENTS in docs/topics/rpcclient.rst.", id="django_zrpc.E008")
         for alias, config in configured.items()
         for message in entry_errors(alias, config)
     ]

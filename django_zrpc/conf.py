@@ -84,7 +84,7 @@ DEFAULTS: dict[str, Any] = {
     # OpenTelemetry spans and trace context for every call: True,
     # False, or None: on whenever opentelemetry-api is installed.
     "OPENTELEMETRY": None,
-    # Outlier ejection in RPCClient and AsyncRPCClient (README, "Many hosts").
+    # Outlier ejection in RPCClient and AsyncRPCClient (docs/howto/many-hosts.rst).
     # Seconds an endpoint with calls sent may go without answering any while
     # the others answer before it is ejected (None: never for that alone);
     # timeouts in a row that eject it; the base seconds of an ejection (times

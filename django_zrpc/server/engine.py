@@ -176,6 +176,7 @@ class Server(Routing, Workers, Callers, CallLog):
         self._waiting: deque[Call] = deque()
         self._call_seconds = 0.0
         self._idle: list[IdleWorker] = []
+        self._workers_running = 0
         # Seconds between an idle worker's calls of the server_worker_idle
         # hooks (closing connections past CONN_MAX_AGE); None: never.
         self.idle_check = idle_check if self._hooks.has("server_worker_idle") else None
@@ -250,7 +251,9 @@ class Server(Routing, Workers, Callers, CallLog):
         Read when wanted (a metrics scrape), so that nothing is counted per call.
         """
         waiting = len(self._waiting)
-        busy = self.concurrency - len(self._idle) if self._greenlets else 0
+        # A worker spawned but not yet run is not busy: counting it so made
+        # a server just started report every worker busy until its next sample.
+        busy = self._workers_running - len(self._idle)
         return len(self._calls) - waiting, waiting, busy
 
     def problems(self) -> list[str]:

@@ -58,6 +58,9 @@ class State:
     _calls: dict[tuple[Any, Any], Call]
     _waiting: deque[Call]
     _idle: list[IdleWorker]
+    # Worker greenlets that have begun to run and not ended: the busy ones
+    # are these, less the idle.
+    _workers_running: int
     _call_seconds: float
     _accepting: bool
     _serving_plain: bool

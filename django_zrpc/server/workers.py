@@ -52,10 +52,12 @@ class Workers(State):
 
     def _work(self) -> None:
         worker = IdleWorker()
+        self._workers_running += 1
         try:
             while True:
                 self._work_on(self._waiting.popleft() if self._waiting else self._wait(worker))
         finally:
+            self._workers_running -= 1
             if self._on_worker_exit is not None:
                 self._on_worker_exit()
 

@@ -49,3 +49,15 @@ class MixinTests(RPCTestMixin, TestCase):
         with pytest.raises(Ticket.DoesNotExist):
             self.rpc.get_ticket(ticket.pk + 1000)
         assert self.rpc_server.endpoint.startswith("tcp://127.0.0.1:")
+
+
+@pytest.mark.django_db
+def test_a_view_that_calls_rpc_is_tested_against_rpc_server(rpc_server, settings, client):
+    # As docs/topics/testing.rst shows: the view's named client points at the
+    # live server, which answers from the test's own database.
+    settings.ZRPC_CLIENTS = {"default": {"ENDPOINTS": [rpc_server.endpoint]}}
+    ticket = Ticket.objects.create(title="Recital", price="12.00")
+    response = client.get(f"/tickets/{ticket.pk}/")
+    assert response.status_code == 200
+    assert response.json()["title"] == "Recital"
+    assert client.get("/tickets/0/").status_code == 404

@@ -182,3 +182,25 @@ def test_the_servers_zeromq_io_thread_runs_as_batch_work_and_the_callers_thread_
         assert client.echo("batched") == "batched"
     finally:
         client.close()
+
+
+def test_a_server_just_started_reports_no_worker_busy(core):
+    # Sampled before its workers first ran (a worker's metrics are sampled
+    # as it starts), an idle server must not look saturated.
+    server, endpoint = core(concurrency=4)
+    gevent.sleep(0)  # the server's run() has spawned its workers; they have not run yet
+    assert server.load() == (0, 0, 0)
+    gevent.sleep(0.05)
+    assert server.load() == (0, 0, 0)
+    client = zerorpc.Client(endpoint, timeout=5, heartbeat=1)
+    try:
+        caller = gevent.spawn(client.nap, 1)
+        for _ in range(100):
+            if server.load()[2] == 1:
+                break
+            gevent.sleep(0.02)
+        assert server.load() == (1, 0, 1)
+        assert caller.get(timeout=5) == 1
+    finally:
+        client.close()
+    assert server.load() == (0, 0, 0)

@@ -280,7 +280,7 @@ class Command(BaseCommand):
             self.stderr.write(
                 f"Warning: {addrport.host} is reachable from other machines and CURVE is off: "
                 "anyone who reaches the port can call every function. See 'Securing a "
-                "deployment' in django-zrpc's README."
+                "deployment' in django-zrpc's documentation (docs/topics/security.rst)."
             )
 
     def log(self, message: str) -> None:
