@@ -22,8 +22,19 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 PAYLOAD = "x" * 10_240  # the 10 KB workload: one string, so that JSON (nameko) carries it too
 TICKET_IDS = 1_000  # get_ticket cycles through ids 1..TICKET_IDS
-METHOD = {"echo": "echo", "payload": "echo", "get_ticket": "get_ticket", "burn": "burn"}
+METHOD = {
+    "echo": "echo",
+    "payload": "echo",
+    "get_ticket": "get_ticket",
+    "burn": "burn",
+    "echo_str": "echo",
+    "echo_typed": "echo_typed",
+    "order": "order",
+    "order_typed": "order_typed",
+}
 BURN_MS = 2  # the CPU each call of the burn workload costs the server  # what each calls
+ORDER_ITEMS = 100  # the items of one order, in the order and order_typed workloads
+ORDER = [{"sku": f"sku-{i}", "qty": 1 + i % 5} for i in range(ORDER_ITEMS)]
 MAX_CALLS = 50_000_000  # every measuring loop also stops after this many calls
 
 WORKLOADS = {
@@ -31,6 +42,12 @@ WORKLOADS = {
     "payload": "echo of a 10 KB string",
     "get_ticket": "get_ticket: a PostgreSQL read by primary key",
     "burn": f"burn: {BURN_MS} ms of the server's CPU per call",
+    # A function's contract (its type hints) against the same function untyped:
+    # what validating a call costs.
+    "echo_str": "echo of a short string, untyped",
+    "echo_typed": "echo_typed(x: str) -> str, validated",
+    "order": f"order of {ORDER_ITEMS} items (maps), untyped",
+    "order_typed": f"order_typed of {ORDER_ITEMS} items, each validated into a dataclass",
 }
 
 
@@ -103,6 +120,10 @@ def argument(workload: str, i: int) -> Any:
         return 1 + i % TICKET_IDS
     if workload == "burn":
         return BURN_MS
+    if workload in ("echo_str", "echo_typed"):
+        return "x"
+    if workload in ("order", "order_typed"):
+        return ORDER
     raise ValueError(f"unknown workload {workload!r}")
 
 
@@ -110,6 +131,8 @@ def check(workload: str, arg: Any, result: Any) -> None:
     """Fail loudly on a wrong answer: a benchmark of wrong answers measures nothing."""
     if workload == "get_ticket":
         ok = isinstance(result, dict) and result.get("id") == arg
+    elif workload in ("order", "order_typed"):
+        ok = result == sum(item["qty"] for item in arg)
     else:
         ok = result == arg
     if not ok:

@@ -58,6 +58,11 @@ AS_USER = "RPCClient as a user -> runrpc, no call log"
 # Issue 17: the target pair with the ops endpoint and its metrics on.
 METRICS_ON = "RPCClient -> runrpc, no call log, metrics on"
 
+# A typed function against its untyped twin, on the target pair: (typed,
+# untyped, the least share of the untyped calls/s the typed keeps).
+CONTRACT_TARGETS = [("echo_typed", "echo_str", 0.9), ("order_typed", "order", 0.7)]
+CONTRACT_WORKLOADS = ("echo_str", "echo_typed", "order", "order_typed")
+
 PAIRS = [
     Pair(RAW, "raw", "raw", ("echo", "payload")),
     Pair(BASELINE, "zerorpc", "zerorpc", ("echo", "payload", "get_ticket")),
@@ -87,7 +92,12 @@ PAIRS = [
         ("echo", "payload", "get_ticket"),
     ),
     Pair("RPCClient -> runrpc", "rpcclient", "runrpc", ("echo", "payload")),
-    Pair(TARGET_PAIR, "rpcclient", "runrpc-quiet", ("echo", "payload", "get_ticket")),
+    Pair(
+        TARGET_PAIR,
+        "rpcclient",
+        "runrpc-quiet",
+        ("echo", "payload", "get_ticket", *CONTRACT_WORKLOADS),
+    ),
     Pair(DEFAULTS_PAIR, "rpcclient", "runrpc-defaults", ("echo",)),
     Pair(WEB_GEVENT, "http", "web", ("echo", "payload", "get_ticket")),
     Pair(WEB_GEVENT_BARE, "http", "web-bare", ("echo", "payload")),

@@ -27,6 +27,7 @@ from benchmarks.pairs import (
     BASELINE,
     BURN_WORKERS_1,
     BURN_WORKERS_2,
+    CONTRACT_TARGETS,
     DEFAULTS_PAIR,
     GRPC_PAIRS,
     METRICS_ON,
@@ -193,6 +194,7 @@ def targets(report: dict) -> list[str]:
     lines += _as_user_targets(rate)
     lines += _workers_targets(rate)
     lines += _web_targets(rate)
+    lines += _contract_targets(report, rate)
     peaks = {r["rows"]: r["peak_rss_mb"] for r in report["streams"] if r["pair"] == TARGET_PAIR}
     if len(peaks) >= 2:
         small, large = min(peaks), max(peaks)
@@ -304,6 +306,42 @@ def _web_targets(rate: Callable[..., float | None]) -> list[str]:
             if share is not None:
                 line += f"; {row.split(' -> ')[1]} with the RPC vs without: {share:.2f}x"
         lines.append(line)
+    return lines
+
+
+def _contract_targets(report: dict, rate: Callable[..., float | None]) -> list[str]:
+    """A typed function's calls/s over its untyped twin's, at each number of callers measured.
+
+    Each line also gives the server's CPU per call of both: on a machine
+    others load, calls/s swing with them, and CPU per call much less.
+    """
+    lines = []
+    rows = report["rows"]
+
+    def server_us(workload: str, callers: int) -> float | None:
+        for row in rows:
+            if (row["pair"], row["callers"], row["workload"]) == (TARGET_PAIR, callers, workload):
+                return row.get("server_us")
+        return None
+
+    for typed, untyped, goal in CONTRACT_TARGETS:
+        measured = sorted(
+            {r["callers"] for r in rows if (r["pair"], r["workload"]) == (TARGET_PAIR, typed)}
+        )
+        what = f"{TARGET_PAIR}, {typed} vs {untyped}"
+        if not measured:
+            lines.append(f"{what}: not measured in this run (target >= {goal}x)")
+        for callers in measured:
+            ratio = _ratio(rate(TARGET_PAIR, callers, typed), rate(TARGET_PAIR, callers, untyped))
+            if ratio is None:
+                lines.append(f"{what}, {callers} callers: not measured (target >= {goal}x)")
+                continue
+            verdict = "met" if ratio >= goal else "NOT met"
+            line = f"{what}, {callers} callers: {ratio:.2f}x (target >= {goal}x: {verdict})"
+            cpu = (server_us(typed, callers), server_us(untyped, callers))
+            if None not in cpu:
+                line += f"; server CPU per call {cpu[0]:.0f} vs {cpu[1]:.0f} µs"
+            lines.append(line)
     return lines
 
 

@@ -1,4 +1,4 @@
-"""System checks for the ``ZRPC_*`` settings.
+"""System checks for the ``ZRPC_*`` settings and the registered functions' contracts.
 
 Imports no socket code: ``manage.py check`` (and every command that runs the
 checks) loads neither gevent nor the server. Key files are read, with pyzmq,
@@ -18,7 +18,7 @@ from django.utils.module_loading import import_string
 from django_zrpc import conf
 from django_zrpc.addrport import parse_addrport
 from django_zrpc.client.options import configured_clients, entry_errors
-from django_zrpc.exceptions import CurveKeyError
+from django_zrpc.exceptions import CurveKeyError, UnsupportedAnnotation
 
 
 def _number(value: Any) -> bool:
@@ -69,6 +69,7 @@ _SIMPLE: dict[str, tuple[Callable[[Any], bool], str, str]] = {
         "a number of tokens from 0 to 1000 (0: no budget)",
         "E021",
     ),
+    "CHECK_RESULTS": (lambda v: v is None or isinstance(v, bool), "None, True or False", "E023"),
     "RETRY_RATIO": (
         lambda v: _number(v) and 0 < v <= 1,
         "a share of a token above 0 and at most 1 (0.1: ten successes pay for one failure)",
@@ -102,7 +103,36 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         *_check_curve(),
         *_check_announce(),
         *_check_ops(),
+        *_check_contracts(),
     ]
+
+
+def _check_contracts() -> list[CheckMessage]:
+    """Check that every typed function's hints can be checked, as runrpc will at startup."""
+    from django_zrpc.contracts.validate import Contract
+    from django_zrpc.registry import rpc
+
+    found: list[CheckMessage] = []
+    for entry in rpc:
+        if not entry.validate:
+            continue
+        try:
+            spec = entry.spec
+            if spec is not None:
+                Contract(spec)
+        except UnsupportedAnnotation as err:
+            found.append(
+                Error(
+                    str(err),
+                    hint=(
+                        "Change the annotation to one a caller can send, or register the "
+                        "function with @rpc.register(validate=False) to serve it unchecked."
+                    ),
+                    obj=entry.qualname,
+                    id="django_zrpc.E023",
+                )
+            )
+    return found
 
 
 def _check_opentelemetry() -> list[CheckMessage]:

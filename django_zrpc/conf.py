@@ -100,6 +100,10 @@ DEFAULTS: dict[str, Any] = {
     # and calls are retried only while more than half are left.
     "RETRY_BUDGET": 100,
     "RETRY_RATIO": 0.1,
+    # Whether a typed function's result that does not fit its return
+    # annotation is an error (InvalidResult, to the caller) or only logged,
+    # once per function. None: an error with DEBUG = True (and in tests).
+    "CHECK_RESULTS": None,
 }
 
 DB_MIDDLEWARE = "django_zrpc.middleware.CloseOldConnectionsMiddleware"
@@ -118,7 +122,7 @@ def get(name: str) -> Any:
         return default_middleware()
     if name == "SERVER_NAME" and value is None:
         return (settings.SETTINGS_MODULE if there else None) or "django_zrpc"
-    if name in ("SEND_TRACEBACKS", "LOG_CALLS") and value is None:
+    if name in ("SEND_TRACEBACKS", "LOG_CALLS", "CHECK_RESULTS") and value is None:
         return settings.DEBUG if there else False
     return value
 

@@ -21,8 +21,9 @@ from django.utils.module_loading import import_string
 
 from django_zrpc import conf
 from django_zrpc.autodiscovery import raise_if_broken
+from django_zrpc.contracts.validate import Contract
 from django_zrpc.curve import ServerKeys
-from django_zrpc.registry import Registry, rpc
+from django_zrpc.registry import Registry, RPCFunction, rpc
 from django_zrpc.server.engine import ServedFunction, Server
 from django_zrpc.wire.protocol import Unpacker
 
@@ -148,14 +149,22 @@ def build_server(
     }
     if "middleware" not in options:
         options["middleware"] = load_middleware(conf.get("MIDDLEWARE"))
-    return Server(
-        {
-            entry.name: ServedFunction(
-                _with_own_connections(entry.func) if entry.blocking else entry.func,
-                entry.stream,
-                entry.blocking,
-            )
-            for entry in registry
-        },
-        **options,
+    check_results = bool(conf.get("CHECK_RESULTS"))
+    return Server({entry.name: served(entry, check_results) for entry in registry}, **options)
+
+
+def served(entry: RPCFunction, check_results: bool = False) -> ServedFunction:
+    """Return how the server calls ``entry``: with its contract, unless it has none.
+
+    Raise ``UnsupportedAnnotation`` when its hints cannot be checked: a
+    server that would refuse every call to a function should not start.
+    """
+    spec = entry.spec if entry.validate else None
+    return ServedFunction(
+        _with_own_connections(entry.func) if entry.blocking else entry.func,
+        entry.stream,
+        entry.blocking,
+        contract=None if spec is None else Contract(spec, check_results=check_results),
+        deprecated=entry.deprecated,
+        name=entry.name,
     )

@@ -7,8 +7,9 @@ blocking function in its thread), live here.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.event
@@ -20,6 +21,11 @@ from django_zrpc import context
 from django_zrpc.exceptions import LostRemote
 from django_zrpc.wire import protocol, values
 
+if TYPE_CHECKING:
+    from django_zrpc.contracts.validate import Contract
+
+logger = logging.getLogger("django_zrpc.server")
+
 #: Why a call the caller cancelled (a stream it closed) is stopped.
 CANCELLED = "the caller cancelled the call"
 #: Why a call that ran past its caller's deadline is stopped.
@@ -27,21 +33,61 @@ DEADLINE_PASSED = "the caller's deadline passed"
 
 
 class ServedFunction:
-    """What the server calls for one name: a function, and whether it streams."""
+    """What the server calls for one name: a function, whether it streams, its contract.
 
-    __slots__ = ("blocking", "func", "stream")
+    ``admit`` is None for a function served as it is (no contract, not
+    deprecated): the worker's one test per call. Otherwise the worker calls
+    ``admit(args, kwargs)`` before the function runs; it returns the
+    arguments checked and converted (the contract's ``bind`` itself, for a
+    function that is not deprecated).
+    """
+
+    __slots__ = ("_warned", "admit", "blocking", "contract", "deprecated", "func", "name", "stream")
 
     def __init__(
-        self, func: Callable[..., Any], stream: bool = False, blocking: bool = False
+        self,
+        func: Callable[..., Any],
+        stream: bool = False,
+        blocking: bool = False,
+        *,
+        contract: Contract | None = None,
+        deprecated: str | None = None,
+        name: str = "",
     ) -> None:
         self.func = func
         self.stream = stream
         self.blocking = blocking
+        self.contract = contract
+        self.deprecated = deprecated
+        self.name = name or getattr(func, "__name__", "?")
+        self._warned: set[str | None] = set()
+        self.admit: Callable[[Any, dict[str, Any]], tuple[Any, dict[str, Any]]] | None = None
+        if deprecated is not None:
+            self.admit = self._admit_deprecated
+        elif contract is not None:
+            self.admit = contract.bind
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # The frame raven's zerorpc middleware looks for: it hides the frames
         # above the one named __call__ and keeps the function's own.
         return self.func(*args, **kwargs)
+
+    def _admit_deprecated(self, args: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        call = context.current_call()
+        client_key = call.client_key if call is not None else None
+        if client_key not in self._warned:
+            # Once per caller and process: enough to find who still calls
+            # it, without a line per call in the log.
+            self._warned.add(client_key)
+            logger.warning(
+                "rpc %s is deprecated (%s) and was called by %s.",
+                self.name,
+                self.deprecated,
+                f"client key {client_key}" if client_key else "a caller without a client key",
+            )
+        if self.contract is not None:
+            return self.contract.bind(args, kwargs)
+        return args, kwargs
 
 
 class CallLost(LostRemote):

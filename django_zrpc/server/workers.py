@@ -14,7 +14,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from django.utils import translation
@@ -40,6 +40,9 @@ from django_zrpc.server.calls import (
 )
 from django_zrpc.server.state import State
 from django_zrpc.wire import protocol
+
+if TYPE_CHECKING:
+    from django_zrpc.contracts.validate import Contract
 
 logger = logging.getLogger("django_zrpc.server")
 
@@ -169,14 +172,7 @@ class Workers(State):
             self._hooks.call("server_before_exec", request)
             # After the hooks (old DB connections closed), before the arguments are read.
             access.check(context, self._observer)
-            args, kwargs = split_kwargs(request.args)
-            if served.stream:
-                self._stream(call, served(*args, **kwargs), context)
-                reply = self._event(call, protocol.STREAM_DONE, None)
-            elif served.blocking:
-                reply = self._event(call, protocol.OK, [_run_in_thread(call, served, args, kwargs)])
-            else:
-                reply = self._event(call, protocol.OK, [served(*args, **kwargs)])
+            reply = self._run(call, served, context)
             self._hooks.call("server_after_exec", request, reply)
             self._emit(call, reply)
             call.replied = True
@@ -210,6 +206,26 @@ class Workers(State):
         else:
             self._observer.call_ended(request.name, observed.ERROR, seconds, type(error).__name__)
 
+    def _run(self, call: Call, served: ServedFunction, context: CallContext) -> protocol.Event:
+        """Run the call's function (or start its stream); return the reply to send."""
+        request = call.request
+        args, kwargs = split_kwargs(request.args)
+        admit = served.admit
+        if admit is not None:
+            # Before the function, its thread or its generator: a call that
+            # does not fit its contract never runs.
+            args, kwargs = admit(args, kwargs)
+        if served.stream:
+            self._stream(call, served(*args, **kwargs), context, served.contract)
+            return self._event(call, protocol.STREAM_DONE, None)
+        if served.blocking:
+            result = _run_in_thread(call, served, args, kwargs)
+        else:
+            result = served(*args, **kwargs)
+        if admit is not None and served.contract is not None:
+            result = served.contract.encode_result(result)
+        return self._event(call, protocol.OK, [result])
+
     def _reply_with(self, call: Call, exc_info: Any) -> None:
         """Answer ``call`` with the exception its function raised, as the hooks see it."""
         reply = self._error_event(call, exc_info)
@@ -218,13 +234,20 @@ class Workers(State):
         self._emit_error(call, reply)
         call.replied = True
 
-    def _stream(self, call: Call, iterable: Iterable[Any], context: CallContext) -> None:
+    def _stream(
+        self,
+        call: Call,
+        iterable: Iterable[Any],
+        context: CallContext,
+        contract: Contract | None = None,
+    ) -> None:
         iterator = iter(iterable)
         on_item = self._hooks.has("server_stream_item")
+        encode = None if contract is None else contract.encode_item
         sent = 0
         try:
             for item in iterator:
-                self._send(call, protocol.STREAM, item)
+                self._send(call, protocol.STREAM, item if encode is None else encode(item))
                 sent += 1
                 if call.deadline is not None:
                     # The caller's timeout runs only until its first item.

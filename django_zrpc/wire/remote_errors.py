@@ -11,6 +11,8 @@ header, and a django_zrpc client raises:
 - for ``PermissionDenied``: ``RemotePermissionDenied`` (a ``PermissionDenied``).
 - for ``ValidationError``: ``RemoteValidationError`` (a ``ValidationError``
   with the same messages, codes and fields).
+- for ``InvalidArguments`` (a call its function's contract refused): an
+  ``InvalidArguments`` with the same ``errors``, each ``(path, problem)``.
 - for a class registered on both sides with ``register_error``: a subclass of
   it, made from the exception's ``args``.
 
@@ -33,6 +35,7 @@ from django.core.exceptions import (
 )
 
 from django_zrpc.exceptions import (
+    InvalidArguments,
     RemoteDoesNotExist,
     RemoteError,
     RemoteErrorMixin,
@@ -49,7 +52,10 @@ HEADER = "error"
 #: ServerStopping): the caller may send the call again.
 NEVER_STARTED = "django_zrpc.never_started"
 
-_registry: dict[str, type[BaseException]] = {}
+#: Built in: a call refused by its function's contract. Registered so that
+#: both clients raise an ``InvalidArguments`` (with its ``errors``), and
+#: ``expected()`` knows it for the caller's mistake, not a fault of the server.
+_registry: dict[str, type[BaseException]] = {"django_zrpc.InvalidArguments": InvalidArguments}
 
 
 def register_error(cls: type[BaseException], name: str | None = None) -> type[BaseException]:
@@ -72,6 +78,10 @@ def register_error(cls: type[BaseException], name: str | None = None) -> type[Ba
 
 def encode(exc: BaseException) -> dict[str, Any] | None:
     """Return what the caller needs to raise ``exc`` as its class, or None for a plain error."""
+    if isinstance(exc, InvalidArguments):
+        # Its places are an attribute, not in args: send what rebuilds it.
+        errors = [[path, problem] for path, problem in exc.errors]
+        return {"type": "django_zrpc.InvalidArguments", "args": [str(exc), errors]}
     for cls in type(exc).__mro__:
         for key, registered in _registry.items():
             if registered is cls:

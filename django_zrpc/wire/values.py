@@ -15,12 +15,13 @@ Code Python type                  Payload
 7    ``set``                      a msgpack array
 8    ``frozenset``                a msgpack array
 9    keyword arguments            a msgpack map, only as the last item of a call's args
+10   ``datetime.timedelta``       ISO 8601 duration text, e.g. ``P1DT7200.5S``
 ==== ============================ =====================================================
 
 A django_zrpc client marks its calls with the header key ``django_zrpc``; to
 callers without it (Python's ``zerorpc``, zerorpc for Node.js) a server sends
-plain msgpack instead: text for dates, times, decimals and UUIDs (what
-``DjangoJSONEncoder`` writes), arrays for tuples and sets. Either way, lazy
+plain msgpack instead: text for dates, times, durations, decimals and UUIDs
+(what ``DjangoJSONEncoder`` writes), arrays for tuples and sets. Either way, lazy
 translation strings go as text and querysets of ``.values()`` or
 ``.values_list()`` as arrays of their rows; anything else that msgpack cannot
 hold is a ``TypeError`` naming its type.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -41,7 +43,7 @@ from django.utils.functional import Promise
 HEADER = "django_zrpc"
 VERSION = 1
 
-DATETIME, DATE, TIME, DECIMAL, UUID, TUPLE, SET, FROZENSET, KWARGS = range(1, 10)
+DATETIME, DATE, TIME, DECIMAL, UUID, TUPLE, SET, FROZENSET, KWARGS, TIMEDELTA = range(1, 11)
 
 _TEXT_TYPES: dict[type, int] = {
     datetime.datetime: DATETIME,
@@ -49,6 +51,7 @@ _TEXT_TYPES: dict[type, int] = {
     datetime.time: TIME,
     decimal.Decimal: DECIMAL,
     uuid.UUID: UUID,
+    datetime.timedelta: TIMEDELTA,
 }
 _ARRAY_TYPES: dict[type, int] = {tuple: TUPLE, set: SET, frozenset: FROZENSET}
 
@@ -158,7 +161,9 @@ def _rich(value: Any) -> Any:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, datetime.date | datetime.time | decimal.Decimal | uuid.UUID):
+    if isinstance(
+        value, datetime.date | datetime.time | datetime.timedelta | decimal.Decimal | uuid.UUID
+    ):
         return _text(value)
     if isinstance(value, set | frozenset):
         return list(value)
@@ -184,8 +189,8 @@ def _common(value: Any) -> Any:
         return _rows(value)
     raise TypeError(
         f"{_type_name(value)} cannot be sent over RPC: send None, bool, int, float, str, "
-        "bytes, a list, tuple, set or dict of these, a date, time, datetime, Decimal or "
-        "UUID, or a queryset of .values() or .values_list()."
+        "bytes, a list, tuple, set or dict of these, a date, time, datetime, timedelta, "
+        "Decimal or UUID, or a queryset of .values() or .values_list()."
     )
 
 
@@ -201,7 +206,51 @@ def _rows(queryset: Any) -> list[Any]:
 
 
 def _text(value: Any) -> str:
+    if isinstance(value, datetime.timedelta):
+        return _duration(value)
     return str(value) if isinstance(value, decimal.Decimal | uuid.UUID) else value.isoformat()
+
+
+def _duration(value: datetime.timedelta) -> str:
+    """ISO 8601 text of a duration, exact to the microsecond: ``-P1DT7200.5S``.
+
+    Days and seconds only (no months or years, whose length varies), the form
+    msgspec and JSON Schema's ``duration`` read.
+    """
+    micro = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+    sign = "-" if micro < 0 else ""
+    days, micro = divmod(abs(micro), 86_400_000_000)
+    seconds, micro = divmod(micro, 1_000_000)
+    text = f"{sign}P{days}D" if days else f"{sign}P"
+    if seconds or micro or not days:
+        fraction = f".{micro:06d}".rstrip("0") if micro else ""
+        text += f"T{seconds}{fraction}S"
+    return text
+
+
+_DURATION = re.compile(
+    r"(-)?P(?:(\d{1,9})D)?(?:T(?:(\d{1,9})H)?(?:(\d{1,11})M)?(?:(\d{1,12})(?:\.(\d{1,6}))?S)?)?",
+    re.ASCII,
+)
+
+
+def _timedelta(text: str) -> datetime.timedelta:
+    """Read the ISO 8601 durations ``_duration`` writes (and days, hours, minutes, seconds)."""
+    match = _DURATION.fullmatch(text)
+    if match is None or text.endswith(("P", "T")):
+        raise ValueError(f"{text!r:.40} is not an ISO 8601 duration")
+    sign, days, hours, minutes, seconds, fraction = match.groups()
+    try:
+        value = datetime.timedelta(
+            days=int(days or 0),
+            hours=int(hours or 0),
+            minutes=int(minutes or 0),
+            seconds=int(seconds or 0),
+            microseconds=int((fraction or "0").ljust(6, "0")),
+        )
+    except OverflowError:
+        raise ValueError(f"{text!r:.40} is out of range for a duration") from None
+    return -value if sign else value
 
 
 def _type_name(value: Any) -> str:
@@ -295,6 +344,7 @@ _TEXT_DECODERS: dict[int, Callable[[str], Any]] = {
     TIME: datetime.time.fromisoformat,
     DECIMAL: _decimal,
     UUID: uuid.UUID,
+    TIMEDELTA: _timedelta,
 }
 _ARRAY_DECODERS: dict[int, Callable[[list[Any]], Any]] = {
     TUPLE: tuple,

@@ -161,3 +161,34 @@ def test_the_as_user_target_line_is_the_ratio_to_the_same_echo_anonymous():
         "RPCClient as a user -> runrpc, no call log vs anonymous, echo, 64 callers: 0.90x "
         "(target >= 0.85x: met)"
     ) in lines
+
+
+def test_contract_target_lines_give_typed_over_untyped_and_the_servers_cpu():
+    rows = [
+        {
+            **row("RPCClient -> runrpc, no call log", rate),
+            "workload": w,
+            "callers": 16,
+            "server_us": us,
+        }
+        for w, rate, us in [
+            ("echo_typed", 9_000, 35),
+            ("echo_str", 10_000, 33),
+            ("order_typed", 3_000, 111),
+            ("order", 5_000, 94),
+        ]
+    ]
+    lines = [
+        line
+        for line in report.targets({"rows": rows, "streams": []})
+        if " vs echo_str" in line or " vs order" in line
+    ]
+    assert lines == [
+        "RPCClient -> runrpc, no call log, echo_typed vs echo_str, 16 callers: 0.90x "
+        "(target >= 0.9x: met); server CPU per call 35 vs 33 µs",
+        "RPCClient -> runrpc, no call log, order_typed vs order, 16 callers: 0.60x "
+        "(target >= 0.7x: NOT met); server CPU per call 111 vs 94 µs",
+    ]
+    assert "echo_typed vs echo_str: not measured in this run (target >= 0.9x)" in "\n".join(
+        report.targets({"rows": [], "streams": []})
+    )

@@ -104,8 +104,23 @@ def describe(
 @rpc.register(stream=True)
 def count_lines(n: int) -> Iterator[Line]:
     """Stream ``n`` lines."""
+    _RAN.append("count_lines")
     for index in range(n):
         yield Line(f"sku-{index}", index)
+
+
+@rpc.register(blocking=True)
+def typed_blocking(n: int, when: datetime.date) -> str:
+    """Run in a thread: say what arrived."""
+    _RAN.append("typed_blocking")
+    return f"{type(n).__name__} {type(when).__name__}"
+
+
+@rpc.register(stream=True)
+def wrong_items(n: int) -> Iterator[int]:
+    """Stream str items where ints are promised."""
+    for index in range(n):
+        yield str(index)  # type: ignore[misc]
 
 
 @rpc.register()

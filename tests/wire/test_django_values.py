@@ -71,13 +71,13 @@ def test_an_unsendable_result_is_a_remote_error_naming_type_and_function(client)
         client.unsendable()
     assert raised.value.name == "TypeError"
     assert "rpc unsendable cannot send its result" in raised.value.msg
-    assert "datetime.timedelta cannot be sent over RPC" in raised.value.msg
+    assert "complex cannot be sent over RPC" in raised.value.msg
     assert client.echo(1) == 1
 
 
 def test_an_unsendable_argument_fails_before_it_is_sent(client):
-    with pytest.raises(TypeError, match=r"Cannot call echo: datetime\.timedelta cannot be sent"):
-        client.echo(datetime.timedelta(1))
+    with pytest.raises(TypeError, match=r"Cannot call echo: complex cannot be sent"):
+        client.echo(1j)
     assert client.connections() == 1
 
 

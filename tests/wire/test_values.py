@@ -112,8 +112,8 @@ def test_querysets_of_values_go_as_rows_and_of_models_are_refused():
 
 
 def test_an_unsendable_value_is_a_type_error_naming_its_type():
-    with pytest.raises(TypeError, match=r"datetime.timedelta cannot be sent over RPC"):
-        roundtrip({"x": [datetime.timedelta(1)]})
+    with pytest.raises(TypeError, match=r"complex cannot be sent over RPC"):
+        roundtrip({"x": [1j]})
     with pytest.raises(TypeError, match=r"object cannot be sent over RPC"):
         roundtrip(object())
 
