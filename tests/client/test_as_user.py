@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.core.exceptions import PermissionDenied
 from django.db import connections
 from django.http import HttpResponse
 from django.test import AsyncClient, Client, RequestFactory, override_settings
@@ -135,6 +136,21 @@ def test_async_as_user(server, user):
     as_user, anonymous = asyncio.run(calls())
     assert as_user == {"user_id": user.pk, "username": user.username}
     assert anonymous == {"user_id": None, "username": None}
+
+
+def test_an_async_call_refused_raises_djangos_permission_denied(server, user):
+    tag = uuid.uuid4().hex
+
+    async def call() -> None:
+        client = AsyncRPCClient(server.endpoint, timeout=TIMEOUT)
+        try:
+            await client.as_user(user).identity_perm(tag)
+        finally:
+            await client.aclose()
+
+    with pytest.raises(PermissionDenied, match=r"needs the permission identity_probes\.run_probe"):
+        asyncio.run(call())
+    assert seen(tag) == []
 
 
 def test_as_user_from_a_plain_script_with_only_the_shared_key(server, user):
