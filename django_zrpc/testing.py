@@ -15,11 +15,30 @@ The server is runrpc's, for the project's registry (or one you pass), bound to
 127.0.0.1 on a free port, and the calls go over TCP like any other. It runs on
 the gevent loop of the test's thread, while the test waits for a reply, so
 its functions use the test's database connection and see what the test wrote,
-also inside ``TestCase``'s transaction. Two differences from ``runrpc``: the
-database middleware is left out (it would close the test's connection), and
-the process is not monkey-patched, so functions run one at a time. A
+also inside ``TestCase``'s transaction. Three differences from ``runrpc``: the
+database middleware is left out (it would close the test's connection), the
+process is not monkey-patched, so functions run one at a time, and a typed
+function's result that does not fit its annotation is an error
+(``ZRPC_CHECK_RESULTS``, unless set, is True here whatever ``DEBUG`` says). A
 ``blocking=True`` function runs in a thread with a connection of its own,
 which does not see the test's uncommitted rows.
+
+Without a server: ``RPCMock`` (the ``rpc_mock`` fixture) answers the calls of
+the code under test with ``unittest.mock`` objects, and ``call_local(name,
+*args, **kwargs)`` runs one registered function through the server's
+middleware in the test's own process::
+
+    def test_checkout(rpc_mock, client):
+        rpc_mock["place_order"].return_value = {"id": 7}
+        client.post("/checkout/", {"ticket": 3})
+        rpc_mock["place_order"].assert_called_once_with(ticket=3)
+
+    class CheckoutTests(TestCase):
+        def test_checkout(self):
+            with RPCMock() as rpc_mock:
+                rpc_mock["place_order"].return_value = {"id": 7}
+                self.client.post("/checkout/", {"ticket": 3})
+            self.assertEqual(call_local("get_ticket", id=1)["id"], 1)
 """
 
 from __future__ import annotations
@@ -27,11 +46,16 @@ from __future__ import annotations
 from typing import Any
 
 import gevent
+from django.conf import settings
 
 from django_zrpc import conf
 from django_zrpc.client.gevent.rpc_client import RPCClient
 from django_zrpc.registry import Registry, rpc
+from django_zrpc.rpc_mock import RPCMock
 from django_zrpc.server.build import build_server, load_middleware
+from django_zrpc.server.local import call_local
+
+__all__ = ["LiveRPCServer", "RPCMock", "RPCTestMixin", "call_local"]
 
 
 class LiveRPCServer:
@@ -48,6 +72,10 @@ class LiveRPCServer:
         options.setdefault("stall_after", 0)
         options.setdefault("stop_linger", 0)
         options.setdefault("concurrency", 10)
+        if getattr(settings, "ZRPC_CHECK_RESULTS", None) is None:
+            # Tests run with DEBUG off, and a test is where a result that
+            # breaks its function's annotation should fail.
+            options.setdefault("check_results", True)
         self.server = build_server(registry=registry, **options)
         bound = self.server.bind("tcp://127.0.0.1:0")  # tcp://[::ffff:127.0.0.1]:PORT
         self.port = int(bound.rsplit(":", 1)[1])

@@ -171,7 +171,9 @@ def _walk_dict(
 
 
 def _walk_object(value: Any, annotation: Any, path: str) -> Iterator[tuple[str, str]]:
-    if isinstance(value, annotation if isinstance(annotation, type) else ()):
+    # A TypedDict is no class to test instances against (isinstance raises).
+    instance_of = () if typing.is_typeddict(annotation) else annotation
+    if isinstance(value, instance_of if isinstance(instance_of, type) else ()):
         return  # an instance already (a rich caller's own object)
     if not isinstance(value, dict):
         yield path, _expected(annotation, value)

@@ -17,6 +17,7 @@ import datetime
 import decimal
 import enum
 import logging
+import types
 import typing
 import uuid
 from collections.abc import Mapping
@@ -71,6 +72,7 @@ class Contract:
         "_rest",
         "_takes_any_keyword",
         "_warned",
+        "_wire",
         "check_results",
         "spec",
     )
@@ -108,6 +110,7 @@ class Contract:
         results = spec.result_annotated and _problem_of(spec.result) is None
         self._encodes = results and needs_encoding(spec.result)
         self._check = results and spec.result is not Any
+        self._wire = _wire_type(spec.result) if self._encodes else None
         self._warned = False
         # A result of exactly its annotation's builtin type needs neither a
         # check nor encoding: one type test for most results.
@@ -191,6 +194,17 @@ class Contract:
         """Return ``value`` as the wire sends it, checked against the return annotation."""
         if type(value) is self._exact:
             return value  # a str where a str is promised: nothing to check or encode
+        if self._wire is not None:
+            # Read by attribute into the dataclasses' mirrors, then encoded:
+            # one pass that checks too.
+            try:
+                wired = _convert(value, self._wire, from_attributes=True, strict=True)
+            except (msgspec.ValidationError, TypeError):
+                encoded = _encoded(value)
+                if self._check and not self._warned:
+                    self._misfit(encoded)
+                return encoded
+            return msgspec.to_builtins(wired, builtin_types=WIRE_TYPES)
         if self._check and not self._warned:
             # Encoded once, for the check and for the wire.
             encoded = _encoded(value)
@@ -236,6 +250,46 @@ def _encoded(value: Any) -> Any:
         return msgspec.to_builtins(value, builtin_types=WIRE_TYPES)
     except TypeError:
         return value  # not encodable: the check reports it as what it is
+
+
+def _wire_type(annotation: Any) -> Any:
+    """``annotation`` with each dataclass replaced by a Struct of the same fields; or None.
+
+    A dataclass instance that msgspec built (an argument, returned as it
+    came) keeps its defaults on the class, not the instance, and msgspec's
+    encoder skips them. Read by attribute into a mirror Struct, every field
+    is sent. None when there is no dataclass, or one refers to itself.
+    """
+    try:
+        wired = _mirrored(annotation, frozenset())
+    except RecursionError:
+        return None
+    return None if wired is annotation else wired
+
+
+def _mirrored(annotation: Any, within: frozenset[type]) -> Any:
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        if annotation in within:
+            raise RecursionError(annotation)
+        hints = typing.get_type_hints(annotation)
+        inner = within | {annotation}
+        fields = [
+            (field.name, _mirrored(hints.get(field.name, Any), inner))
+            for field in dataclasses.fields(annotation)
+        ]
+        return msgspec.defstruct(annotation.__name__, fields)
+    origin = typing.get_origin(annotation)
+    members = typing.get_args(annotation)
+    if origin is None or not members or origin is typing.Literal:
+        return annotation
+    if origin is typing.Annotated:
+        return _mirrored(members[0], within)
+    wired = tuple(m if m is Ellipsis else _mirrored(m, within) for m in members)
+    if wired == members:
+        return annotation
+    if origin is typing.Union or origin is types.UnionType:
+        return typing.Union[wired]  # noqa: UP007 - built from a tuple
+    return origin[wired]
 
 
 def _field(param: Any) -> tuple[Any, ...]:

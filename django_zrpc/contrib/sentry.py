@@ -12,6 +12,8 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
 
+from django_zrpc.exceptions import InvalidArguments
+
 try:
     import sentry_sdk
     from sentry_sdk.utils import event_from_exception
@@ -28,7 +30,11 @@ _TAKES_CLIENT_OPTIONS = "client_options" in inspect.signature(event_from_excepti
 
 
 class SentryMiddleware:
-    """Capture every exception an RPC function raises, tagged with its RPC name."""
+    """Capture every exception an RPC function raises, tagged with its RPC name.
+
+    A call refused by its function's contract (``InvalidArguments``) never
+    ran the function, and is not reported.
+    """
 
     def __init__(self) -> None:
         if not sentry_sdk.get_client().is_active():
@@ -37,6 +43,10 @@ class SentryMiddleware:
     def server_inspect_exception(
         self, request_event: Any, reply_event: Any, task_context: Any, exc_info: Any
     ) -> None:
+        if isinstance(exc_info[1], InvalidArguments):
+            # Refused before the function ran: the caller's mistake, which
+            # the caller gets as an error, not a fault of this service.
+            return
         client = sentry_sdk.get_client()
         with sentry_sdk.isolation_scope() as scope:
             scope.set_tag("rpc", request_event.name)

@@ -117,12 +117,14 @@ def build_server(
     backlog: int | None = None,
     registry: Registry = rpc,
     curve: ServerKeys | None = None,
+    check_results: bool | None = None,
     **overrides: Any,
 ) -> Server:
     """Return an unbound server for every registered function, per the settings.
 
     ``overrides`` replace the settings' values of ``Server``'s other keyword
-    arguments (``middleware``, ``on_worker_exit``, ``stall_after`` ...). Raise
+    arguments (``middleware``, ``on_worker_exit``, ``stall_after`` ...), and
+    ``check_results`` that of ``ZRPC_CHECK_RESULTS``. Raise
     ``BrokenRPCModule`` for the project's registry if an app's rpcs.py failed
     to import: a server without its functions would answer "unknown function".
     """
@@ -149,7 +151,8 @@ def build_server(
     }
     if "middleware" not in options:
         options["middleware"] = load_middleware(conf.get("MIDDLEWARE"))
-    check_results = bool(conf.get("CHECK_RESULTS"))
+    if check_results is None:
+        check_results = bool(conf.get("CHECK_RESULTS"))
     return Server({entry.name: served(entry, check_results) for entry in registry}, **options)
 
 

@@ -5,6 +5,9 @@ Every zerorpc server answers these; the ``zerorpc`` command and
 0.6.3 builds the argument specs on ``inspect.getargspec``, which Python 3.11
 removed; ``argspec`` gives the same 4-item shape from
 ``inspect.getfullargspec``, with defaults made safe for msgpack.
+
+``_zrpc_schema`` is django_zrpc's own: the OpenRPC document of the functions
+served (``contracts/schema.py``), what ``manage.py rpcschema --from`` prints.
 """
 
 from __future__ import annotations
@@ -14,9 +17,12 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from django_zrpc import __version__
+from django_zrpc.contracts.schema import function_spec, openrpc_document
 from django_zrpc.wire import protocol
 
 if TYPE_CHECKING:
+    from django_zrpc.contracts.signature import FunctionSpec
     from django_zrpc.server.calls import ServedFunction
 
 _WIRE_SAFE = (type(None), bool, int, float, str, bytes)
@@ -55,6 +61,16 @@ def builtins(
             raise NameError(unknown_function(name, functions))
         return functions[name]
 
+    document: list[dict[str, Any]] = []
+
+    def schema() -> dict[str, Any]:
+        # Built on first use, not at start-up: most servers are never asked,
+        # and reading every function's hints costs start-up time.
+        if not document:
+            specs = [_spec(name, served) for name, served in functions.items()]
+            document.append(openrpc_document(specs, title=server_name, version=__version__))
+        return document[0]
+
     return {
         "_zerorpc_ping": lambda: ["pong", server_name],
         "_zerorpc_name": lambda: server_name,
@@ -65,7 +81,25 @@ def builtins(
             "name": server_name,
             "methods": {name: describe(name) for name in functions},
         },
+        "_zrpc_schema": schema,
     }
+
+
+def _spec(name: str, served: ServedFunction) -> FunctionSpec:
+    """The contract of the function served as ``name``: the one its calls are checked by.
+
+    A function served without a contract (no annotations, or
+    ``validate=False``) is read now, so that the schema still lists it.
+    """
+    if served.contract is not None:
+        return served.contract.spec
+    return function_spec(
+        served.func,
+        name,
+        stream=served.stream,
+        blocking=served.blocking,
+        deprecated=served.deprecated,
+    )
 
 
 def unknown_function(name: Any, names: Iterable[str]) -> str:

@@ -62,7 +62,10 @@ ROOT_MODULES = {
     "django_zrpc.middleware",
     "django_zrpc.pytest_plugin",
     "django_zrpc.registry",
+    "django_zrpc.rpc_mock",
     "django_zrpc.testing",
+    "django_zrpc.urls",
+    "django_zrpc.views",
     "django_zrpc.zerorpc_cli",
 }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import time
 import uuid
 from decimal import Decimal
 
@@ -30,6 +31,7 @@ from django_zrpc.exceptions import (
 )
 from django_zrpc.registry import Registry, rpc
 from django_zrpc.server.build import served
+from django_zrpc.testing import LiveRPCServer
 from django_zrpc.wire import values
 from tests.typed import rpcs as typed
 
@@ -300,6 +302,7 @@ REFUSED_PLACES = [
 
 
 def test_rpcclient_gets_invalid_arguments_and_the_function_never_runs(server):
+    mark = server.mark()
     client = RPCClient(server.endpoint, timeout=20, heartbeat=1)
     try:
         before = client.ran()
@@ -307,6 +310,9 @@ def test_rpcclient_gets_invalid_arguments_and_the_function_never_runs(server):
         assert client.ran() == before
     finally:
         client.close()
+    # The caller's mistake, logged as routine: one line, no traceback.
+    assert "INFO rpc place_order raised InvalidArguments in " in server.output_since(mark)
+    assert "Traceback" not in server.output_since(mark)
     assert [[path for path, _ in error.errors] for error in refusals] == REFUSED_PLACES
     assert all(isinstance(error, RemoteError) for error in refusals)
     assert refusals[0].msg == BAD_ORDER_MESSAGE
@@ -392,6 +398,11 @@ def test_a_deprecated_function_warns_once_per_caller_key(start_server):
         "rpc old_place_order is deprecated (use place_order) "
         "and was called by a caller without a client key."
     )
+    # The server's output reaches the test through a pipe: wait for the
+    # line, then for the calls' lines, before counting.
+    deadline = time.monotonic() + 20
+    while fresh.output.count("rpc old_place_order OK") < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert fresh.output.count(warning) == 1
     assert fresh.output.count("is deprecated") == 1
 
@@ -442,3 +453,38 @@ def test_a_deprecated_function_warns_once_for_each_client_key(caplog):
         "client key shop.",
         "a caller without a client key.",
     ]
+
+
+@pytest.mark.parametrize(("setting", "refused"), [(None, True), (False, False)])
+def test_the_test_server_checks_results_unless_told_not_to(settings, setting, refused):
+    settings.DEBUG = False
+    settings.ZRPC_CHECK_RESULTS = setting
+    registry = Registry()
+    registry.register("wrong_result")(typed.wrong_result)
+    with LiveRPCServer(registry) as live, live.client() as client:
+        if refused:
+            with pytest.raises(RemoteError, match="rpc 'wrong_result' returned") as caught:
+                client.wrong_result(1)
+            assert caught.value.name == "InvalidResult"
+        else:
+            assert client.wrong_result(1) == "1"
+
+
+def test_a_dataclass_msgspec_built_is_sent_back_with_its_defaults():
+    # msgspec leaves a built dataclass's defaults on the class, where its
+    # encoder does not look: returned as it came, the order must still say them.
+    make = contract("make_order")
+    (order,), _ = make.bind(({"lines": [{"sku": "a", "qty": 1}], "ship_to": "x"},), {})
+    assert make.encode_result(order) == {
+        "lines": [{"sku": "a", "qty": 1, "price": Decimal("0")}],
+        "ship_to": "x",
+        "size": "M",
+        "tags": [],
+    }
+    assert contract("count_lines").encode_item(typed.Line("b", 2)) == {
+        "sku": "b",
+        "qty": 2,
+        "price": Decimal("0"),
+    }
+    with pytest.raises(InvalidResult, match=r"result\.lines\[0\]\.qty: expected int, got str 'x'"):
+        make.encode_result(typed.Order([typed.Line("a", "x")], "y"))  # type: ignore[arg-type]

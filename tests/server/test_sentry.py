@@ -151,6 +151,20 @@ def test_sentry_sdk_captures_rpc_exceptions_with_the_rpc_name(
     assert frames[-1]["function"] == "fail"
 
 
+def test_a_call_refused_by_its_contract_is_not_reported(start_server, sentry_stub):
+    server = start_server(SENTRY_DSN=f"http://publickey@127.0.0.1:{sentry_stub.port}/1")
+    with server.client() as client:
+        with pytest.raises(zerorpc.RemoteError, match=r"expected str"):
+            client.typed_echo(5)
+        with pytest.raises(zerorpc.RemoteError):
+            client.fail("after-the-refusal")
+    event = sentry_stub.wait_for(_envelope_event, server)
+    # The first event is the function's error: the refusal sent none.
+    assert event["exception"]["values"][-1]["value"] == "after-the-refusal"
+    events = [e for e in (_envelope_event(*r) for r in sentry_stub.received) if e]
+    assert [e["tags"]["rpc"] for e in events] == ["fail"]
+
+
 def test_without_sentry_init_the_middleware_switches_itself_off():
     import sentry_sdk
     from django.core.exceptions import MiddlewareNotUsed

@@ -20,6 +20,7 @@ def describe(entry: RPCFunction) -> dict[str, Any]:
         "signature": signature(entry),
         "stream": entry.stream,
         "blocking": entry.blocking,
+        "deprecated": entry.deprecated,
         "requires": entry.requirement,
         "doc": inspect.getdoc(entry.func) or "",
     }
@@ -59,6 +60,8 @@ class Command(BaseCommand):
             header = f"{entry['name']}{entry['signature']}"
             if flags:
                 header += f"  [{', '.join(flags)}]"
+            if entry["deprecated"]:
+                header += f"  [deprecated: {entry['deprecated']}]"
             self.stdout.write(self.style.SUCCESS(header))
             self.stdout.write(f"    {entry['function']}")
             summary = entry["doc"].strip().splitlines()
