@@ -86,6 +86,15 @@ def rpcclient(endpoint: str) -> Callable[[str], Callable[[int], None]]:
     return _by_name(lambda name, arg: client(name, arg))
 
 
+def rpcclient_as_user(endpoint: str) -> Callable[[str], Callable[[int], None]]:
+    """RPCClient's calls made for user 1: each carries a signed identity the server verifies."""
+    _django()
+    from django_zrpc import RPCClient
+
+    client = RPCClient(endpoint, timeout=30).as_user(1)
+    return _by_name(lambda name, arg: client.call(name, arg))
+
+
 def _by_name(call: Callable[[str, Any], Any]) -> Callable[[str], Callable[[int], None]]:
     def for_workload(workload: str) -> Callable[[int], None]:
         def one(i: int) -> None:
@@ -163,6 +172,7 @@ CALLERS = {
     "zerorpc-per-call": zerorpc_per_call,
     "core": core,
     "rpcclient": rpcclient,
+    "rpcclient-as-user": rpcclient_as_user,
     "http": http,
 }
 

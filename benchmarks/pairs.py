@@ -52,6 +52,9 @@ WEB_GEVENT = "HTTP -> gunicorn gevent view -> RPCClient -> runrpc, no call log"
 WEB_ASGI = "HTTP -> uvicorn async view -> AsyncRPCClient -> runrpc, no call log"
 WEB_GEVENT_BARE = "HTTP -> gunicorn gevent view, no RPC (ceiling)"
 WEB_ASGI_BARE = "HTTP -> uvicorn async view, no RPC (ceiling)"
+# Issue 27: the target pair's echo made for a user (a signed identity, verified
+# by the server), against the same echo anonymous.
+AS_USER = "RPCClient as a user -> runrpc, no call log"
 # Issue 17: the target pair with the ops endpoint and its metrics on.
 METRICS_ON = "RPCClient -> runrpc, no call log, metrics on"
 
@@ -95,6 +98,9 @@ PAIRS = [
         "runrpc-quiet",
         ("echo", "payload", "get_ticket", *CONTRACT_WORKLOADS),
     ),
+    # Right after the pair it is compared with, on the same server: measured
+    # later in a round (after the HTTP rows), it ran at half its speed.
+    Pair(AS_USER, "rpcclient-as-user", "runrpc-quiet", ("echo",)),
     Pair(DEFAULTS_PAIR, "rpcclient", "runrpc-defaults", ("echo",)),
     Pair(WEB_GEVENT, "http", "web", ("echo", "payload", "get_ticket")),
     Pair(WEB_GEVENT_BARE, "http", "web-bare", ("echo", "payload")),

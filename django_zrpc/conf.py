@@ -67,6 +67,14 @@ DEFAULTS: dict[str, Any] = {
     # files are the public keys of the clients it admits. Both or neither.
     "CURVE_SECRET": None,
     "CURVE_ALLOW": None,
+    # Signed identity (docs/identity.rst): the key that signs and verifies the
+    # user a call is made for (None: one derived from SECRET_KEY), the seconds
+    # a token lives, the CURVE key names trusted to name a user unsigned, and
+    # CURVE key name -> the functions (fnmatch patterns) that key may call.
+    "SIGNING_KEY": None,
+    "IDENTITY_TTL": 60.0,
+    "TRUSTED_USER_KEYS": [],
+    "KEY_FUNCTIONS": {},
     # A Redis URL with ?service=NAME to announce this server in (runrpc
     # --announce), the address callers should dial (None: the one listened
     # on), and the seconds an announcement lives unless refreshed.

@@ -28,6 +28,7 @@ __all__ = [
     "DuplicateRPCName",
     "HandshakeFailed",
     "InvalidArguments",
+    "InvalidIdentity",
     "InvalidRPCName",
     "InvalidResult",
     "LostRemote",
@@ -153,6 +154,10 @@ class InvalidResult(TypeError):
 
 
 # -- Django's exceptions, raised remotely ------------------------------------------
+
+
+class InvalidIdentity(PermissionDenied):
+    """A call's identity token does not stand: malformed, signed otherwise, or expired."""
 
 
 class RemoteErrorMixin(RemoteError):

@@ -7,7 +7,7 @@ functions that only the tests call, so ``./dev demo`` does not serve them.
 from testproject.settings import *  # noqa: F403
 from testproject.settings import INSTALLED_APPS
 
-INSTALLED_APPS = [*INSTALLED_APPS, "tests.probes", "tests.typed"]
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.probes", "tests.typed", "tests.identity_probes"]
 
 ROOT_URLCONF = "tests.urls"
 

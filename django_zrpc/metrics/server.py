@@ -130,6 +130,12 @@ BAD_FRAMES = Counter(
 HANDSHAKES_REFUSED = Counter(
     "zrpc_server_handshakes_refused", "Connections that failed their handshake (CURVE or ZMTP)."
 )
+DENIED = Counter(
+    "zrpc_server_calls_denied",
+    "Calls refused for their caller, not run, by function and reason (identity, key, login, "
+    "permission, allow).",
+    ["function", "reason"],
+)
 RUNNING = Gauge(
     "zrpc_server_calls_running", "Calls running on a worker.", multiprocess_mode="livesum"
 )
@@ -169,6 +175,9 @@ class ServerMetrics(Observer):
 
     def call_refused(self, name: str, outcome: str) -> None:
         _CALLS.refused(self._label(name), outcome)
+
+    def call_denied(self, name: str, reason: str) -> None:
+        DENIED.labels(self._label(name), reason).inc()
 
     def stream_items_sent(self, name: str, count: int) -> None:
         if count:

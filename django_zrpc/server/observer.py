@@ -43,6 +43,9 @@ class Observer:
     def call_refused(self, name: str, outcome: str) -> None:
         """Call ``name`` never ran: ``BUSY``, ``STOPPING``, ``LOST``, ``DEADLINE``..."""
 
+    def call_denied(self, name: str, reason: str) -> None:
+        """Call ``name`` was refused for its caller: ``server.access``'s ``reason``."""
+
     def stream_items_sent(self, name: str, count: int) -> None:
         """Stream ``name`` sent ``count`` items (reported once, when it ends)."""
 

@@ -22,6 +22,7 @@ from gevent.hub import Waiter
 
 from django_zrpc.context import CallContext
 from django_zrpc.context import _current as _current_call
+from django_zrpc.server import access
 from django_zrpc.server import observer as observed
 from django_zrpc.server.builtins import unknown_function
 from django_zrpc.server.callers import outcome_of_loss
@@ -169,6 +170,8 @@ class Workers(State):
                 outcome = "unknown"
                 raise NameError(unknown_function(request.name, self.function_names))
             self._hooks.call("server_before_exec", request)
+            # After the hooks (old DB connections closed), before the arguments are read.
+            access.check(context, self._observer)
             reply = self._run(call, served, context)
             self._hooks.call("server_after_exec", request, reply)
             self._emit(call, reply)

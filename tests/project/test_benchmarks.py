@@ -33,7 +33,12 @@ PAIRS = [
 # The web servers' ceilings answer echo and payload alone.
 NO_RAW = [p for p in PAIRS[1:] if not p.endswith("(ceiling)")]
 # Echo alone: runrpc as deployed with the defaults (issue 17), after the target pair.
-ECHO_PAIRS = [*PAIRS[:9], "RPCClient -> runrpc, production defaults", *PAIRS[9:]]
+ECHO_PAIRS = [
+    *PAIRS[:9],
+    "RPCClient as a user -> runrpc, no call log",
+    "RPCClient -> runrpc, production defaults",
+    *PAIRS[9:],
+]
 GRPC = [
     "gRPC sync -> gRPC server",
     "gRPC aio -> gRPC server",
@@ -76,7 +81,12 @@ def test_benchmark_runner_smoke_pass():
     grpc_skipped = [line for line in lines if line.startswith("skipped: gRPC rows:")]
     grpc = [] if grpc_skipped else GRPC
     for callers in ("1", "4"):
-        assert by_workload[("echo", callers)] == ECHO_PAIRS + grpc + WORKERS_ECHO + METRICS_ECHO
+        assert by_workload[("echo", callers)] == [
+            *ECHO_PAIRS,
+            *grpc,
+            *WORKERS_ECHO,
+            *METRICS_ECHO,
+        ]
         assert by_workload[("payload", callers)] == PAIRS + grpc
         assert by_workload[("burn", callers)] == WORKERS_BURN
         if any(line.startswith("skipped: get_ticket rows:") for line in lines):
@@ -143,6 +153,16 @@ def test_web_target_line_gives_each_row_over_its_ceiling():
         "0.45x (target >= 1x: NOT met); gunicorn gevent view with the RPC vs without: 0.80x; "
         "uvicorn async view with the RPC vs without: 0.90x",
     ]
+
+
+def test_the_as_user_target_line_is_the_ratio_to_the_same_echo_anonymous():
+    made_up = {"rows": [row("RPCClient -> runrpc, no call log", 10_000)], "streams": []}
+    made_up["rows"].append(row("RPCClient as a user -> runrpc, no call log", 9_000))
+    lines = [line for line in report.targets(made_up) if line.startswith("RPCClient as a user")]
+    assert (
+        "RPCClient as a user -> runrpc, no call log vs anonymous, echo, 64 callers: 0.90x "
+        "(target >= 0.85x: met)"
+    ) in lines
 
 
 def test_contract_target_lines_give_typed_over_untyped_and_the_servers_cpu():

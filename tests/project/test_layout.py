@@ -56,6 +56,8 @@ ROOT_MODULES = {
     "django_zrpc.context",
     "django_zrpc.curve",
     "django_zrpc.exceptions",
+    "django_zrpc.identity",
+    "django_zrpc.identity_checks",
     "django_zrpc.launcher",
     "django_zrpc.middleware",
     "django_zrpc.pytest_plugin",

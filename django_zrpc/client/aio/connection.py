@@ -114,7 +114,7 @@ class AsyncConnection(calls_out.Receiving, calls_out.CallByName):
         timeout = self.timeout if timeout is None else timeout
         if more:
             kwargs = {**(kwargs or {}), **more}
-        caller = await context.outgoing_async(timeout)
+        caller = await context.outgoing_async(timeout, name)
         request = calls_out.new_request(
             name, args, kwargs, self._new_id(), timeout, caller, self.heartbeat
         )

@@ -28,6 +28,7 @@ from django_zrpc.client import tracing
 from django_zrpc.client.aio.connection import AsyncConnection
 from django_zrpc.client.aio.pool import AsyncPool
 from django_zrpc.client.aio.stream import AsyncStream, PooledAsyncStream
+from django_zrpc.client.as_user import AsyncActsAsUser
 from django_zrpc.client.attempts import Attempts
 from django_zrpc.client.options import ClientOptions
 from django_zrpc.metrics import client as client_metrics
@@ -46,7 +47,7 @@ class _LoopState:
         self.version = -1
 
 
-class AsyncRPCClient(ClientOptions, CallByName):
+class AsyncRPCClient(ClientOptions, CallByName, AsyncActsAsUser):
     """Call the functions served at ``endpoints`` from coroutines, through pooled connections."""
 
     def __init__(self, endpoints: str | Sequence[str], **options: Any) -> None:

@@ -139,7 +139,7 @@ class Client(calls_out.Receiving, CallByName):
         timeout = self.timeout if timeout is None else timeout
         if more:
             kwargs = {**(kwargs or {}), **more}
-        caller = context.outgoing(timeout)
+        caller = context.outgoing(timeout, name)
         request = calls_out.new_request(
             name, args, kwargs, self._new_id(), timeout, caller, self.heartbeat
         )

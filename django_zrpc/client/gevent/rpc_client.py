@@ -35,6 +35,7 @@ from gevent import monkey
 from django_zrpc import context
 from django_zrpc.client import options as client_options
 from django_zrpc.client import tracing
+from django_zrpc.client.as_user import ActsAsUser
 from django_zrpc.client.attempts import Attempts
 from django_zrpc.client.gevent.connection import CallByName, Client
 from django_zrpc.client.gevent.pool import Pool
@@ -71,7 +72,7 @@ class _ThreadState:
 _OSThreadLocal = monkey.get_original("threading", "local")
 
 
-class RPCClient(ClientOptions, CallByName):
+class RPCClient(ClientOptions, CallByName, ActsAsUser):
     """Call the functions served at ``endpoints`` through pooled connections."""
 
     def __init__(self, endpoints: str | Sequence[str], **options: Any) -> None:

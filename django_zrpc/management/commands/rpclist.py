@@ -21,6 +21,7 @@ def describe(entry: RPCFunction) -> dict[str, Any]:
         "stream": entry.stream,
         "blocking": entry.blocking,
         "deprecated": entry.deprecated,
+        "requires": entry.requirement,
         "doc": inspect.getdoc(entry.func) or "",
     }
 
@@ -54,6 +55,8 @@ class Command(BaseCommand):
             return
         for entry in entries:
             flags = [flag for flag in ("stream", "blocking") if entry[flag]]
+            if entry["requires"]:
+                flags.append(f"requires {entry['requires']}")
             header = f"{entry['name']}{entry['signature']}"
             if flags:
                 header += f"  [{', '.join(flags)}]"
