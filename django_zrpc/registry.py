@@ -57,6 +57,7 @@ class RPCFunction:
             stream=self.stream,
             blocking=self.blocking,
             deprecated=self.deprecated,
+            requires=self.requirement,
         )
 
     @property

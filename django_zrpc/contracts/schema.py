@@ -37,13 +37,16 @@ def function_spec(
     stream: bool = False,
     blocking: bool = False,
     deprecated: str | None = None,
+    requires: str = "",
 ) -> FunctionSpec:
     """Return ``func``'s contract; for a function with no annotations, one that takes anything.
 
     An unannotated function has no contract to validate (``spec_of`` gives
     None), but the schema still lists it with its parameters' names.
     """
-    spec = spec_of(func, name, stream=stream, blocking=blocking, deprecated=deprecated)
+    spec = spec_of(
+        func, name, stream=stream, blocking=blocking, deprecated=deprecated, requires=requires
+    )
     if spec is not None:
         return spec
     try:
@@ -77,6 +80,7 @@ def function_spec(
         blocking,
         deprecated,
         result_annotated=False,
+        requires=requires,
     )
 
 
@@ -136,6 +140,8 @@ def _method(spec: FunctionSpec, schemas: list[dict[str, Any]]) -> dict[str, Any]
         method["deprecated"] = True
         method["x-deprecated-message"] = spec.deprecated
     method["x-stream"] = spec.stream
+    if spec.requires:
+        method["x-requires"] = spec.requires
     method["x-blocking"] = spec.blocking
     method["x-python"] = spec.qualname
     return method

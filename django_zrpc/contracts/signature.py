@@ -60,6 +60,8 @@ class FunctionSpec:
     deprecated: str | None = None
     #: Whether the result was annotated.
     result_annotated: bool = True
+    #: What a caller needs (login, permissions, an allow hook), in words; "" for nothing.
+    requires: str = ""
 
 
 def spec_of(
@@ -69,6 +71,7 @@ def spec_of(
     stream: bool = False,
     blocking: bool = False,
     deprecated: str | None = None,
+    requires: str = "",
 ) -> FunctionSpec | None:
     """Return ``func``'s contract, or None when it has no annotation at all.
 
@@ -112,6 +115,7 @@ def spec_of(
         blocking,
         deprecated,
         "return" in hints,
+        requires,
     )
 
 

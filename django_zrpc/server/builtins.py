@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from django_zrpc import __version__
 from django_zrpc.contracts.schema import function_spec, openrpc_document
+from django_zrpc.registry import rpc
 from django_zrpc.wire import protocol
 
 if TYPE_CHECKING:
@@ -99,7 +100,14 @@ def _spec(name: str, served: ServedFunction) -> FunctionSpec:
         stream=served.stream,
         blocking=served.blocking,
         deprecated=served.deprecated,
+        requires=_requirement(name),
     )
+
+
+def _requirement(name: str) -> str:
+    """What the project's registry says a caller of ``name`` needs ("" for another registry's)."""
+    entry = rpc.get(name)
+    return entry.requirement if entry is not None else ""
 
 
 def unknown_function(name: Any, names: Iterable[str]) -> str:

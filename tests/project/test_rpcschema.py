@@ -123,6 +123,13 @@ def test_streams_deprecated_and_unannotated_functions_are_marked(document):
     assert untyped["x-python"] == "testproject.tickets.rpcs.get_ticket"
 
 
+def test_what_a_caller_needs_is_in_the_document(document):
+    assert method(document, "identity_login")["x-requires"] == "login"
+    assert method(document, "identity_perm")["x-requires"] == "perm identity_probes.run_probe"
+    assert "x-requires" not in method(document, "identity_open")
+    assert "x-requires" not in method(document, "place_order")
+
+
 @dataclasses.dataclass
 class Line:
     sku: str

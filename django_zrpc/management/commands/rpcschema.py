@@ -39,6 +39,7 @@ def project_document() -> dict[str, Any]:
                 stream=entry.stream,
                 blocking=entry.blocking,
                 deprecated=entry.deprecated,
+                requires=entry.requirement,
             )
             for entry in rpc
         ]
