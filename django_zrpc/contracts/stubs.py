@@ -31,8 +31,9 @@ from django_zrpc.contracts.from_schema import (
 #: Names the clients already have: a function of one of these names gets a
 #: method with a ``_`` after it, so that it cannot hide the client's own.
 RESERVED = frozenset(
-    "call close aclose as_user connections endpoints timeout heartbeat pool_size calls_per_connection "
-    "pool_timeout down_for connect_timeout idempotent refresh curve retry_budget retry_ratio "
+    "call close aclose as_user connections endpoints timeout heartbeat pool_size "
+    "calls_per_connection pool_timeout down_for connect_timeout idempotent refresh curve "
+    "retry_budget retry_ratio "
     "Client AsyncClient DOCUMENT".split()
 )
 #: What the generated module defines or imports at its top level.
