@@ -26,8 +26,9 @@ closed pool hands its waiters ``CLOSED``, and ``after_wait`` turns that into
 ``ServerUnavailable``: the call never went out, so the retry rule may send it
 elsewhere.
 
-No I/O here: the pools (``client.gevent.pool``, ``client.aio.pool``) make,
-close and wait; this decides, so that both lend alike.
+No I/O of its own: the pools (``client.gevent.pool``, ``client.aio.pool``)
+give the connecting, wait their own way and say when closing happens; this
+decides, so that both lend alike.
 """
 
 from __future__ import annotations
@@ -49,10 +50,12 @@ CLOSED: Any = object()
 
 
 class Lent(Protocol):
-    """What the rule needs of a connection: which server process it reaches."""
+    """What the rule needs of a connection: which server process it reaches, and to close."""
 
     peer: str | None
     on_peer: Callable[[], None] | None
+
+    def close(self) -> None: ...
 
 
 C = TypeVar("C", bound=Lent)
@@ -178,6 +181,28 @@ class Lending(Generic[C, W]):
             while self.waiting and self.calls[connection] < self.calls_per_connection:
                 self.calls[connection] += 1
                 self._hand(connection)
+
+    def make(self, connect: Callable[[], C]) -> C:
+        """Connect in a place already counted as opening, with the pool's ``connect``."""
+        try:
+            connection = connect()
+        except BaseException:
+            self.not_opened()
+            raise
+        self.opened(connection)
+        return connection
+
+    def close_retired(self, connections: list[C]) -> None:
+        """Close retired ``connections``: each place stays counted until its socket is gone.
+
+        Closing may let others run meanwhile (gevent's waits for a
+        connection's reader to end).
+        """
+        for connection in connections:
+            try:
+                connection.close()
+            finally:
+                self.closed_one()
 
     def not_opened(self) -> None:
         """Making a connection in a ``PLACE`` failed: the place is free again."""

@@ -16,7 +16,7 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -129,22 +129,43 @@ WIRE_MAY_IMPORT = {"django_zrpc.exceptions", "django_zrpc._zerorpc_exceptions"}
 NOT_ON_THE_WIRE = ("gevent", "zmq", "asyncio", "asgiref", "zerorpc")
 
 
-def test_the_wire_imports_no_event_loop_socket_nor_settings():
-    wrong = {}
+def _loads_a_loop_socket_or_settings(module: str) -> bool:
+    return (
+        module.split(".")[0] in NOT_ON_THE_WIRE
+        or module == "django.conf"
+        or module.startswith("django.conf.")
+    )
+
+
+def _wrong_imports(room: str, wrong: Callable[[str], bool]) -> dict[str, list[str]]:
+    """Return the modules of ``room`` that import a module ``wrong`` refuses, and those."""
+    found = {}
     for name, imported in GRAPH.items():
-        if room_of(name) != "wire":
-            continue
-        bad = {
-            m
-            for m in imported - {"zerorpc.exceptions"}
-            if m.split(".")[0] in NOT_ON_THE_WIRE
-            or m == "django.conf"
-            or m.startswith("django.conf.")
-            or (m.startswith("django_zrpc") and room_of(m) != "wire" and m not in WIRE_MAY_IMPORT)
-        }
-        if bad:
-            wrong[name] = sorted(bad)
-    assert wrong == {}
+        if room_of(name) == room:
+            bad = sorted(m for m in imported if wrong(m))
+            if bad:
+                found[name] = bad
+    return found
+
+
+def test_the_wire_imports_no_event_loop_socket_nor_settings():
+    assert (
+        _wrong_imports(
+            "wire",
+            lambda m: (
+                m != "zerorpc.exceptions"
+                and (
+                    _loads_a_loop_socket_or_settings(m)
+                    or (
+                        m.startswith("django_zrpc")
+                        and room_of(m) != "wire"
+                        and m not in WIRE_MAY_IMPORT
+                    )
+                )
+            ),
+        )
+        == {}
+    )
 
 
 WIRE_SCRIPT = """
@@ -175,21 +196,13 @@ def test_loading_the_wire_loads_no_event_loop_socket_nor_settings():
 
 def test_contracts_import_no_event_loop_socket_settings_client_nor_server():
     # The registry, checks and commands read contracts without loading a server.
-    wrong = {}
-    for name, imported in GRAPH.items():
-        if room_of(name) != "contracts":
-            continue
-        bad = {
-            m
-            for m in imported
-            if m.split(".")[0] in NOT_ON_THE_WIRE
-            or m == "django.conf"
-            or m.startswith("django.conf.")
-            or room_of(m) in ("transport", "client", "client.gevent", "client.aio", "server")
-        }
-        if bad:
-            wrong[name] = sorted(bad)
-    assert wrong == {}
+    high = ("transport", "client", "client.gevent", "client.aio", "server")
+    assert (
+        _wrong_imports(
+            "contracts", lambda m: _loads_a_loop_socket_or_settings(m) or room_of(m) in high
+        )
+        == {}
+    )
 
 
 def test_rooms_point_down_the_wire_and_transport_import_no_client_nor_server():

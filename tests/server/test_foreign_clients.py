@@ -21,6 +21,7 @@ import pytest
 import zerorpc
 
 from tests.conftest import ROOT
+from tests.server.test_contracts import TYPED as DESCRIBED
 
 NODE_DIR = ROOT / "tests" / "node"
 IDENT = str(uuid.uuid4())
@@ -39,20 +40,6 @@ DESCRIBE_ARGS = [
     {"a": 1},
     {"street": "Main Street", "city": "Ghent"},
 ]
-DESCRIBED = {
-    "when": "datetime",
-    "day": "date",
-    "at": "time",
-    "span": "timedelta",
-    "amount": "Decimal",
-    "ident": "UUID",
-    "size": "Size",
-    "pair": "tuple",
-    "names": "set",
-    "table": "dict",
-    "address": "dict",
-    "maybe": "NoneType",
-}
 BAD_ORDER = [[{"sku": "a", "qty": "two"}], "home", "XL"]
 BAD_ORDER_PROBLEMS = ("lines[0].qty: expected int, got str 'two'", "size: expected one of")
 

@@ -99,21 +99,11 @@ class AsyncPool:
             connection.close()
 
     def _new(self) -> AsyncConnection:
-        """Connect in a place already counted as opening."""
-        try:
-            connection = self._connect()
-        except BaseException:
-            self.lending.not_opened()
-            raise
-        self.lending.opened(connection)
-        return connection
+        return self.lending.make(self._connect)
 
     def _retire(self, connections: list[AsyncConnection], apart: bool) -> None:
-        for connection in connections:
-            try:
-                connection.close()
-            finally:
-                self.lending.closed_one()
+        # Closing never waits here, so it is never put apart.
+        self.lending.close_retired(connections)
 
     async def _wait(self, timeout: float) -> object:
         if timeout <= 0:

@@ -134,29 +134,13 @@ class Pool:
             self.hub.loop.run_callback_threadsafe(give_back, connection)
 
     def _new(self) -> Client:
-        """Connect in a place already counted as opening."""
-        try:
-            connection = self._connect()
-        except BaseException:
-            self.lending.not_opened()
-            raise
-        self.lending.opened(connection)
-        return connection
+        return self.lending.make(self._connect)
 
     def _retire(self, connections: list[Client], apart: bool) -> None:
         if apart:
-            gevent.spawn(self._close_retired, connections)
+            gevent.spawn(self.lending.close_retired, connections)
         else:
-            self._close_retired(connections)
-
-    def _close_retired(self, connections: list[Client]) -> None:
-        # Closing waits for a connection's reader to end, and others run
-        # meanwhile: each place stays counted until the socket is gone.
-        for connection in connections:
-            try:
-                connection.close()
-            finally:
-                self.lending.closed_one()
+            self.lending.close_retired(connections)
 
     def _wait(self, timeout: float) -> object:
         if timeout <= 0:
