@@ -9,7 +9,9 @@ Modes, for any other call:
 - ``huge``: one 50 MB reply, past the caller's message size limit;
 - ``long_error``: an ERR whose message is 10 MB;
 - ``plain_stream``: a well-behaved stock zerorpc stream (no django_zrpc header):
-  one item, then STREAM_DONE once the caller grants more.
+  one item, then STREAM_DONE once the caller grants more;
+- ``drop_on_name``: the first ``_zerorpc_name`` closes the socket (as a server
+  that restarts), and a new one on the same port answers it from then on.
 
 Every event received is printed as ``got NAME``, for the test to read.
 """
@@ -17,6 +19,7 @@ Every event received is printed as ``got NAME``, for the test to read.
 from __future__ import annotations
 
 import sys
+import time
 
 import msgpack
 import zmq
@@ -36,6 +39,7 @@ def main() -> None:
     sock.bind(f"tcp://127.0.0.1:{port}")
     print("ready", flush=True)
     numbers = iter(range(10**9))
+    dropped = False
     while True:
         *identity, _, blob = sock.recv_multipart()
         header, name, args = msgpack.unpackb(blob, raw=False)
@@ -46,7 +50,16 @@ def main() -> None:
                 sock.send_multipart([*identity, b"", reply])
             continue
         reply_to = (identity, header["message_id"])
-        if name == "echo":
+        if name == "_zerorpc_name" and mode == "drop_on_name":
+            if not dropped:
+                dropped = True
+                sock.close(linger=0)
+                time.sleep(0.3)
+                sock = zmq.Context.instance().socket(zmq.ROUTER)
+                sock.bind(f"tcp://127.0.0.1:{port}")
+                continue
+            _send(sock, reply_to, "OK", ["hostile"], next(numbers))
+        elif name == "echo":
             _send(sock, reply_to, "OK", [args[0] if args else None], next(numbers))
         elif mode == "flood":
             for index in range(FLOOD_ITEMS):

@@ -20,6 +20,7 @@ from django_zrpc.exceptions import (
     HandshakeFailed,
     LostRemote,
     RemoteError,
+    ServerUnavailable,
     TimeoutExpired,
 )
 from django_zrpc.wire import protocol, remote_errors, unreachable, values
@@ -377,3 +378,15 @@ def capped(text: Any) -> Any:
             return text[:MAX_ERROR_TEXT] + b" [%d more bytes]" % cut
         return f"{text[:MAX_ERROR_TEXT]} [{cut} more characters]"
     return text
+
+
+def probe_lost(endpoint: str, name: str, err: LostRemote) -> ServerUnavailable:
+    """The error of call ``name`` whose connection was lost while it asked what the server reads.
+
+    The call itself was not sent yet (the question, ``_zerorpc_name``, goes
+    first), so it never ran: the retry rule may send it again, elsewhere or
+    once the server is back (a ``runrpc`` reloading on a changed file).
+    """
+    return ServerUnavailable(
+        f"The connection to {endpoint} was lost before rpc {name} was sent ({err}); it did not run."
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import gevent
@@ -106,3 +107,23 @@ def test_a_call_made_while_serving_one_waits_no_longer_than_its_caller(run):
         _current.reset(token)
         silent.stop()
     assert 0.9 < time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("run", [run_gevent, run_aio], ids=["gevent", "aio"])
+def test_a_connection_lost_while_asking_what_the_server_reads_is_retried(run):
+    # As when runrpc reloads on a changed file: the call itself was not sent
+    # yet, so it never ran and goes again, once the server is back.
+    restarting = HostileServer("drop_on_name")
+    try:
+
+        def sync_work(client: Any) -> Any:
+            return client.echo(Decimal("1.5"))
+
+        async def async_work(client: Any) -> Any:
+            return await client.echo(Decimal("1.5"))
+
+        # A server that is not django_zrpc's gets a Decimal as its text.
+        assert run(restarting.endpoint, async_work if run is run_aio else sync_work) == "1.5"
+    finally:
+        events = restarting.stop()
+    assert events.count("_zerorpc_name") == 2

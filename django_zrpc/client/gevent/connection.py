@@ -183,6 +183,8 @@ class Client(calls_out.Receiving, CallByName):
                 self.call("_zerorpc_name", timeout=timeout)
             except RemoteError:
                 pass  # the reply's header answers the question all the same
+            except LostRemote as err:
+                raise calls_out.probe_lost(self.endpoint, request.name, err) from err
             blob = calls_out.pack_request(request, bool(self.server_reads_values), self.endpoint)
         assert blob is not None
         return blob
