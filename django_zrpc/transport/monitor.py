@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable
+from typing import Any
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
@@ -37,12 +38,18 @@ class SocketMonitor:
     ``self.on_frames``; it must be made before the socket connects or binds.
     """
 
-    def __init__(self, socket: zmq.Socket, on_event: Callable[[int, int], None]) -> None:
+    def __init__(
+        self,
+        socket: zmq.Socket,
+        on_event: Callable[[int, int], None],
+        context: zmq.Context[Any] | None = None,
+    ) -> None:
+        """``context``: of the pair, if not the socket's (a ``zmq.asyncio`` one, to await it)."""
         self._socket = socket
         self._on_event = on_event
         address = f"inproc://django_zrpc.monitor.{os.getpid()}.{next(_monitor_ids)}"
         socket.monitor(address, DISCONNECTED | SUCCEEDED | sum(FAILED_EVENTS))
-        self.pair = socket.context.socket(zmq.PAIR)
+        self.pair = (context or socket.context).socket(zmq.PAIR)
         self.pair.setsockopt(zmq.LINGER, 0)
         self.pair.connect(address)
 

@@ -29,7 +29,13 @@ from django_zrpc.client.aio.pending import Pending
 from django_zrpc.client.aio.stream import AsyncStream
 from django_zrpc.curve import ClientKeys
 from django_zrpc.exceptions import LostRemote, RemoteError
-from django_zrpc.transport.aio_sockets import NOBLOCK, DealerSocket, has_message
+from django_zrpc.transport.aio_sockets import (
+    DRAIN,
+    NOBLOCK,
+    DealerSocket,
+    async_context,
+    has_message,
+)
 from django_zrpc.transport.dealer import peer_of
 from django_zrpc.transport.monitor import (
     CURVE_CLIENT,
@@ -42,9 +48,6 @@ from django_zrpc.transport.monitor import (
 from django_zrpc.wire import calls_out, protocol
 
 logger = logging.getLogger("django_zrpc.client")
-
-#: Replies read in one go once the socket is readable, before other tasks run.
-DRAIN = 256
 
 
 class AsyncConnection(calls_out.Receiving, calls_out.CallByName):
@@ -71,13 +74,16 @@ class AsyncConnection(calls_out.Receiving, calls_out.CallByName):
         self._dealer = DealerSocket(
             self._unpacker.max_event_bytes,
             curve,
+            on_frames=self._on_frames,
             wanted=self._is_pending,
             on_sent=self._on_sent,
             on_waiting=self._on_waiting,
             on_failed=self._on_failed,
+            on_peek=self._learn_peer,
+            logger=logger,
         )
         self._socket = self._dealer.socket
-        self._monitor = SocketMonitor(self._socket, self._on_socket_event)
+        self._monitor = SocketMonitor(self._socket, self._on_socket_event, async_context())
         self._monitor_drain: zmq.Socket = zmq.Socket.shadow(self._monitor.pair.underlying)
         self._handshakes = Handshakes(CURVE_CLIENT if curve is not None else PLAIN_CLIENT)
         self._socket.connect(endpoint)
@@ -91,9 +97,9 @@ class AsyncConnection(calls_out.Receiving, calls_out.CallByName):
         #: ``on_peer()`` is called when it changes.
         self.peer: str | None = None
         self.on_peer: Callable[[], None] | None = None
-        # Whether the next reply is read as frames, for the connection's property.
-        self._asked = True
-        self._reader = self.loop.create_task(self._read())
+        # The first reply names the server process, in its connection's property.
+        self._dealer.peek()
+        self._reader = self.loop.create_task(self._until_closed())
         self._watcher = self.loop.create_task(self._watch())
         self._ticker: asyncio.Task[None] | None = None
 
@@ -228,31 +234,23 @@ class AsyncConnection(calls_out.Receiving, calls_out.CallByName):
     def _send(self, pending: Pending, name: str, args: Any) -> None:
         self._dealer.send(calls_out.follow_up(self._new_id(), pending.message_id, name, args))
 
-    async def _read(self) -> None:
+    async def _until_closed(self) -> None:
+        """Wait for the loop's end: its cancellation at shutdown closes the sockets.
+
+        Replies need no task: the loop hands them to ``_on_frames`` from the
+        socket's descriptor callback.
+        """
         try:
-            while True:
-                if self._asked:
-                    self._asked = False
-                    parts = await self._socket.recv_multipart(copy=False)
-                    self._set_peer(peer_of(parts[0]))
-                    self._on_frames([part.bytes for part in parts])
-                else:
-                    self._on_frames(await self._socket.recv_multipart())
-                for _ in range(DRAIN):
-                    try:
-                        frames = self._dealer.plain.recv_multipart(NOBLOCK)
-                    except zmq.Again:
-                        break
-                    self._on_frames(frames)
+            await self.loop.create_future()
         except asyncio.CancelledError:
             if not self.closed:
                 # Not closed by us: the loop is shutting down, and its tasks
                 # are cancelled before it closes. The sockets go with it.
                 self.close()
             raise
-        except zmq.ZMQError:
-            if not self.closed:
-                raise
+
+    def _learn_peer(self, frame: zmq.Frame) -> None:
+        self._set_peer(peer_of(frame))
 
     def _give_up(self, pending: Any) -> None:
         self.cancel(pending)
@@ -288,7 +286,7 @@ class AsyncConnection(calls_out.Receiving, calls_out.CallByName):
         else:
             self._handshakes.on_event(event, value)
             if event == SUCCEEDED:
-                self._asked = True
+                self._dealer.peek()
 
     def _set_peer(self, peer: str | None) -> None:
         if peer != self.peer:
