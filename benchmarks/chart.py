@@ -106,7 +106,7 @@ def _floor_panel(ax, shares, callers):
     ax.set_ylabel("x raw pyzmq")
     ax.set_title("echo calls/s as a share of raw pyzmq's (the floor)", fontsize=10, loc="left")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.legend(fontsize=7, loc="upper right", ncol=2)
 
 
 if __name__ == "__main__":
