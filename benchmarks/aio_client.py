@@ -18,6 +18,8 @@ from benchmarks.common import (
     SETTINGS,
     argument,
     check,
+    memory_before,
+    memory_growth,
     own_cpu,
     processes_cpu,
     summary,
@@ -42,10 +44,13 @@ async def _measure(
     results = []
     async with AsyncRPCClient(endpoint, timeout=30) as client:  # the default pool
         for workload in workloads:
+            memory = memory_before(workload, pids)  # the warm-up's peak is one of the calls'
             await _one(client, workload, 0)  # connect and warm up, outside the measurement
             for n in callers:
                 result = await _drive(client, workload, n, seconds, pids)
-                results.append({"workload": workload, "callers": n, **result})
+                results.append(
+                    {"workload": workload, "callers": n, **result, **memory_growth(memory)}
+                )
     return results
 
 

@@ -29,6 +29,8 @@ from benchmarks.common import (
     argument,
     check,
     drive,
+    memory_before,
+    memory_growth,
     own_cpu,
     processes_cpu,
     summary,
@@ -186,11 +188,14 @@ def measure(
     seconds: float,
 ) -> list[dict]:
     if kind == "raw":
-        return [
-            {"workload": w, "callers": n, **raw(endpoint, pids, w, n, seconds)}
-            for w in workloads
-            for n in callers
-        ]
+        results = []
+        for workload in workloads:
+            memory = memory_before(workload, pids)
+            for n in callers:
+                result = raw(endpoint, pids, workload, n, seconds)
+                results.append({"workload": workload, "callers": n, **result})
+                results[-1].update(memory_growth(memory))
+        return results
     if kind == "asyncrpcclient":
         from benchmarks import aio_client
 
@@ -199,10 +204,11 @@ def measure(
     results = []
     for workload in workloads:
         call = for_workload(workload)
+        memory = memory_before(workload, pids)  # the warm-up's peak is one of the calls'
         call(0)  # connect and warm up, outside the measurement
         for n in callers:
             result = drive(call, n, seconds, _spawn_all_gevent, pids)
-            results.append({"workload": workload, "callers": n, **result})
+            results.append({"workload": workload, "callers": n, **result, **memory_growth(memory)})
     return results
 
 

@@ -7,10 +7,12 @@ module from their own virtualenvs, where neither Django nor gevent is installed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import resource
 import socket
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -31,11 +33,20 @@ METHOD = {
     "echo_typed": "echo_typed",
     "order": "order",
     "order_typed": "order_typed",
+    "large": "large_echo",
 }
 BURN_MS = 2  # the CPU each call of the burn workload costs the server  # what each calls
 ORDER_ITEMS = 100  # the items of one order, in the order and order_typed workloads
 ORDER = [{"sku": f"sku-{i}", "qty": 1 + i % 5} for i in range(ORDER_ITEMS)]
 MAX_CALLS = 50_000_000  # every measuring loop also stops after this many calls
+# The large workload's value: 10 MiB of random bytes (incompressible, so that no
+# layer can shrink it), echoed back. ``run.py --quick`` sets the environment
+# variable to 1 MiB, so that CI's smoke pass stays seconds long.
+LARGE_BYTES_VARIABLE = "ZRPC_BENCH_LARGE_BYTES"
+LARGE_BYTES = 10 * 1024 * 1024
+# Callers of the large workload: one moves 20 MiB a call, more would measure
+# the machine's memory rather than the RPC.
+LARGE_CALLERS = [1]
 
 WORKLOADS = {
     "echo": "echo of a small int",
@@ -48,6 +59,7 @@ WORKLOADS = {
     "echo_typed": "echo_typed(x: str) -> str, validated",
     "order": f"order of {ORDER_ITEMS} items (maps), untyped",
     "order_typed": f"order_typed of {ORDER_ITEMS} items, each validated into a dataclass",
+    "large": "large_echo of 10 MiB of bytes (1 MiB under --quick), echoed back",
 }
 
 
@@ -103,6 +115,48 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def large_bytes() -> int:
+    """The size of the large workload's value in this run, in bytes."""
+    return int(os.environ.get(LARGE_BYTES_VARIABLE, LARGE_BYTES))
+
+
+@functools.cache
+def _large_value() -> bytes:
+    return os.urandom(large_bytes())
+
+
+def memory_before(workload: str, pids: Iterable[int]) -> dict[int, int]:
+    """The RSS of this process and of ``pids`` before a workload's first call, in kB.
+
+    The workload's value is made first, so that what the calls add is what
+    :func:`memory_growth` reports, not the caller's own value. Each peak is
+    then reset (``/proc/PID/clear_refs``), so that a peak of the process's
+    start-up is not taken for one of the calls.
+    """
+    argument(workload, 0)
+    before = {}
+    for pid in [os.getpid(), *pids]:
+        before[pid] = status_kb(pid, "VmRSS")
+        try:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+        except OSError:  # an older kernel, or not ours: the peak since start-up
+            pass
+    return before
+
+
+def memory_growth(before: dict[int, int]) -> dict:
+    """Peak RSS (``VmHWM``) now minus the RSS :func:`memory_before` read, in kB.
+
+    ``client_rss_kb``: this process's; ``server_rss_kb``: the servers', summed
+    over their processes (zero's broker and worker, gunicorn and its workers).
+    """
+    me, *servers = before
+    return {
+        "client_rss_kb": status_kb(me, "VmHWM") - before[me],
+        "server_rss_kb": sum(status_kb(pid, "VmHWM") - before[pid] for pid in servers),
+    }
+
+
 def percentile(sorted_values: list[float], fraction: float) -> float:
     if not sorted_values:
         return 0.0
@@ -124,6 +178,8 @@ def argument(workload: str, i: int) -> Any:
         return "x"
     if workload in ("order", "order_typed"):
         return ORDER
+    if workload == "large":
+        return _large_value()
     raise ValueError(f"unknown workload {workload!r}")
 
 
@@ -133,10 +189,32 @@ def check(workload: str, arg: Any, result: Any) -> None:
         ok = isinstance(result, dict) and result.get("id") == arg
     elif workload in ("order", "order_typed"):
         ok = result == sum(item["qty"] for item in arg)
+    elif workload == "large":  # bytes, not a bytearray or a str; a memcmp is cheap
+        ok = type(result) is bytes and result == arg
+        arg = f"{len(arg):,} bytes"
     else:
         ok = result == arg
     if not ok:
         raise AssertionError(f"{workload}: wrong answer {str(result)[:80]!r} for {arg!r}")
+
+
+def spawn_threads(loop: Callable[[int], None], n: int) -> None:
+    """Run ``loop(0)`` .. ``loop(n - 1)`` in threads; raise the first error of any."""
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            loop(index)
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 def drive(

@@ -19,37 +19,24 @@ import argparse
 import asyncio
 import json
 import sys
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import grpc
 
-from benchmarks.common import argument, check, drive, drive_async
+from benchmarks.common import (
+    argument,
+    check,
+    drive,
+    drive_async,
+    memory_before,
+    memory_growth,
+    spawn_threads,
+)
 from benchmarks.grpc_service import ECHO, OPTIONS, pack, unpack
 
 TIMEOUT = 30.0  # seconds, each call's deadline, as the other clients' timeout=30
-
-
-def spawn_threads(loop: Callable[[int], None], n: int) -> None:
-    """Run ``loop(0)`` .. ``loop(n - 1)`` in threads; raise the first error of any."""
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            loop(index)
-        except BaseException as err:
-            errors.append(err)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
 
 
 def measure_sync(
@@ -66,10 +53,13 @@ def measure_sync(
                 arg = argument(workload, i)
                 check(workload, arg, echo(arg, timeout=TIMEOUT))
 
+            memory = memory_before(workload, pids)  # the warm-up's peak is one of the calls'
             call(0)  # connect and warm up, outside the measurement
             for n in callers:
                 result = drive(call, n, seconds, spawn_threads, pids)
-                results.append({"workload": workload, "callers": n, **result})
+                results.append(
+                    {"workload": workload, "callers": n, **result, **memory_growth(memory)}
+                )
     return results
 
 
@@ -87,10 +77,13 @@ async def measure_aio(
                 arg = argument(workload, i)
                 check(workload, arg, await echo(arg, timeout=TIMEOUT))
 
+            memory = memory_before(workload, pids)  # the warm-up's peak is one of the calls'
             await call(0)  # connect and warm up, outside the measurement
             for n in callers:
                 result = await drive_async(call, n, seconds, pids)
-                results.append({"workload": workload, "callers": n, **result})
+                results.append(
+                    {"workload": workload, "callers": n, **result, **memory_growth(memory)}
+                )
     return results
 
 

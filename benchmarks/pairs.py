@@ -13,7 +13,8 @@ from dataclasses import dataclass
 class Pair:
     label: str
     # a kind of benchmarks.clients, "nameko-reused"/"nameko-per-call", "grpc-sync"/"grpc-aio"
-    # (benchmarks/grpc_client.py) or "http"
+    # (benchmarks/grpc_client.py), "zero-sync"/"zero-async" (benchmarks/zero_client.py)
+    # or "http"
     client: str
     server: str  # a key of the servers started
     workloads: tuple[str, ...]
@@ -31,14 +32,25 @@ GRPC_SYNC = "gRPC sync -> gRPC server"
 GRPC_AIO = "gRPC aio -> gRPC server"
 GRPC_AIO_SERVER = "gRPC aio -> gRPC aio server"
 GRPC_PAIRS = [GRPC_SYNC, GRPC_AIO, GRPC_AIO_SERVER]
+# zero (PyPI zeroapi: ZeroMQ and msgspec), the nearest peer: a ZeroMQ RPC
+# framework with typed functions. Its sync client called from threads, and
+# its asyncio client from tasks, against its server with one worker.
+ZERO_SYNC = "zero sync (threads) -> zero server"
+ZERO_ASYNC = "zero async -> zero server"
+ZERO_PAIRS = [ZERO_SYNC, ZERO_ASYNC]
 # The django_zrpc pairs whose target lines give their echo calls/s as ratios
 # to raw pyzmq, to zerorpc -> zerorpc and to every gRPC pair of the run
 # (issues 16, 17), AsyncRPCClient's among them (issue 16: >= 0.4x raw pyzmq at 64).
 ASYNC_PAIR = "AsyncRPCClient -> runrpc, no call log"
 # Issue 17: runrpc as deployed with the defaults (DEBUG off, no ZRPC_* server
-# settings): the call log follows DEBUG, so it is off.
+# settings, the ops endpoint served): the call log follows DEBUG, so it is
+# off, and the metrics are on, as they are by default wherever they can be read.
 DEFAULTS_PAIR = "RPCClient -> runrpc, production defaults"
-ZRPC_PAIRS = [TARGET_PAIR, DEFAULTS_PAIR, ASYNC_PAIR]
+ASYNC_DEFAULTS_PAIR = "AsyncRPCClient -> runrpc, production defaults"
+ZRPC_PAIRS = [TARGET_PAIR, DEFAULTS_PAIR, ASYNC_PAIR, ASYNC_DEFAULTS_PAIR]
+# The large workload's pairs are measured each with a server of its own, so
+# that the server's peak RSS is the large calls' (benchmarks/run.py).
+LARGE = "large"
 # runrpc --workers (issue 14): the 2 ms CPU function on 1 and 2 processes, and
 # echo on --workers 1 against the single process of before. Each label says
 # "workers", so that `run.py --pairs workers` runs these alone.
@@ -64,8 +76,8 @@ CONTRACT_TARGETS = [("echo_typed", "echo_str", 0.9), ("order_typed", "order", 0.
 CONTRACT_WORKLOADS = ("echo_str", "echo_typed", "order", "order_typed")
 
 PAIRS = [
-    Pair(RAW, "raw", "raw", ("echo", "payload")),
-    Pair(BASELINE, "zerorpc", "zerorpc", ("echo", "payload", "get_ticket")),
+    Pair(RAW, "raw", "raw", ("echo", "payload", LARGE)),
+    Pair(BASELINE, "zerorpc", "zerorpc", ("echo", "payload", "get_ticket", LARGE)),
     Pair(
         "zerorpc per call -> zerorpc",
         "zerorpc-per-call",
@@ -101,7 +113,8 @@ PAIRS = [
     # Right after the pair it is compared with, on the same server: measured
     # later in a round (after the HTTP rows), it ran at half its speed.
     Pair(AS_USER, "rpcclient-as-user", "runrpc-quiet", ("echo",)),
-    Pair(DEFAULTS_PAIR, "rpcclient", "runrpc-defaults", ("echo",)),
+    Pair(DEFAULTS_PAIR, "rpcclient", "runrpc-defaults", ("echo", LARGE)),
+    Pair(ASYNC_DEFAULTS_PAIR, "asyncrpcclient", "runrpc-defaults", ("echo", LARGE)),
     Pair(WEB_GEVENT, "http", "web", ("echo", "payload", "get_ticket")),
     Pair(WEB_GEVENT_BARE, "http", "web-bare", ("echo", "payload")),
     # AsyncRPCClient on asyncio (issue 16): tasks instead of greenlets.
@@ -115,9 +128,11 @@ PAIRS = [
     Pair(WEB_ASGI_BARE, "http", "web-asgi-bare", ("echo", "payload")),
     Pair(NAMEKO_REUSED, "nameko-reused", "nameko", ("echo", "payload")),
     Pair("nameko proxy per call -> nameko", "nameko-per-call", "nameko", ("echo", "payload")),
-    Pair(GRPC_SYNC, "grpc-sync", "grpc", ("echo", "payload")),
-    Pair(GRPC_AIO, "grpc-aio", "grpc", ("echo", "payload")),
-    Pair(GRPC_AIO_SERVER, "grpc-aio", "grpc-aio", ("echo", "payload")),
+    Pair(GRPC_SYNC, "grpc-sync", "grpc", ("echo", "payload", LARGE)),
+    Pair(GRPC_AIO, "grpc-aio", "grpc", ("echo", "payload", LARGE)),
+    Pair(GRPC_AIO_SERVER, "grpc-aio", "grpc-aio", ("echo", "payload", LARGE)),
+    Pair(ZERO_SYNC, "zero-sync", "zero", ("echo", "payload", LARGE)),
+    Pair(ZERO_ASYNC, "zero-async", "zero", ("echo", "payload", LARGE)),
     Pair(SINGLE_PROCESS, "rpcclient", "runrpc-quiet", ("echo",)),
     Pair(WORKERS_1, "rpcclient", "runrpc-workers-1", ("echo",)),
     Pair(BURN_WORKERS_1, "rpcclient", "runrpc-workers-1", ("burn",)),

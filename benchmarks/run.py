@@ -13,12 +13,15 @@ process and of the server processes, from /proc.
 It prints markdown tables; a full run (not ``--quick``) also rewrites the
 generated block of docs/benchmarks.rst and docs/benchmarks.png. It makes what
 it needs: the PostgreSQL database ``zrpc_bench`` (migrated, tickets loaded),
-``benchmarks/.nameko-venv``, ``benchmarks/.grpc-venv`` and
-``benchmarks/.chart-venv`` (``--quick`` makes none of them, and uses the gRPC
-one when a full run made it); what it cannot make or reach is skipped with the
-reason printed. Speed is measured here, never asserted. This module starts,
-runs and measures; benchmarks/report.py turns the measurements into the report
-and its tables.
+``benchmarks/.nameko-venv``, ``benchmarks/.grpc-venv``,
+``benchmarks/.zero-venv`` and ``benchmarks/.chart-venv`` (``--quick`` makes
+none of them, and uses the gRPC and zero ones when a full run made them); what
+it cannot make or reach is skipped with the reason printed. The large
+workload's pairs are measured last in each round, each against a server
+started for it alone, so that the peak RSS of the server (and of the client,
+a process of its own) is that of the large calls. Speed is measured here,
+never asserted. This module starts, runs and measures; benchmarks/report.py
+turns the measurements into the report and its tables.
 """
 
 from __future__ import annotations
@@ -37,9 +40,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import report, venvs
-from benchmarks.common import ROOT, SETTINGS, WORKLOADS, free_port, log, status_kb
+from benchmarks.common import (
+    LARGE_BYTES_VARIABLE,
+    LARGE_CALLERS,
+    ROOT,
+    SETTINGS,
+    WORKLOADS,
+    free_port,
+    large_bytes,
+    log,
+    status_kb,
+)
 from benchmarks.database import prepare_database
-from benchmarks.pairs import PAIRS, STREAM_PAIRS, Pair
+from benchmarks.pairs import LARGE, PAIRS, STREAM_PAIRS, Pair
 from benchmarks.servers import Server
 from benchmarks.wrk import wrk
 
@@ -51,6 +64,7 @@ BARE_ASYNC_URLCONF = "benchmarks.web_bare_async"
 # concurrent database calls: both bounded so that the run stays well under
 # PostgreSQL's max_connections (100) while other work uses the database too.
 RUNRPC_ARGS = ["--noreload", "--skip-checks", "--concurrency", "32", "--backlog", "1000"]
+QUICK_LARGE_BYTES = 1024 * 1024  # the large workload's value under --quick
 
 
 @dataclass
@@ -64,6 +78,7 @@ class Plan:
     database: str
     nameko_python: Path | None
     grpc_python: Path | None
+    zero_python: Path | None
     http_client: str  # "wrk" or "python"
 
 
@@ -87,9 +102,13 @@ def start_servers(wanted: set[str], plan: Plan, callers: int) -> dict[str, Serve
         for kind, log_calls in (("runrpc", "1"), ("runrpc-quiet", "0")):
             if kind in wanted or (kind == "runrpc-quiet" and wanted & {"web", "web-asgi"}):
                 servers[kind] = runrpc(kind, {**env, "ZRPC_LOG_CALLS": log_calls})
-        if "runrpc-defaults" in wanted:  # DEBUG off, no ZRPC_* server settings (issue 17)
+        if "runrpc-defaults" in wanted:
+            # As deployed (issue 17): DEBUG off, no ZRPC_* server settings, and
+            # the ops endpoint a deployment's health checks call, with which
+            # the server's metrics are on by default (ZRPC_METRICS None).
             bare = {k: v for k, v in env.items() if k not in ("ZRPC_LOG_CALLS", "DJANGO_DEBUG")}
-            servers["runrpc-defaults"] = runrpc("runrpc-defaults", bare)
+            ops = ["--ops", f"127.0.0.1:{free_port()}"]
+            servers["runrpc-defaults"] = runrpc("runrpc-defaults", bare, ops)
         if "runrpc-metrics" in wanted:  # the ops endpoint and its metrics (issue 17)
             quiet = {**env, "ZRPC_LOG_CALLS": "0"}
             ops = ["--ops", f"127.0.0.1:{free_port()}"]
@@ -114,6 +133,11 @@ def start_servers(wanted: set[str], plan: Plan, callers: int) -> dict[str, Serve
                 args = [str(plan.grpc_python), "benchmarks/grpc_service.py", mode, str(port)]
                 args += ["--threads", str(callers)]
                 servers[kind] = Server(kind, args, env, port, "ready", scheme="grpc")
+        if "zero" in wanted and plan.zero_python is not None:
+            port = free_port()
+            args = [str(plan.zero_python), "benchmarks/zero_service.py", str(port)]
+            # Ready once its worker process listens, not its broker alone.
+            servers["zero"] = Server("zero", args, env, port, "Starting worker", scheme="zero")
         for server in servers.values():
             server.wait_ready()
         if "web" in wanted:
@@ -222,6 +246,10 @@ def measure(
         assert plan.grpc_python is not None
         mode, target = pair.client.removeprefix("grpc-"), server.endpoint.removeprefix("grpc://")
         args = [str(plan.grpc_python), "benchmarks/grpc_client.py", mode, target, *common]
+    elif pair.client.startswith("zero-"):
+        assert plan.zero_python is not None
+        mode, target = pair.client.removeprefix("zero-"), server.endpoint.removeprefix("zero://")
+        args = [str(plan.zero_python), "benchmarks/zero_client.py", mode, target, *common]
     else:
         args = [sys.executable, "-m", "benchmarks.clients", pair.client, server.endpoint, *common]
     budget = seconds * len(workloads) * len(callers) * 2 + 120
@@ -287,12 +315,16 @@ def run(args: argparse.Namespace) -> dict:
         skipped=plan.skipped,
         database=plan.database,
         http_client=plan.http_client,
+        large_bytes=int(plan.env.get(LARGE_BYTES_VARIABLE, large_bytes())),
+        command=" ".join(["benchmarks/run.py", *sys.argv[1:]]),
     )
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
     """Prepare the database, nameko and gRPC, pick the HTTP load, drop what cannot run."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, "CONN_MAX_AGE": "60"}
+    if args.quick:
+        env.setdefault(LARGE_BYTES_VARIABLE, str(QUICK_LARGE_BYTES))
     skipped: list[str] = []
     workloads = [w for w in WORKLOADS if w in args.workloads]
     pairs = [p for p in PAIRS if not args.pairs or any(s in p.label for s in args.pairs)]
@@ -318,10 +350,17 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
     grpc_python = None
     if any(p.client.startswith("grpc-") for p in pairs):
-        grpc_python, reason = _grpc_venv(args)
+        grpc_python, reason = _peer_venv("grpc", args.no_grpc, args.quick)
         if reason:
             skipped.append(f"gRPC rows: {reason}")
             pairs = [p for p in pairs if not p.client.startswith("grpc-")]
+
+    zero_python = None
+    if any(p.client.startswith("zero-") for p in pairs):
+        zero_python, reason = _peer_venv("zero", args.no_zero, args.quick)
+        if reason:
+            skipped.append(f"zero rows: {reason}")
+            pairs = [p for p in pairs if not p.client.startswith("zero-")]
 
     http_client = args.http_client
     if http_client == "auto":
@@ -330,18 +369,28 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise SystemExit("--http-client wrk: wrk is not installed")
 
     pairs = [p for p in pairs if set(p.workloads) & set(workloads)]
-    return Plan(env, pairs, workloads, skipped, database, nameko_python, grpc_python, http_client)
+    return Plan(
+        env,
+        pairs,
+        workloads,
+        skipped,
+        database,
+        nameko_python,
+        grpc_python,
+        zero_python,
+        http_client,
+    )
 
 
-def _grpc_venv(args: argparse.Namespace) -> tuple[Path | None, str]:
-    """benchmarks/.grpc-venv's python, made unless --quick; or why there is none."""
-    if args.no_grpc:
-        return None, "--no-grpc"
-    if not args.quick:
-        return venvs.ensure("grpc")
-    python = venvs.made("grpc")
+def _peer_venv(name: str, refused: bool, quick: bool) -> tuple[Path | None, str]:
+    """benchmarks/.NAME-venv's python, made unless --quick; or why there is none."""
+    if refused:
+        return None, f"--no-{name}"
+    if not quick:
+        return venvs.ensure(name)
+    python = venvs.made(name)
     if python is None:
-        return None, "--quick makes no virtualenv, and a full run has not made .grpc-venv yet"
+        return None, f"--quick makes no virtualenv, and a full run has not made .{name}-venv yet"
     return python, ""
 
 
@@ -360,11 +409,19 @@ def measure_rounds(
     try:
         for round_number in range(1, args.rounds + 1):
             for pair in plan.pairs:
-                todo = [w for w in plan.workloads if w in pair.workloads]
+                todo = [w for w in plan.workloads if w in pair.workloads and w != LARGE]
+                if not todo:
+                    continue
                 log(f"round {round_number}/{args.rounds}: {pair.label} ({', '.join(todo)})")
                 for result in measure(pair, todo, args.callers, args.seconds, servers, plan):
                     key = (pair.label, result["workload"], result["callers"])
                     results.setdefault(key, []).append(result)
+            for pair in plan.pairs:
+                if LARGE in pair.workloads and LARGE in plan.workloads:
+                    log(f"round {round_number}/{args.rounds}: {pair.label} (large, own server)")
+                    for result in large_once(pair, args.seconds, plan):
+                        key = (pair.label, LARGE, result["callers"])
+                        results.setdefault(key, []).append(result)
             for rows in args.rows:
                 for label, client, server_kind in STREAM_PAIRS:
                     log(f"round {round_number}/{args.rounds}: {label} streams {rows:,} rows")
@@ -374,6 +431,21 @@ def measure_rounds(
         for server in servers.values():
             server.stop()
     return results, streams
+
+
+def large_once(pair: Pair, seconds: float, plan: Plan) -> list[dict]:
+    """Measure ``pair`` on the large workload against a server started for it alone.
+
+    The client is a process of its own too: both peaks (``VmHWM``) are then
+    the large calls', which the client reads as growth over each process's
+    RSS just before its first large call (benchmarks.common.memory_growth).
+    """
+    servers = start_servers({pair.server}, plan, max(LARGE_CALLERS))
+    try:
+        return measure(pair, [LARGE], LARGE_CALLERS, seconds, servers, plan)
+    finally:
+        for server in servers.values():
+            server.stop()
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -398,6 +470,7 @@ def main() -> None:
     parser.add_argument("--pairs", nargs="+", help="only pairs whose label contains one of these")
     parser.add_argument("--no-nameko", action="store_true", help="skip the nameko rows")
     parser.add_argument("--no-grpc", action="store_true", help="skip the gRPC rows")
+    parser.add_argument("--no-zero", action="store_true", help="skip the zero (zeroapi) rows")
     parser.add_argument(
         "--http-client",
         choices=["auto", "python", "wrk"],
@@ -412,8 +485,8 @@ def main() -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a seconds-long smoke pass: 0.1 s, 1 round, callers 1 4, rows 500 1000, no nameko, "
-        "gRPC only if benchmarks/.grpc-venv is made",
+        help="a seconds-long smoke pass: 0.1 s, 1 round, callers 1 4, rows 500 1000, a 1 MiB "
+        "large value, no nameko, gRPC and zero only if their virtualenvs are made",
     )
     args = parser.parse_args()
     quick = args.quick

@@ -5,7 +5,8 @@ Two are defined here and run as ``python -m benchmarks.servers KIND PORT``:
 - ``raw``: a pyzmq ROUTER answering every msgpack event with an OK event
   echoing its arguments (the floor);
 - ``zerorpc``: a stock zerorpc 0.6.3 server of the functions ``runrpc``
-  serves in the benchmark (``echo``, ``get_ticket``, ``ticket_list``), on
+  serves in the benchmark (``echo``, ``large_echo``, ``get_ticket``,
+  ``ticket_list``), on
   gevent, Django set up with ``benchmarks.settings`` as ``runrpc`` would
   (monkey-patched first).
 
@@ -74,6 +75,9 @@ def serve_zerorpc(port: int) -> None:
 
     class Service:
         def echo(self, value):
+            return value
+
+        def large_echo(self, value):
             return value
 
         def get_ticket(self, id):

@@ -3,9 +3,11 @@
 ``benchmarks/.nameko-venv`` (nameko 2.14 and eventlet, which must not meet
 gevent in one process), ``benchmarks/.grpc-venv`` (grpcio, which the project
 neither needs nor should pull into its .venv, and whose threads and asyncio
-loop must not meet gevent's monkey-patching) and ``benchmarks/.chart-venv``
-(matplotlib, which the project's .venv does not have). Each is rebuilt when its requirements file
-changes; a failure is returned as a reason, never raised.
+loop must not meet gevent's monkey-patching), ``benchmarks/.zero-venv`` (zero, PyPI
+``zeroapi``, with its msgspec: a peer, not a dependency, and its threads and
+asyncio loop must not meet gevent either) and ``benchmarks/.chart-venv``
+(matplotlib, which the project's .venv does not have). Each is rebuilt when
+its requirements file changes; a failure is returned as a reason, never raised.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ INSTALL_TIMEOUT = 900  # seconds, for the venv and pip together
 VENVS = {
     "nameko": (HERE / ".nameko-venv", HERE / "requirements-nameko.txt", "import nameko"),
     "grpc": (HERE / ".grpc-venv", HERE / "requirements-grpc.txt", "import grpc, msgpack"),
+    "zero": (HERE / ".zero-venv", HERE / "requirements-zero.txt", "import zero, msgspec"),
     "chart": (HERE / ".chart-venv", HERE / "requirements-chart.txt", "import matplotlib"),
 }
 

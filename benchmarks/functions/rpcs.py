@@ -1,5 +1,6 @@
 """``echo``: every echo and 10 KB payload row, the soak, and the streams' first call.
 
+``large_echo``: the large workload, bytes in and the same bytes out.
 ``burn``: the rows of ``runrpc --workers`` (issue 14), a call that needs a core.
 ``echo_typed``, ``order`` and ``order_typed``: what a contract costs, as typed
 and untyped twins doing the same work.
@@ -14,6 +15,12 @@ from django_zrpc import rpc
 @rpc.register()
 def echo(value):
     """Return value unchanged."""
+    return value
+
+
+@rpc.register()
+def large_echo(value: bytes) -> bytes:
+    """Return value unchanged: the large workload's megabytes, both ways."""
     return value
 
 
