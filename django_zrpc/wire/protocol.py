@@ -158,7 +158,7 @@ def pack(name: str, args: Any, header: dict[str, Any], rich: bool = True) -> byt
 
     ``args`` is a list (a tuple would be sent as one value, a tuple).
     """
-    return values.pack([header, name, args], rich)
+    return values.pack_event([header, name, args], rich)
 
 
 def pack_request(name: str, args: Any, header: dict[str, Any]) -> tuple[bytes, bool]:

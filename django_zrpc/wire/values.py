@@ -34,10 +34,12 @@ import decimal
 import re
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 from django.utils.functional import Promise
+
+from django_zrpc.wire.large_values import LARGE_VALUE_BYTES, large_hint
 
 #: The header key, and its value, by which a caller says it reads these types.
 HEADER = "django_zrpc"
@@ -76,9 +78,25 @@ def pack_detected(obj: Any) -> tuple[bytes, bool]:
     """Pack ``obj`` with django_zrpc's types; return the blob and whether it holds any.
 
     Only what msgpack cannot pack as it is reaches ``default``: plain values
-    cost nothing more to check.
+    cost nothing more to check. For an event, ``[header, name, args]``: a
+    large one comes as a view, as from ``pack_event``.
     """
+    hint = large_hint(obj)
+    if hint >= LARGE_VALUE_BYTES:
+        return _packed_large(obj, True, hint)
     return _packed(obj, True)
+
+
+def pack_event(event: list[Any], rich: bool) -> bytes:
+    """Pack an event, ``[header, name, args]``; a large one as a view of its own buffer.
+
+    Only for what goes to a socket as it is: the view is no ``bytes``, which
+    an extension type nested in another message needs (``pack`` gives those).
+    """
+    hint = large_hint(event)
+    if hint >= LARGE_VALUE_BYTES:
+        return _packed_large(event, rich, hint)[0]
+    return _packed(event, rich)[0]
 
 
 def _packed(obj: Any, rich: bool) -> tuple[bytes, bool]:
@@ -98,18 +116,34 @@ def _packed(obj: Any, rich: bool) -> tuple[bytes, bool]:
     return blob, extended[0]
 
 
+def _packed_large(obj: Any, rich: bool, hint: int) -> tuple[bytes, bool]:
+    """Pack ``obj`` in a packer sized to fit; return a view of its buffer, sent without a copy."""
+    packer = _Packer(rich, buf_size=hint + 64 * 1024)
+    try:
+        packer.pack(obj)
+    except OverflowError as err:
+        raise _out_of_range(err) from None
+    return cast(bytes, packer.packer.getbuffer()), packer.extended[0]
+
+
 class _Packer:
-    """A msgpack ``Packer``, rich or plain, noting whether it packed django_zrpc's types."""
+    """A msgpack ``Packer``, rich or plain, noting whether it packed django_zrpc's types.
 
-    __slots__ = ("extended", "pack")
+    ``buf_size``: for one large message, kept in its buffer (``packer.getbuffer()``).
+    """
 
-    def __init__(self, rich: bool) -> None:
+    __slots__ = ("extended", "pack", "packer")
+
+    def __init__(self, rich: bool, buf_size: int | None = None) -> None:
         # The flag lives in a list the default closes over, not on self: a
         # default bound to self would make packer and Packer a cycle, and a
         # dropped packer's buffer (32 MiB after a 16 MiB message) would stay
         # until the cyclic garbage collector ran, one buffer per large message.
         #: Whether the last pack held django_zrpc's types, as ``[bool]``.
         extended = self.extended = [False]
+        sized: dict[str, Any] = {}
+        if buf_size is not None:
+            sized = {"autoreset": False, "buf_size": buf_size}
         if rich:
 
             def default(value: Any) -> Any:
@@ -118,9 +152,10 @@ class _Packer:
                     extended[0] = True
                 return packed
 
-            packer = msgpack.Packer(use_bin_type=True, strict_types=True, default=default)
+            packer = msgpack.Packer(use_bin_type=True, strict_types=True, default=default, **sized)
         else:
-            packer = msgpack.Packer(use_bin_type=True, default=_plain)
+            packer = msgpack.Packer(use_bin_type=True, default=_plain, **sized)
+        self.packer = packer
         self.pack = packer.pack
 
 

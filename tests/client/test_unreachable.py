@@ -93,7 +93,7 @@ def run(source: str, endpoint: str, with_settings: bool, tmp_path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def assert_says_the_wait(message: str, took: float) -> int:
+def assert_says_the_wait(message: str, took: float, slack: float = 3.0) -> int:
     """Check the wait the message gives against the timeout and ``took``; return the attempts."""
     figures = FIGURES.search(message)
     assert figures, message
@@ -101,7 +101,7 @@ def assert_says_the_wait(message: str, took: float) -> int:
     # The figure is the wait, rounded to a tenth: it matches the timeout and
     # what the caller measured (a busy machine may make both a little late).
     assert TIMEOUT - 0.1 <= waited <= took + 0.1, message
-    assert TIMEOUT - 0.1 <= took < TIMEOUT + 3, took
+    assert TIMEOUT - 0.1 <= took < TIMEOUT + slack, took
     return attempts
 
 
@@ -151,7 +151,9 @@ def test_rpccall_says_the_same():
         f"CommandError: Calling remote method add: no connection to {endpoint} could be made"
     )
     assert message.endswith(hint(port))
-    assert assert_says_the_wait(message, took) == 1, message
+    # A new process's start (Django's setup) on a busy machine took 3.5 s:
+    # the message's own figure checks the wait, this only that it ends.
+    assert assert_says_the_wait(message, took, slack=15.0) == 1, message
 
 
 @pytest.mark.asyncio

@@ -6,6 +6,9 @@ Against a plain ZeroMQ ROUTER on 127.0.0.1, which sees exactly what arrives.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import time
 
 import pytest
 import zmq
@@ -34,10 +37,12 @@ def router():
     context.term()
 
 
-def dealer(events: list) -> DealerSocket:
+def dealer(events: list, received: list | None = None) -> DealerSocket:
     return DealerSocket(
-        1 << 20,
+        1 << 24,
         None,
+        on_frames=(received if received is not None else []).append,
+        logger=logging.getLogger("tests"),
         wanted=lambda owner: owner.wanted,
         on_sent=lambda owner: events.append(("sent", owner.name)),
         on_waiting=lambda owner, future: events.append(("waiting", owner.name)),
@@ -74,7 +79,7 @@ async def test_queued_messages_go_at_the_end_of_the_turn_in_order_unwanted_ones_
         client.close()
 
 
-async def test_with_no_connection_a_message_waits_in_zmq_asyncio_then_goes(router):
+async def test_with_no_connection_a_message_waits_then_goes(router):
     sock, endpoint = router
     events: list = []
     client = dealer(events)
@@ -91,5 +96,36 @@ async def test_with_no_connection_a_message_waits_in_zmq_asyncio_then_goes(route
                 break
             await asyncio.sleep(0.01)
         assert events == [("waiting", "waiting"), ("sent", "waiting")]
+    finally:
+        client.close()
+
+
+async def test_every_reply_reaches_on_frames_from_the_callback_a_large_one_whole(router):
+    # More replies at once than one drain takes (DRAIN), and a 10 MiB one
+    # among them, which arrives as a view of ZeroMQ's message, not a copy.
+    sock, endpoint = router
+    events: list = []
+    received: list = []
+    client = dealer(events, received)
+    large = os.urandom(10 * 1024 * 1024)
+    try:
+        client.socket.connect(endpoint)
+        client.send([b"", b"hello"], Owner("hello"))
+        identity, _, _ = await asyncio.to_thread(sock.recv_multipart)
+
+        def reply_all() -> None:
+            for index in range(300):
+                sock.send_multipart([identity, b"", b"%d" % index])
+            sock.send_multipart([identity, b"", large])
+
+        await asyncio.to_thread(reply_all)
+        deadline = time.monotonic() + 10
+        while len(received) < 301 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert [bytes(frames[1]) for frames in received[:300]] == [
+            b"%d" % index for index in range(300)
+        ]
+        assert isinstance(received[300][1], memoryview)
+        assert received[300][1] == large
     finally:
         client.close()
