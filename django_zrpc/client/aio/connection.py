@@ -29,14 +29,9 @@ from django_zrpc.client.aio.pending import Pending
 from django_zrpc.client.aio.stream import AsyncStream
 from django_zrpc.curve import ClientKeys
 from django_zrpc.exceptions import LostRemote, RemoteError
-from django_zrpc.transport.aio_sockets import (
-    DRAIN,
-    NOBLOCK,
-    DealerSocket,
-    async_context,
-    has_message,
-)
+from django_zrpc.transport.aio_sockets import DRAIN, NOBLOCK, DealerSocket, async_context
 from django_zrpc.transport.dealer import peer_of
+from django_zrpc.transport.frames import has_message
 from django_zrpc.transport.monitor import (
     CURVE_CLIENT,
     DISCONNECTED,
