@@ -6,6 +6,7 @@ module from their own virtualenvs, where neither Django nor gevent is installed.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import functools
 import os
@@ -311,3 +312,64 @@ def summary(
         "p50_ms": percentile(latencies, 0.50) * 1e3,
         "p99_ms": percentile(latencies, 0.99) * 1e3,
     }
+
+
+def peer_arguments(modes: list[str], target_help: str) -> argparse.Namespace:
+    """The command line of a peer's client process: ``MODE TARGET`` and the runner's options.
+
+    ``pids``, ``workloads`` and ``callers`` come parsed into lists.
+    """
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=modes)
+    parser.add_argument("target", help=target_help)
+    parser.add_argument("--pids", default="")
+    parser.add_argument("--workloads", default="echo")
+    parser.add_argument("--callers", default="1")
+    parser.add_argument("--seconds", type=float, default=1.0)
+    args = parser.parse_args()
+    args.pids = [int(p) for p in args.pids.split(",") if p]
+    args.workloads = args.workloads.split(",")
+    args.callers = [int(n) for n in args.callers.split(",")]
+    return args
+
+
+def measure_workloads(
+    call_for: Callable[[str], Callable[[int], None]],
+    workloads: list[str],
+    callers: list[int],
+    seconds: float,
+    pids: list[int],
+) -> list[dict]:
+    """Drive ``call_for(workload)`` on threads at each number of callers; return the figures.
+
+    Each workload's memory is read before its warm-up call, whose peak is one
+    of the calls'.
+    """
+    results = []
+    for workload in workloads:
+        call = call_for(workload)
+        memory = memory_before(workload, pids)
+        call(0)  # connect and warm up, outside the measurement
+        for n in callers:
+            result = drive(call, n, seconds, spawn_threads, pids)
+            results.append({"workload": workload, "callers": n, **result, **memory_growth(memory)})
+    return results
+
+
+async def measure_workloads_async(
+    call_for: Callable[[str], Callable[[int], Awaitable[None]]],
+    workloads: list[str],
+    callers: list[int],
+    seconds: float,
+    pids: list[int],
+) -> list[dict]:
+    """:func:`measure_workloads` for asyncio clients: tasks on the running loop."""
+    results = []
+    for workload in workloads:
+        call = call_for(workload)
+        memory = memory_before(workload, pids)
+        await call(0)
+        for n in callers:
+            result = await drive_async(call, n, seconds, pids)
+            results.append({"workload": workload, "callers": n, **result, **memory_growth(memory)})
+    return results

@@ -15,10 +15,10 @@ benchmarks/grpc_service.py with msgpack payloads, and print the same JSON as
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -28,11 +28,9 @@ import grpc
 from benchmarks.common import (
     argument,
     check,
-    drive,
-    drive_async,
-    memory_before,
-    memory_growth,
-    spawn_threads,
+    measure_workloads,
+    measure_workloads_async,
+    peer_arguments,
 )
 from benchmarks.grpc_service import ECHO, OPTIONS, pack, unpack
 
@@ -42,68 +40,46 @@ TIMEOUT = 30.0  # seconds, each call's deadline, as the other clients' timeout=3
 def measure_sync(
     target: str, pids: list[int], workloads: list[str], callers: list[int], seconds: float
 ) -> list[dict]:
-    results = []
     with grpc.insecure_channel(target, options=OPTIONS) as channel:
         echo = channel.unary_unary(
             ECHO, request_serializer=pack, response_deserializer=unpack, _registered_method=True
         )
-        for workload in workloads:
 
-            def call(i: int, workload: str = workload) -> None:
+        def call_for(workload: str) -> Callable[[int], None]:
+            def call(i: int) -> None:
                 arg = argument(workload, i)
                 check(workload, arg, echo(arg, timeout=TIMEOUT))
 
-            memory = memory_before(workload, pids)  # the warm-up's peak is one of the calls'
-            call(0)  # connect and warm up, outside the measurement
-            for n in callers:
-                result = drive(call, n, seconds, spawn_threads, pids)
-                results.append(
-                    {"workload": workload, "callers": n, **result, **memory_growth(memory)}
-                )
-    return results
+            return call
+
+        return measure_workloads(call_for, workloads, callers, seconds, pids)
 
 
 async def measure_aio(
     target: str, pids: list[int], workloads: list[str], callers: list[int], seconds: float
 ) -> list[dict]:
-    results = []
     async with grpc.aio.insecure_channel(target, options=OPTIONS) as channel:
         echo = channel.unary_unary(
             ECHO, request_serializer=pack, response_deserializer=unpack, _registered_method=True
         )
-        for workload in workloads:
 
-            async def call(i: int, workload: str = workload) -> None:
+        def call_for(workload: str) -> Callable[[int], Awaitable[None]]:
+            async def call(i: int) -> None:
                 arg = argument(workload, i)
                 check(workload, arg, await echo(arg, timeout=TIMEOUT))
 
-            memory = memory_before(workload, pids)  # the warm-up's peak is one of the calls'
-            await call(0)  # connect and warm up, outside the measurement
-            for n in callers:
-                result = await drive_async(call, n, seconds, pids)
-                results.append(
-                    {"workload": workload, "callers": n, **result, **memory_growth(memory)}
-                )
-    return results
+            return call
+
+        return await measure_workloads_async(call_for, workloads, callers, seconds, pids)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["sync", "aio"])
-    parser.add_argument("target", help="HOST:PORT of benchmarks/grpc_service.py")
-    parser.add_argument("--pids", default="")
-    parser.add_argument("--workloads", default="echo")
-    parser.add_argument("--callers", default="1")
-    parser.add_argument("--seconds", type=float, default=1.0)
-    args = parser.parse_args()
-    pids = [int(p) for p in args.pids.split(",") if p]
-    workloads = args.workloads.split(",")
-    callers = [int(n) for n in args.callers.split(",")]
+    args = peer_arguments(["sync", "aio"], "HOST:PORT of benchmarks/grpc_service.py")
+    measured = (args.target, args.pids, args.workloads, args.callers, args.seconds)
     if args.mode == "sync":
-        results = measure_sync(args.target, pids, workloads, callers, args.seconds)
+        results = measure_sync(*measured)
     else:
-        coroutine = measure_aio(args.target, pids, workloads, callers, args.seconds)
-        results = asyncio.run(coroutine)
+        results = asyncio.run(measure_aio(*measured))
     print(json.dumps(results))
 
 

@@ -14,7 +14,6 @@ import eventlet
 
 eventlet.monkey_patch()
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -23,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 
-from benchmarks.common import METHOD, argument, check, drive  # noqa: E402
+from benchmarks.common import METHOD, argument, check, drive, peer_arguments  # noqa: E402
 
 SERVICE = "zrpc_bench"
 
@@ -35,16 +34,9 @@ def spawn_all(loop, n):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["reused", "per-call"])
-    parser.add_argument("amqp_uri")
-    parser.add_argument("--pids", default="")
-    parser.add_argument("--workloads", default="echo")
-    parser.add_argument("--callers", default="1")
-    parser.add_argument("--seconds", type=float, default=1.0)
-    args = parser.parse_args()
-    pids = [int(p) for p in args.pids.split(",") if p]
-    config = {"AMQP_URI": args.amqp_uri}
+    args = peer_arguments(["reused", "per-call"], "AMQP URI of the broker")
+    pids = args.pids
+    config = {"AMQP_URI": args.target}
     proxies = []  # (context manager, started proxy), one per caller, for "reused"
 
     def proxy_for(index):
@@ -55,8 +47,8 @@ def main():
 
     results = []
     try:
-        for workload in args.workloads.split(","):
-            for callers in [int(n) for n in args.callers.split(",")]:
+        for workload in args.workloads:
+            for callers in args.callers:
                 if args.mode == "reused":
                     for index in range(callers):
                         proxy_for(index)

@@ -348,19 +348,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
             skipped.append(f"nameko rows: {reason}")
             pairs = [p for p in pairs if p.server != "nameko"]
 
-    grpc_python = None
-    if any(p.client.startswith("grpc-") for p in pairs):
-        grpc_python, reason = _peer_venv("grpc", args.no_grpc, args.quick)
-        if reason:
-            skipped.append(f"gRPC rows: {reason}")
-            pairs = [p for p in pairs if not p.client.startswith("grpc-")]
-
-    zero_python = None
-    if any(p.client.startswith("zero-") for p in pairs):
-        zero_python, reason = _peer_venv("zero", args.no_zero, args.quick)
-        if reason:
-            skipped.append(f"zero rows: {reason}")
-            pairs = [p for p in pairs if not p.client.startswith("zero-")]
+    grpc_python, pairs = _peer_rows("grpc", "gRPC", args.no_grpc, args.quick, pairs, skipped)
+    zero_python, pairs = _peer_rows("zero", "zero", args.no_zero, args.quick, pairs, skipped)
 
     http_client = args.http_client
     if http_client == "auto":
@@ -380,6 +369,22 @@ def make_plan(args: argparse.Namespace) -> Plan:
         zero_python,
         http_client,
     )
+
+
+def _peer_rows(
+    name: str, label: str, refused: bool, quick: bool, pairs: list[Pair], skipped: list[str]
+) -> tuple[Path | None, list[Pair]]:
+    """The python of the pairs whose client is ``NAME-...``, and the pairs left.
+
+    Without the peer's virtualenv its pairs are dropped, and ``skipped`` says why.
+    """
+    if not any(p.client.startswith(f"{name}-") for p in pairs):
+        return None, pairs
+    python, reason = _peer_venv(name, refused, quick)
+    if reason:
+        skipped.append(f"{label} rows: {reason}")
+        pairs = [p for p in pairs if not p.client.startswith(f"{name}-")]
+    return python, pairs
 
 
 def _peer_venv(name: str, refused: bool, quick: bool) -> tuple[Path | None, str]:

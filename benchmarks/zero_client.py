@@ -16,10 +16,10 @@ as ``benchmarks.clients``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -29,11 +29,9 @@ from zero import AsyncZeroClient, ZeroClient
 from benchmarks.common import (
     argument,
     check,
-    drive,
-    drive_async,
-    memory_before,
-    memory_growth,
-    spawn_threads,
+    measure_workloads,
+    measure_workloads_async,
+    peer_arguments,
 )
 
 TIMEOUT_MS = 30_000  # each call's timeout, as the other clients' timeout=30
@@ -45,68 +43,46 @@ def measure_sync(
     host: str, port: int, pids: list[int], workloads: list[str], callers: list[int], seconds: float
 ) -> list[dict]:
     client = ZeroClient(host, port, default_timeout=TIMEOUT_MS)
-    results = []
+
+    def call_for(workload: str) -> Callable[[int], None]:
+        def call(i: int) -> None:
+            arg = argument(workload, i)
+            check(workload, arg, client.call(FUNCTION[workload], arg))
+
+        return call
+
     try:
-        for workload in workloads:
-
-            def call(i: int, workload: str = workload) -> None:
-                arg = argument(workload, i)
-                check(workload, arg, client.call(FUNCTION[workload], arg))
-
-            memory = memory_before(workload, pids)  # the warm-up's peak is one of the calls'
-            call(0)  # connect and warm up, outside the measurement
-            for n in callers:
-                result = drive(call, n, seconds, spawn_threads, pids)
-                results.append(
-                    {"workload": workload, "callers": n, **result, **memory_growth(memory)}
-                )
+        return measure_workloads(call_for, workloads, callers, seconds, pids)
     finally:
         client.close()
-    return results
 
 
 async def measure_async(
     host: str, port: int, pids: list[int], workloads: list[str], callers: list[int], seconds: float
 ) -> list[dict]:
     client = AsyncZeroClient(host, port, default_timeout=TIMEOUT_MS)
-    results = []
+
+    def call_for(workload: str) -> Callable[[int], Awaitable[None]]:
+        async def call(i: int) -> None:
+            arg = argument(workload, i)
+            check(workload, arg, await client.call(FUNCTION[workload], arg))
+
+        return call
+
     try:
-        for workload in workloads:
-
-            async def call(i: int, workload: str = workload) -> None:
-                arg = argument(workload, i)
-                check(workload, arg, await client.call(FUNCTION[workload], arg))
-
-            memory = memory_before(workload, pids)  # the warm-up's peak is one of the calls'
-            await call(0)  # connect and warm up, outside the measurement
-            for n in callers:
-                result = await drive_async(call, n, seconds, pids)
-                results.append(
-                    {"workload": workload, "callers": n, **result, **memory_growth(memory)}
-                )
+        return await measure_workloads_async(call_for, workloads, callers, seconds, pids)
     finally:
         client.close()
-    return results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["sync", "async"])
-    parser.add_argument("target", help="HOST:PORT of benchmarks/zero_service.py")
-    parser.add_argument("--pids", default="")
-    parser.add_argument("--workloads", default="echo")
-    parser.add_argument("--callers", default="1")
-    parser.add_argument("--seconds", type=float, default=1.0)
-    args = parser.parse_args()
+    args = peer_arguments(["sync", "async"], "HOST:PORT of benchmarks/zero_service.py")
     host, port = args.target.rsplit(":", 1)
-    pids = [int(p) for p in args.pids.split(",") if p]
-    workloads = args.workloads.split(",")
-    callers = [int(n) for n in args.callers.split(",")]
+    measured = (host, int(port), args.pids, args.workloads, args.callers, args.seconds)
     if args.mode == "sync":
-        results = measure_sync(host, int(port), pids, workloads, callers, args.seconds)
+        results = measure_sync(*measured)
     else:
-        coroutine = measure_async(host, int(port), pids, workloads, callers, args.seconds)
-        results = asyncio.run(coroutine)
+        results = asyncio.run(measure_async(*measured))
     print(json.dumps(results))
 
 

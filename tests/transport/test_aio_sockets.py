@@ -14,7 +14,6 @@ import pytest
 import zmq
 
 from django_zrpc.transport.aio_sockets import DealerSocket
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.asyncio
 
@@ -23,18 +22,6 @@ class Owner:
     def __init__(self, name: str, wanted: bool = True) -> None:
         self.name = name
         self.wanted = wanted
-
-
-@pytest.fixture
-def router():
-    context = zmq.Context()
-    sock = context.socket(zmq.ROUTER)
-    sock.setsockopt(zmq.RCVTIMEO, 5000)
-    port = free_port()
-    sock.bind(f"tcp://127.0.0.1:{port}")
-    yield sock, f"tcp://127.0.0.1:{port}"
-    sock.close(linger=0)
-    context.term()
 
 
 def dealer(events: list, received: list | None = None) -> DealerSocket:

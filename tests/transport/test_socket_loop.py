@@ -18,19 +18,15 @@ import zmq
 from gevent import monkey
 
 from django_zrpc.transport.socket_loop import SocketLoop
-from tests.conftest import free_port
 
 LARGE = os.urandom(10 * 1024 * 1024)
 
 
 @pytest.fixture
-def echo_router():
-    """A ROUTER on 127.0.0.1 that sends every message straight back, from an OS thread."""
-    context = zmq.Context()
-    sock = context.socket(zmq.ROUTER)
-    sock.setsockopt(zmq.RCVTIMEO, 200)
-    port = free_port()
-    sock.bind(f"tcp://127.0.0.1:{port}")
+def echo_router(router):
+    """The ROUTER, sending every message straight back from an OS thread; yields its endpoint."""
+    sock, endpoint = router
+    sock.setsockopt(zmq.RCVTIMEO, 200)  # how soon the thread sees that the test ended
     running = [True]
     ended = monkey.get_original("threading", "Event")()
 
@@ -42,14 +38,12 @@ def echo_router():
                 except zmq.Again:
                     continue
         finally:
-            sock.close(linger=0)
             ended.set()
 
     monkey.get_original("_thread", "start_new_thread")(serve, ())
-    yield f"tcp://127.0.0.1:{port}"
+    yield endpoint
     running[0] = False
-    assert ended.wait(5)
-    context.term()
+    assert ended.wait(5)  # before the router's socket is closed
 
 
 @pytest.fixture
