@@ -45,3 +45,23 @@ def wait_until(condition, timeout: float, what: str, step: float = 0.05):
             return result
         gevent.sleep(step)  # lets the greenlets of the test's calls run
     pytest.fail(f"{what} within {timeout}s")
+
+
+def calls_counted(samples: dict) -> float:
+    """Every call ``samples`` counts in ``zrpc_server_calls_total``, whatever its labels."""
+    return sum(v for (name, _), v in samples.items() if name == "zrpc_server_calls_total")
+
+
+def scrape_counted(ops: str, calls: float, before: dict | None = None, timeout: float = 5.0):
+    """Scrape ``ops`` until ``calls`` more calls than in ``before`` are counted.
+
+    The server counts a call just after it sends the reply, so a scrape made
+    as the last reply arrives can miss that call.
+    """
+    start = calls_counted(before) if before else 0.0
+
+    def counted() -> dict | None:
+        samples = scrape(ops)
+        return samples if calls_counted(samples) - start >= calls else None
+
+    return wait_until(counted, timeout, f"{calls} calls counted in {ops}/metrics")

@@ -15,7 +15,7 @@ import pytest
 from django_zrpc.client.gevent.connection import Client
 from django_zrpc.exceptions import HandshakeFailed, RemoteError
 from tests.conftest import ServerProcess, free_port, raw_dealer, requires_postgres
-from tests.ops_http import get, scrape, value, wait_until
+from tests.ops_http import get, scrape, scrape_counted, value, wait_until
 from tests.transport.test_curve import Keys
 
 pytest.importorskip("prometheus_client")
@@ -81,7 +81,7 @@ def test_metrics_count_calls_by_function_and_outcome(ops_server):
         gevent.joinall(sleepers, timeout=10, raise_error=True)
     finally:
         client.close()
-    after = scrape(ops)
+    after = scrape_counted(ops, 8, before)
 
     def delta(**labels: str) -> float:
         return value(after, CALLS, **labels) - value(before, CALLS, **labels)
@@ -103,7 +103,7 @@ def test_latency_histograms_put_calls_in_their_buckets(ops_server):
             client.call("sleep", 0.3)
     finally:
         client.close()
-    after = scrape(ops)
+    after = scrape_counted(ops, 2, before)
     bucket = "zrpc_server_call_duration_seconds_bucket"
 
     def delta(le: str) -> float:
