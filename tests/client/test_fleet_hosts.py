@@ -274,6 +274,9 @@ def run_partition(fleet: Fleet, start_load, endpoints: list[str], rejoin_within:
     steady = load.wait_seconds(cut_after, timeout=30)
     partitioned = time.monotonic()
     fleet.hosts.partition(1)
+    # The cut takes effect when partition() returns, not when it is called:
+    # replies host 1 sent meanwhile may still arrive.
+    cut = time.monotonic()
     try:
         load.wait_until(partitioned + cut_for)
     finally:
@@ -290,7 +293,7 @@ def run_partition(fleet: Fleet, start_load, endpoints: list[str], rejoin_within:
     assert_even(shares(fleet, steady[1:]), SERVER_HOSTS, report)
     assert [f for f in failures if f["t"] < partitioned] == [], report
     # During it: new calls go to hosts 2 and 3 at once, every second; none to host 1.
-    during = [s for s in seconds if s["t"] - 1 >= partitioned and s["t"] <= rejoined]
+    during = [s for s in seconds if s["t"] - 1 >= cut and s["t"] <= rejoined]
     assert len(during) >= cut_for - 2, report
     for second in during:
         assert host_served(fleet, second, 2), f"{second}\n{report}"
