@@ -81,7 +81,7 @@ def test_metrics_count_calls_by_function_and_outcome(ops_server):
         gevent.joinall(sleepers, timeout=10, raise_error=True)
     finally:
         client.close()
-    after = scrape_counted(ops, 8, before)
+    after = scrape_counted(ops, 8, before)  # 3 echoes, fail, unknown, refused, 2 sleeps
 
     def delta(**labels: str) -> float:
         return value(after, CALLS, **labels) - value(before, CALLS, **labels)

@@ -8,7 +8,7 @@ import pytest
 
 from django_zrpc.client.gevent.connection import Client
 from tests.conftest import free_port
-from tests.ops_http import get, scrape_counted, value, wait_until
+from tests.ops_http import calls_counted, get, scrape, value, wait_until
 
 pytest.importorskip("prometheus_client")
 
@@ -46,9 +46,11 @@ def test_one_ops_port_sums_the_metrics_of_every_worker(start_server):
     assert len(pids) == 2, "the calls never reached the second worker"
 
     def summed() -> dict | None:
-        samples = scrape_counted(ops, made)  # the last call may be counted after its reply
-        # The gauges are sampled every second in each worker.
-        return samples if value(samples, "zrpc_server_workers") == 6 else None
+        # The gauges are sampled every second in each worker, and the last
+        # call may be counted just after its reply.
+        samples = scrape(ops)
+        summed = value(samples, "zrpc_server_workers") == 6 and calls_counted(samples) >= made
+        return samples if summed else None
 
     samples = wait_until(summed, 5, "both workers' gauges and every call were summed")
     assert value(samples, CALLS, function="server_pid", outcome="ok", error="") == made
