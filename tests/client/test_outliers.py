@@ -30,9 +30,14 @@ MOST_FAILED = 0.001
 #: so no call at all should go to the stopped server; before ejection, each
 #: second sent it a few (11 a second failed in a run on the old code).
 MOST_FAILED_CALLS = 2
-#: Seconds after SIGCONT within which a server stopped for 8 s takes calls
-#: again: its first ejection (10 s) ends 2.5 s after, and the probe answers.
+#: Seconds after SIGCONT within which a stopped server takes calls again. It
+#: is continued half-way through its first ejection (10 s), counted from the
+#: ejection rather than from the stop: a busy machine's late wake-up must not
+#: push SIGCONT past the probe, which would fail and eject it for 20 s more.
 BACK_SOON = 15.0
+#: Seconds a server stays stopped after its ejection, and the longest wait for that.
+STOPPED_AFTER_EJECTION = 5.0
+EJECTED_WITHIN = SETTLE + 5.0
 
 
 def ejections(endpoint: str) -> float:
@@ -222,15 +227,20 @@ def test_a_server_stopped_before_the_asyncio_client_reached_it_is_back_soon_afte
 
     async def main() -> tuple[bool, float, collections.Counter[int]]:
         client = AsyncRPCClient([s.endpoint for s in servers], timeout=1)
+        before = ejections(stopped.endpoint)
         stopped.signal(signal.SIGSTOP)
         try:
             load = AsyncLoad(client, callers=32)
-            await asyncio.sleep(SETTLE + 5.0)
+            ejected = await async_wait_until(
+                lambda: ejections(stopped.endpoint) > before, EJECTED_WITHIN
+            )
+            assert ejected, "never ejected"
+            await asyncio.sleep(STOPPED_AFTER_EJECTION)
         finally:
             stopped.signal(signal.SIGCONT)
         continued_at = time.monotonic()
         try:
-            # Its ejection (10 s from the stop) ends and a probe finds it answering.
+            # Its ejection ends and a probe finds it answering.
             back = await async_wait_until(lambda: recent_share(load, pid, 2.0) >= 0.15, BACK_SOON)
             return back, time.monotonic() - continued_at, load.shares(since=continued_at)
         finally:
@@ -248,10 +258,13 @@ def test_a_server_stopped_before_the_gevent_client_reached_it_is_back_soon_after
     servers = [start_server() for _ in range(3)]
     stopped = servers[1]
     client = RPCClient([s.endpoint for s in servers], timeout=1)
+    before = ejections(stopped.endpoint)
     stopped.signal(signal.SIGSTOP)
     try:
         load = Load(client, callers=32)
-        load.run_for(SETTLE + 5.0)
+        ejected = wait_until(lambda: ejections(stopped.endpoint) > before, EJECTED_WITHIN)
+        assert ejected, "never ejected"
+        load.run_for(STOPPED_AFTER_EJECTION)
     finally:
         stopped.signal(signal.SIGCONT)
     continued_at = time.monotonic()
